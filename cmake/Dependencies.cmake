@@ -1,0 +1,24 @@
+# Every dependency comes from Debian's packages (see tests/run.sh), or, for the
+# engine-only build on a GPU machine, from the LibTorch found by CMAKE_PREFIX_PATH.
+find_package(Torch REQUIRED)
+find_package(Threads REQUIRED)
+find_package(absl REQUIRED)
+find_package(nlohmann_json 3.9 REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(yaml-cpp REQUIRED)
+if(D2LORA_TESTS)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+endif()
+if(D2LORA_BENCH)
+  find_package(benchmark QUIET)
+endif()
+
+# LibTorch's own flags (e.g. -D_GLIBCXX_USE_CXX11_ABI) travel with torch_library.
+add_library(d2lora_torch INTERFACE)
+target_link_libraries(d2lora_torch INTERFACE ${TORCH_LIBRARIES})
+target_include_directories(d2lora_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+target_compile_options(d2lora_torch INTERFACE ${TORCH_CXX_FLAGS})

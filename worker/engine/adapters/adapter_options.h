@@ -1,0 +1,47 @@
+// Options of an adapted linear layer (DESIGN §1). The job spec's `adapter:`
+// section maps onto this struct one to one.
+#pragma once
+
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace d2lora::engine {
+
+enum class AdapterMethod { kD2Lora, kLora, kDora };
+enum class NormGrad { kFull, kDetached };
+
+std::string MethodName(AdapterMethod method);  // "d2lora" | "lora" | "dora"
+absl::StatusOr<AdapterMethod> ParseMethod(const std::string& name);
+std::string NormGradName(NormGrad mode);  // "full" | "detached"
+absl::StatusOr<NormGrad> ParseNormGrad(const std::string& name);
+
+struct AdapterOptions {
+  AdapterMethod method = AdapterMethod::kD2Lora;
+  int64_t r = 8;
+  double alpha = 16.0;
+  bool use_rslora = false;  // s = alpha / sqrt(r) instead of alpha / r
+  double dropout = 0.0;     // on the adapter input, training only
+  double tau_init = 0.5;    // D2-LoRA: initial tau >= 0
+  bool tau_learnable = true;
+  double projection_strength = 1.0;  // lambda in [0, 1]
+  NormGrad norm_grad = NormGrad::kFull;
+  c10::ScalarType dtype = c10::ScalarType::Float;  // adapter parameter dtype
+  // Module-name patterns: a plain name matches a module path equal to it or
+  // ending in ".name"; an entry with regex characters must match the whole
+  // path (RE2); "all-linear" matches every linear layer except the output head.
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+  uint64_t seed = 0;  // initialisation of A+ / A-
+
+  // s: alpha / r, or alpha / sqrt(r) with rsLoRA.
+  double scaling() const;
+  // Checks every field; the message names it.
+  absl::Status Validate() const;
+};
+
+}  // namespace d2lora::engine
