@@ -1,6 +1,7 @@
 # Every dependency comes from Debian's packages (see tests/run.sh), or, for the
 # engine-only build on a GPU machine, from the LibTorch found by CMAKE_PREFIX_PATH.
 find_package(Torch REQUIRED)
+set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
 find_package(absl REQUIRED)
 find_package(nlohmann_json 3.9 REQUIRED)
@@ -19,6 +20,6 @@ endif()
 
 # LibTorch's own flags (e.g. -D_GLIBCXX_USE_CXX11_ABI) travel with torch_library.
 add_library(d2lora_torch INTERFACE)
-target_link_libraries(d2lora_torch INTERFACE ${TORCH_LIBRARIES})
+target_link_libraries(d2lora_torch INTERFACE ${TORCH_LIBRARIES} Threads::Threads)
 target_include_directories(d2lora_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_compile_options(d2lora_torch INTERFACE ${TORCH_CXX_FLAGS})

@@ -1,0 +1,289 @@
+#include "worker/engine/adapters/adapted_linear.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <tuple>
+
+#include "tests/support/test_support.h"
+#include "tests/worker/engine/adapters/adapter_test_util.h"
+#include "worker/engine/adapters/adapted_linear_d2lora.h"
+#include "worker/engine/adapters/linear.h"
+#include "worker/engine/adapters/merge.h"
+
+namespace d2lora::engine {
+namespace {
+
+using testing::RandomizeAdapter;
+
+AdapterOptions Options(AdapterMethod method, NormGrad norm_grad = NormGrad::kFull,
+                       torch::Dtype dtype = torch::kFloat32) {
+  AdapterOptions o;
+  o.method = method;
+  o.r = 2;
+  o.alpha = 4;
+  o.norm_grad = norm_grad;
+  o.dtype = dtype;
+  o.seed = 7;
+  return o;
+}
+
+std::shared_ptr<AdaptedLinearImpl> Adapt(Linear& host, const AdapterOptions& o) {
+  auto adapter = CreateAdaptedLinear(*host, o, "layer");
+  EXPECT_TRUE(adapter.ok()) << adapter.status();
+  host->set_adapter(*adapter);
+  return *adapter;
+}
+
+class AdapterGradTest : public ::testing::TestWithParam<std::tuple<AdapterMethod, NormGrad>> {};
+
+// Analytic gradients of the memory-efficient forward against central finite
+// differences in double, for every trainable tensor and the input.
+TEST_P(AdapterGradTest, GradientsMatchFiniteDifferences) {
+  auto [method, norm_grad] = GetParam();
+  torch::manual_seed(3);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  Linear host(5, 4, true, opts);
+  auto adapter = Adapt(host, Options(method, norm_grad, torch::kFloat64));
+  RandomizeAdapter(*adapter);
+  torch::Tensor x = torch::randn({3, 5}, opts).requires_grad_(true);
+  torch::Tensor g = torch::randn({3, 4}, opts);
+  auto loss_fn = [&]() { return (host->forward(x) * g).sum(); };
+
+  std::vector<torch::Tensor> inputs = {x};
+  for (auto& p : adapter->parameters()) inputs.push_back(p);
+  ASSERT_GE(inputs.size(), 3u);
+  auto grads = torch::autograd::grad({loss_fn()}, inputs);
+
+  // With detached norms the analytic gradient treats ||W'|| as a constant, so it
+  // is not the derivative of the loss: compare it with the dense reference path
+  // instead (and see DetachedNormMatchesFrozenNormFiniteDifferences).
+  const double eps = 1e-6;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    torch::Tensor t = inputs[i];
+    torch::Tensor flat = t.view(-1);
+    torch::Tensor numeric = torch::zeros_like(flat);
+    for (int64_t k = 0; k < flat.numel(); ++k) {
+      const double orig = flat[k].item<double>();
+      flat[k] = orig + eps;
+      const double up = loss_fn().item<double>();
+      flat[k] = orig - eps;
+      const double down = loss_fn().item<double>();
+      flat[k] = orig;
+      numeric[k] = (up - down) / (2 * eps);
+    }
+    if (norm_grad == NormGrad::kFull || method == AdapterMethod::kLora) {
+      EXPECT_TRUE(torch::allclose(grads[i].reshape(-1), numeric, 1e-5, 1e-7))
+          << "input " << i << "\nanalytic " << grads[i].reshape(-1) << "\nnumeric " << numeric;
+    }
+  }
+  if (norm_grad == NormGrad::kDetached && method != AdapterMethod::kLora) {
+    // Detached: equal to the dense reference path's gradients (norm detached there too).
+    torch::AutoGradMode enable(true);
+    auto ref = torch::autograd::grad({(DenseReferenceForward(*adapter, x) * g).sum()}, inputs);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(grads[i], ref[i], 1e-9, 1e-11)) << "input " << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllMethods, AdapterGradTest,
+                         ::testing::Combine(::testing::Values(AdapterMethod::kD2Lora, AdapterMethod::kLora,
+                                                              AdapterMethod::kDora),
+                                            ::testing::Values(NormGrad::kFull, NormGrad::kDetached)));
+
+// Detached-norm gradients against finite differences of a loss whose row norm
+// is frozen at the current point (what "detached" means).
+TEST(AdapterGrad, DetachedNormMatchesFrozenNormFiniteDifferences) {
+  torch::manual_seed(5);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  Linear host(4, 3, false, opts);
+  auto adapter = std::dynamic_pointer_cast<D2LoraLinearImpl>(
+      Adapt(host, Options(AdapterMethod::kD2Lora, NormGrad::kDetached, torch::kFloat64)));
+  ASSERT_TRUE(adapter);
+  RandomizeAdapter(*adapter);
+  torch::Tensor x = torch::randn({2, 4}, opts);
+  torch::Tensor g = torch::randn({2, 3}, opts);
+  torch::Tensor frozen_scale;
+  {
+    torch::NoGradGuard ng;
+    frozen_scale = adapter->RowScale().clone();
+  }
+  // Loss with the scale held constant: y = scale ⊙ (x W'^T).
+  auto frozen_loss = [&]() {
+    torch::Tensor w = adapter->base_weight() +
+                      adapter->options().scaling() *
+                          (torch::matmul(adapter->named_parameters()["lora_B"], adapter->named_parameters()["lora_A"]) -
+                           adapter->tau() * torch::matmul(adapter->named_parameters()["lora_B_neg"],
+                                                          adapter->named_parameters()["lora_A_neg"]));
+    return (torch::matmul(x, w.t()) * frozen_scale * g).sum();
+  };
+  std::vector<torch::Tensor> params;
+  for (auto& p : adapter->parameters()) params.push_back(p);
+  auto grads = torch::autograd::grad({(host->forward(x) * g).sum()}, params);
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < params.size(); ++i) {
+    torch::Tensor flat = params[i].view(-1);
+    torch::Tensor numeric = torch::zeros_like(flat);
+    for (int64_t k = 0; k < flat.numel(); ++k) {
+      const double orig = flat[k].item<double>();
+      flat[k] = orig + 1e-6;
+      const double up = frozen_loss().item<double>();
+      flat[k] = orig - 1e-6;
+      const double down = frozen_loss().item<double>();
+      flat[k] = orig;
+      numeric[k] = (up - down) / 2e-6;
+    }
+    EXPECT_TRUE(torch::allclose(grads[i].reshape(-1), numeric, 1e-5, 1e-7))
+        << "param " << i << "\nanalytic " << grads[i].reshape(-1) << "\nnumeric " << numeric;
+  }
+}
+
+TEST(LowRankNorms, EqualDenseNorms) {
+  torch::manual_seed(11);
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    auto o = torch::TensorOptions().dtype(dtype);
+    torch::Tensor w0 = torch::randn({33, 17}, o);
+    LowRankUpdate u{torch::randn({6, 17}, o), 0.2 * torch::randn({33, 6}, o), 1.7};
+    torch::Tensor fast = RowNormsSquaredLowRank(w0, w0.pow(2).sum(1), u);
+    torch::Tensor dense = RowNormsSquaredDense(w0, u);
+    const double tol = dtype == torch::kFloat64 ? 1e-12 : 1e-5;
+    EXPECT_TRUE(torch::allclose(fast, dense.to(fast.scalar_type()), tol, tol)) << fast - dense;
+  }
+}
+
+class PerMethodTest : public ::testing::TestWithParam<AdapterMethod> {};
+
+TEST_P(PerMethodTest, ZeroInitReproducesBaseExactly) {
+  torch::manual_seed(2);
+  Linear host(16, 8, true);
+  torch::Tensor x = torch::randn({2, 5, 16});
+  torch::Tensor before = host->forward(x);
+  Adapt(host, Options(GetParam()));
+  host->train();
+  torch::Tensor after = host->forward(x);
+  EXPECT_TRUE(torch::equal(before, after)) << (before - after).abs().max();
+}
+
+TEST_P(PerMethodTest, ForwardEqualsDenseReference) {
+  torch::manual_seed(4);
+  Linear host(12, 10, true);
+  auto adapter = Adapt(host, Options(GetParam()));
+  RandomizeAdapter(*adapter);
+  torch::Tensor x = torch::randn({3, 4, 12});
+  torch::Tensor fast = host->forward(x);
+  torch::Tensor dense = DenseReferenceForward(*adapter, x);
+  EXPECT_TRUE(torch::allclose(fast, dense, 1e-5, 1e-5)) << (fast - dense).abs().max();
+}
+
+TEST_P(PerMethodTest, MergedMatchesUnmergedWithin1e5) {
+  torch::manual_seed(6);
+  Linear host(64, 48, true);
+  auto adapter = Adapt(host, Options(GetParam()));
+  RandomizeAdapter(*adapter, 0.5);
+  host->eval();
+  torch::Tensor x = torch::randn({8, 64});
+  torch::Tensor unmerged = host->forward(x).detach();
+  host->merge_adapter();
+  EXPECT_FALSE(host->adapter());
+  torch::Tensor merged = host->forward(x);
+  const double rel = ((merged - unmerged).abs().max() / unmerged.abs().max()).item<double>();
+  EXPECT_LE(rel, 1e-5);
+}
+
+TEST_P(PerMethodTest, BaseIsFrozenAndAdapterTrainable) {
+  Linear host(8, 8, true);
+  auto adapter = Adapt(host, Options(GetParam()));
+  EXPECT_FALSE(host->weight().requires_grad());
+  EXPECT_FALSE(host->bias().requires_grad());
+  for (const auto& p : adapter->parameters()) EXPECT_TRUE(p.requires_grad());
+  // The base tensors are the host's, not copies.
+  EXPECT_TRUE(adapter->base_weight().is_same(host->weight()));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllMethods, PerMethodTest,
+                         ::testing::Values(AdapterMethod::kD2Lora, AdapterMethod::kLora, AdapterMethod::kDora));
+
+TEST(D2Lora, ProjectionKeepsEveryRowNorm) {
+  torch::manual_seed(8);
+  Linear host(20, 12, false);
+  auto adapter = Adapt(host, Options(AdapterMethod::kD2Lora));
+  RandomizeAdapter(*adapter, 1.0);
+  torch::Tensor m0 = host->weight().norm(2, {1});
+  torch::Tensor w = adapter->effective_weight().detach();
+  EXPECT_TRUE(torch::allclose(w.norm(2, {1}), m0, 1e-6, 1e-6));
+  // The update did turn the rows.
+  EXPECT_GT((w - host->weight()).abs().max().item<double>(), 1e-2);
+  // So does the merged weight.
+  EXPECT_TRUE(torch::allclose(adapter->merge().norm(2, {1}), m0, 1e-6, 1e-6));
+}
+
+TEST(D2Lora, ProjectionOffIsTheSignedLowRankUpdate) {
+  torch::manual_seed(9);
+  Linear host(6, 5, true);
+  AdapterOptions o = Options(AdapterMethod::kD2Lora);
+  o.projection_strength = 0.0;
+  auto adapter = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host, o));
+  RandomizeAdapter(*adapter);
+  auto p = adapter->named_parameters();
+  torch::Tensor dw = o.scaling() * (torch::matmul(p["lora_B"], p["lora_A"]) -
+                                    adapter->tau() * torch::matmul(p["lora_B_neg"], p["lora_A_neg"]));
+  torch::Tensor x = torch::randn({4, 6});
+  torch::Tensor expect = torch::matmul(x, (host->weight() + dw).t()) + host->bias();
+  EXPECT_TRUE(torch::allclose(host->forward(x), expect, 1e-5, 1e-6));
+}
+
+TEST(D2Lora, TauLearnablePositiveOrFixed) {
+  Linear host(6, 5, false);
+  AdapterOptions o = Options(AdapterMethod::kD2Lora);
+  o.tau_init = 0.5;
+  auto learnable = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host, o));
+  EXPECT_NEAR(learnable->tau().item<double>(), 0.5, 1e-6);
+  EXPECT_EQ(learnable->named_parameters().find("tau_raw") != nullptr, true);
+
+  Linear host2(6, 5, false);
+  o.tau_learnable = false;
+  o.tau_init = 0.0;
+  auto fixed = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host2, o));
+  EXPECT_EQ(fixed->tau().item<double>(), 0.0);
+  EXPECT_EQ(fixed->named_parameters().find("tau_raw"), nullptr);
+  EXPECT_FALSE(fixed->tau().requires_grad());
+
+  // A learnable tau stays >= 0 whatever its raw value.
+  torch::NoGradGuard ng;
+  learnable->named_parameters()["tau_raw"].fill_(-50.0);
+  EXPECT_GE(learnable->tau().item<double>(), 0.0);
+}
+
+TEST(D2Lora, DropoutOnlyInTraining) {
+  Linear host(32, 16, false);
+  AdapterOptions o = Options(AdapterMethod::kD2Lora);
+  o.dropout = 0.5;
+  auto adapter = Adapt(host, o);
+  RandomizeAdapter(*adapter);
+  torch::Tensor x = torch::randn({4, 32});
+  host->eval();
+  EXPECT_TRUE(torch::equal(host->forward(x), host->forward(x)));
+  host->train();
+  EXPECT_FALSE(torch::equal(host->forward(x), host->forward(x)));
+}
+
+TEST(AdapterOptions, ValidateNamesTheField) {
+  AdapterOptions o;
+  o.r = 0;
+  EXPECT_NE(std::string(o.Validate().message()).find("adapter.r"), std::string::npos);
+  o = AdapterOptions();
+  o.projection_strength = 1.5;
+  EXPECT_NE(std::string(o.Validate().message()).find("adapter.projection_strength"), std::string::npos);
+  o = AdapterOptions();
+  o.tau_init = -1;
+  EXPECT_NE(std::string(o.Validate().message()).find("adapter.tau_init"), std::string::npos);
+  o = AdapterOptions();
+  o.dropout = 1.0;
+  EXPECT_NE(std::string(o.Validate().message()).find("adapter.dropout"), std::string::npos);
+  EXPECT_TRUE(AdapterOptions().Validate().ok());
+}
+
+}  // namespace
+}  // namespace d2lora::engine

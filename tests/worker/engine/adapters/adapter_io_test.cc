@@ -1,0 +1,238 @@
+#include "worker/engine/adapters/adapter_io.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "tests/support/test_support.h"
+#include "tests/worker/engine/adapters/adapter_test_util.h"
+#include "worker/engine/adapters/adapted_linear.h"
+#include "worker/engine/adapters/inject.h"
+#include "worker/engine/formats/safetensors.h"
+
+namespace d2lora::engine {
+namespace {
+
+using d2lora::testing::ReadFile;
+using d2lora::testing::TempDir;
+using d2lora::testing::WriteFile;
+using testing::TinyNet;
+
+AdapterOptions Options(AdapterMethod method) {
+  AdapterOptions o;
+  o.method = method;
+  o.r = 3;
+  o.alpha = 6;
+  o.target_modules = {"q_proj", "up_proj"};
+  return o;
+}
+
+// A trained-looking adapter saved to `dir`; returns the model it came from.
+TinyNet SaveTrained(const AdapterOptions& o, const std::string& dir) {
+  TinyNet net(6, 2);
+  EXPECT_TRUE(InjectAdapters(*net, o).ok());
+  for (auto& [path, linear] : LinearLayers(*net)) {
+    if (linear->adapter()) testing::RandomizeAdapter(*linear->adapter());
+  }
+  D2_EXPECT_OK(SaveAdapter(*net, o, dir, "models/tiny"));
+  return net;
+}
+
+std::string Message(const absl::Status& s) { return std::string(s.message()); }
+
+class AdapterIoTest : public ::testing::TestWithParam<AdapterMethod> {};
+
+TEST_P(AdapterIoTest, SaveLoadRoundTripIsBitExact) {
+  TempDir tmp;
+  const std::string dir = tmp.file("adapter");
+  TinyNet trained = SaveTrained(Options(GetParam()), dir);
+  TinyNet fresh(6, 2);  // same seed: the same base weights
+  auto loaded = LoadAdapter(*fresh, dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->method, GetParam());
+  EXPECT_EQ(loaded->r, 3);
+  EXPECT_EQ(loaded->alpha, 6);
+  auto a = trained->named_parameters(), b = fresh->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& p : a) {
+    ASSERT_NE(b.find(p.key()), nullptr) << p.key();
+    if (absl::EndsWith(p.key(), "tau_raw")) {
+      // The file holds the effective tau; softplus is many-to-one in floating
+      // point, so the raw parameter may differ while tau itself is identical.
+      EXPECT_TRUE(torch::equal(torch::softplus(p.value()), torch::softplus(b[p.key()]))) << p.key();
+    } else {
+      EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
+    }
+  }
+  // Saving the loaded adapter again gives the same bytes.
+  D2_ASSERT_OK(SaveAdapter(*fresh, *loaded, tmp.file("again"), "models/tiny"));
+  EXPECT_EQ(ReadFile(dir + "/adapter_model.safetensors"), ReadFile(tmp.file("again/adapter_model.safetensors")));
+  trained->eval();
+  fresh->eval();
+  torch::Tensor x = torch::randn({2, 6});
+  EXPECT_TRUE(torch::equal(trained->forward(x), fresh->forward(x)));
+}
+
+TEST_P(AdapterIoTest, PeftKeysAndConfig) {
+  TempDir tmp;
+  const std::string dir = tmp.file("adapter");
+  SaveTrained(Options(GetParam()), dir);
+  auto file = SafetensorsFile::Open(dir + "/adapter_model.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status();
+  const std::string m = "base_model.model.model.layers.1.up_proj.";
+  auto a = (*file)->Find(m + "lora_A.weight");
+  auto b = (*file)->Find(m + "lora_B.weight");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->shape, (std::vector<int64_t>{3, 6}));
+  EXPECT_EQ(b->shape, (std::vector<int64_t>{12, 3}));
+  auto config = nlohmann::json::parse(ReadFile(dir + "/adapter_config.json"));
+  EXPECT_EQ(config["r"], 3);
+  EXPECT_EQ(config["lora_alpha"], 6.0);
+  EXPECT_EQ(config["target_modules"], nlohmann::json::array({"q_proj", "up_proj"}));
+  EXPECT_EQ(config["base_model_name_or_path"], "models/tiny");
+  switch (GetParam()) {
+    case AdapterMethod::kLora:
+      EXPECT_EQ(config["peft_type"], "LORA");
+      EXPECT_EQ(config["use_dora"], false);
+      EXPECT_EQ((*file)->entries().size(), 4u * 2);
+      break;
+    case AdapterMethod::kDora: {
+      EXPECT_EQ(config["peft_type"], "LORA");
+      EXPECT_EQ(config["use_dora"], true);
+      auto mag = (*file)->Find(m + "lora_magnitude_vector");
+      ASSERT_TRUE(mag);
+      EXPECT_EQ(mag->shape, (std::vector<int64_t>{12}));
+      break;
+    }
+    case AdapterMethod::kD2Lora: {
+      EXPECT_EQ(config["peft_type"], "D2LORA");
+      EXPECT_EQ(config["tau_learnable"], true);
+      EXPECT_EQ(config["projection_strength"], 1.0);
+      EXPECT_EQ(config["norm_grad"], "full");
+      EXPECT_TRUE((*file)->Find(m + "lora_A_neg.weight"));
+      EXPECT_TRUE((*file)->Find(m + "lora_B_neg.weight"));
+      auto tau = (*file)->Find(m + "d2lora_tau");
+      ASSERT_TRUE(tau);
+      EXPECT_EQ(tau->shape, (std::vector<int64_t>{1}));
+      // The effective tau (softplus of the raw 0.3 that RandomizeAdapter set).
+      auto t = (*file)->Get(m + "d2lora_tau");
+      ASSERT_TRUE(t.ok());
+      EXPECT_NEAR(t->item<double>(), std::log1p(std::exp(0.3)), 1e-6);
+      break;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllMethods, AdapterIoTest,
+                         ::testing::Values(AdapterMethod::kD2Lora, AdapterMethod::kLora, AdapterMethod::kDora));
+
+// Rewrites the adapter's weights through `edit` and returns LoadAdapter's error.
+absl::Status LoadEdited(const std::function<void(NamedTensors&)>& edit) {
+  TempDir tmp;
+  const std::string dir = tmp.file("adapter");
+  SaveTrained(Options(AdapterMethod::kD2Lora), dir);
+  const std::string weights = dir + "/adapter_model.safetensors";
+  NamedTensors tensors;
+  {
+    auto file = SafetensorsFile::Open(weights);
+    EXPECT_TRUE(file.ok());
+    for (const auto& e : (*file)->entries()) tensors.emplace_back(e.name, (*file)->Get(e.name)->clone());
+  }
+  edit(tensors);
+  EXPECT_TRUE(WriteSafetensors(weights, tensors).ok());
+  TinyNet fresh(6, 2);
+  return LoadAdapter(*fresh, dir).status();
+}
+
+TEST(AdapterIo, KeyNamingAnUnknownModuleIsRefused) {
+  absl::Status s = LoadEdited([](NamedTensors& t) {
+    t.emplace_back("base_model.model.model.layers.7.q_proj.lora_A.weight", torch::zeros({3, 6}));
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(Message(s).find("names module 'model.layers.7.q_proj', which is not a linear layer"), std::string::npos)
+      << s;
+  EXPECT_NE(Message(s).find("adapter_model.safetensors"), std::string::npos) << s;
+}
+
+TEST(AdapterIo, WrongShapeIsRefused) {
+  absl::Status s = LoadEdited([](NamedTensors& t) {
+    for (auto& [name, tensor] : t) {
+      if (name == "base_model.model.model.layers.0.q_proj.lora_B.weight") tensor = torch::zeros({6, 4});
+    }
+  });
+  EXPECT_NE(Message(s).find("model.layers.0.q_proj.lora_B.weight has shape [6, 4] but the model needs [6, 3]"),
+            std::string::npos)
+      << s;
+}
+
+TEST(AdapterIo, MissingKeyIsRefused) {
+  absl::Status s = LoadEdited([](NamedTensors& t) {
+    t.erase(std::remove_if(t.begin(), t.end(),
+                           [](const auto& p) { return p.first == "base_model.model.model.layers.1.q_proj.d2lora_tau"; }),
+            t.end());
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(Message(s).find("model.layers.1.q_proj.d2lora_tau is missing"), std::string::npos) << s;
+}
+
+TEST(AdapterIo, ForeignKeyIsRefused) {
+  absl::Status s = LoadEdited([](NamedTensors& t) { t.emplace_back("model.layers.0.q_proj.weight", torch::zeros({1})); });
+  EXPECT_NE(Message(s).find("key 'model.layers.0.q_proj.weight' does not start with 'base_model.model.'"),
+            std::string::npos)
+      << s;
+}
+
+TEST(AdapterIo, NegativeTauIsRefused) {
+  absl::Status s = LoadEdited([](NamedTensors& t) {
+    for (auto& [name, tensor] : t) {
+      if (name.find("d2lora_tau") != std::string::npos) tensor = torch::full({1}, -1.0);
+    }
+  });
+  EXPECT_NE(Message(s).find("d2lora_tau = -1: must be finite and >= 0"), std::string::npos) << s;
+}
+
+TEST(AdapterIo, ConfigErrorsNameTheFileAndField) {
+  TempDir tmp;
+  const std::string dir = tmp.file("adapter");
+  SaveTrained(Options(AdapterMethod::kLora), dir);
+  const std::string config = dir + "/adapter_config.json";
+  struct Case {
+    std::string json;
+    std::string expect;
+  } cases[] = {
+      {"not json", "adapter_config.json: not a JSON object"},
+      {R"({"r": 4})", "field 'peft_type' must be a string"},
+      {R"({"peft_type": "IA3", "r": 4})", "field 'peft_type' is 'IA3'"},
+      {R"({"peft_type": "LORA"})", "field 'r' must be an integer"},
+      {R"({"peft_type": "LORA", "r": 4, "lora_alpha": "x"})", "field 'lora_alpha' must be a number"},
+      {R"({"peft_type": "LORA", "r": 0})", "adapter.r = 0"},
+      {R"({"peft_type": "D2LORA", "r": 4, "norm_grad": "half"})", "field 'norm_grad' unknown norm_grad 'half'"},
+      {R"({"peft_type": "LORA", "r": 4, "target_modules": 5})", "field 'target_modules' must be a string or a list"},
+  };
+  for (const auto& c : cases) {
+    WriteFile(config, c.json);
+    TinyNet fresh(6, 2);
+    absl::Status s = LoadAdapter(*fresh, dir).status();
+    EXPECT_FALSE(s.ok()) << c.json;
+    EXPECT_NE(Message(s).find(c.expect), std::string::npos) << c.json << " -> " << s;
+    EXPECT_NE(Message(s).find(config), std::string::npos) << s;
+  }
+  TinyNet fresh(6, 2);
+  absl::Status missing = LoadAdapter(*fresh, tmp.file("nowhere")).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(Message(missing).find("nowhere/adapter_config.json"), std::string::npos) << missing;
+}
+
+TEST(AdapterIo, NothingHalfWritten) {
+  TempDir tmp;
+  TinyNet net(6, 1);  // no adapter hosted: saving fails and leaves nothing
+  absl::Status s = SaveAdapter(*net, Options(AdapterMethod::kLora), tmp.file("adapter"));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("adapter")));
+  EXPECT_TRUE(std::filesystem::is_empty(tmp.path()));
+}
+
+}  // namespace
+}  // namespace d2lora::engine

@@ -1,0 +1,65 @@
+#include "worker/engine/adapters/adapted_linear_dora.h"
+
+#include <torch/torch.h>
+
+namespace d2lora::engine {
+
+namespace {
+constexpr double kMinSquaredNorm = 1e-24;
+}
+
+DoraLinearImpl::DoraLinearImpl(torch::Tensor base_weight, torch::Tensor base_bias, AdapterOptions options,
+                               uint64_t seed)
+    : LoraLinearImpl(std::move(base_weight), std::move(base_bias), std::move(options), seed) {
+  torch::NoGradGuard no_grad;
+  const auto dt = MergeComputeDtype(base_weight_.scalar_type());
+  torch::Tensor sq = base_weight_.to(dt).pow(2).sum(1);
+  w0_sq_norms_ = register_buffer("w0_sq_norms", sq);
+  magnitude_ = register_parameter("magnitude", sq.sqrt().to(options_.dtype));
+}
+
+torch::Tensor DoraLinearImpl::RowScale() const {
+  torch::Tensor norm = RowNormsSquaredLowRank(base_weight_, w0_sq_norms_, Update()).clamp_min(kMinSquaredNorm).sqrt();
+  if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
+  return magnitude_.to(norm.scalar_type()) / norm;
+}
+
+torch::Tensor DoraLinearImpl::forward(const torch::Tensor& x) {
+  torch::Tensor scale = RowScale();
+  torch::Tensor base = torch::nn::functional::linear(x, base_weight_);
+  const auto dt = base.scalar_type();
+  torch::Tensor y;
+  if (is_training() && options_.dropout > 0.0) {
+    torch::Tensor x_d = torch::dropout(x, options_.dropout, /*train=*/true);
+    torch::Tensor base_d = torch::nn::functional::linear(x_d, base_weight_);
+    torch::Tensor low = LowRankPath(x_d.to(options_.dtype));
+    y = base + (scale - 1).to(dt) * base_d + (scale * low).to(dt);
+  } else {
+    y = scale.to(dt) * (base + LowRankPath(x.to(options_.dtype)).to(dt));
+  }
+  if (base_bias_.defined()) y = y + base_bias_;
+  return y;
+}
+
+torch::Tensor DoraLinearImpl::effective_weight() const {
+  torch::Tensor w = LoraLinearImpl::effective_weight();
+  torch::Tensor norm = w.pow(2).sum(1).clamp_min(kMinSquaredNorm).sqrt();
+  if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
+  return w * (magnitude_.to(w.scalar_type()) / norm).unsqueeze(1);
+}
+
+torch::Tensor DoraLinearImpl::merge() const { return MergeDora(base_weight_, Update(), magnitude_); }
+
+NamedTensors DoraLinearImpl::ExportTensors() const {
+  NamedTensors out = LoraLinearImpl::ExportTensors();
+  out.emplace_back("lora_magnitude_vector", magnitude_.detach());
+  return out;
+}
+
+absl::Status DoraLinearImpl::ImportTensors(const std::map<std::string, torch::Tensor>& tensors,
+                                           const std::string& where) {
+  D2_RETURN_IF_ERROR(LoraLinearImpl::ImportTensors(tensors, where));
+  return CopyChecked(magnitude_, tensors, "lora_magnitude_vector", where);
+}
+
+}  // namespace d2lora::engine

@@ -1,0 +1,39 @@
+// Merging is a pure function over weights (DESIGN §1): no modules, no state.
+// Every function computes in fp32 (fp64 stays fp64) and returns the base dtype.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+namespace d2lora::engine {
+
+// The low-rank factors of one layer, stacked: dW = scaling * B A with
+// A [k, in] and B [out, k].
+struct LowRankUpdate {
+  at::Tensor A;
+  at::Tensor B;
+  double scaling = 1.0;
+};
+
+// D2-LoRA's stacked factors: A = [A+; A-], B = [B+, -tau B-].
+LowRankUpdate StackD2Lora(const at::Tensor& a_pos, const at::Tensor& b_pos, const at::Tensor& a_neg,
+                          const at::Tensor& b_neg, const at::Tensor& tau, double scaling);
+
+// ||W0 + dW||^2 per output row without forming dW (DESIGN §1):
+//   ||W0||^2 + 2 s rowsum(B ⊙ (W0 A^T)) + s^2 rowsum((B (A A^T)) ⊙ B).
+// `w0_sq_norms` is ||W0||^2 per row in the compute dtype. Differentiable in A, B.
+at::Tensor RowNormsSquaredLowRank(const at::Tensor& w0, const at::Tensor& w0_sq_norms,
+                                  const LowRankUpdate& update);
+// The same from the dense matrix, for reference.
+at::Tensor RowNormsSquaredDense(const at::Tensor& w0, const LowRankUpdate& update);
+
+// W0 + s B A (LoRA).
+at::Tensor MergeLora(const at::Tensor& w0, const LowRankUpdate& update);
+// diag((m0 / ||W'||)^lambda) W' with W' = W0 + dW and m0 = ||W0|| (D2-LoRA).
+at::Tensor MergeProjected(const at::Tensor& w0, const LowRankUpdate& update, double lambda);
+// diag(m / ||W'||) W' (DoRA, trained magnitude m [out]).
+at::Tensor MergeDora(const at::Tensor& w0, const LowRankUpdate& update, const at::Tensor& magnitude);
+
+// The dtype merges and norms are computed in: fp64 stays fp64, all else fp32.
+c10::ScalarType MergeComputeDtype(c10::ScalarType dtype);
+
+}  // namespace d2lora::engine
