@@ -23,3 +23,7 @@ add_library(d2lora_torch INTERFACE)
 target_link_libraries(d2lora_torch INTERFACE ${TORCH_LIBRARIES} Threads::Threads)
 target_include_directories(d2lora_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_compile_options(d2lora_torch INTERFACE ${TORCH_CXX_FLAGS})
+# Every target that includes LibTorch compiles with -pthread, so the one
+# precompiled header (which must see the same macros) serves them all.
+target_compile_options(d2lora_torch INTERFACE -pthread)
+target_link_options(d2lora_torch INTERFACE -pthread)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one test command: on a fresh Debian 12 machine it installs what is
+# missing, configures, builds and runs every test. Exits non-zero on any failure.
+#
+#   tests/run.sh                 # everything (D2LORA_SERVICE=ON)
+#   D2LORA_SERVICE=OFF tests/run.sh   # the engine and local tools only
+#   BUILD_DIR=build-x tests/run.sh    # another build directory
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+SERVICE="${D2LORA_SERVICE:-ON}"
+JOBS="${JOBS:-$(nproc)}"
+
+# Debian packages the build and the tests need. Keep in sync with the README's
+# install step and deploy/quickstart.sh.
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev libopenblas0-pthread          # LibTorch 1.13 (CPU) + a fast BLAS (DESIGN §4)
+  libabsl-dev nlohmann-json3-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "tests/run.sh: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DD2LORA_SERVICE="$SERVICE"
+cmake --build "$BUILD_DIR" -j "$JOBS"
+
+# Tests use one LibTorch thread each and run two at a time on two cores.
+export OMP_NUM_THREADS=1
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --timeout 900
