@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "worker/engine/adapters/row_scale.h"
 
 namespace d2lora::engine {
 
@@ -80,7 +81,7 @@ torch::Tensor D2LoraLinearImpl::forward(const torch::Tensor& x) {
   const auto dt = y.scalar_type();
   torch::Tensor xa = torch::matmul(AdapterInput(x), u.A.t());  // [..., 2r]
   y = y + (torch::matmul(xa, u.B.t()) * u.scaling).to(dt);
-  if (options_.projection_strength != 0.0) y = y * RowScale().to(dt);
+  if (options_.projection_strength != 0.0) return ScaleRowsAddBias(y, RowScale(), base_bias_);
   if (base_bias_.defined()) y = y + base_bias_;
   return y;
 }

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "worker/engine/adapters/row_scale.h"
+
 namespace d2lora::engine {
 
 namespace {
@@ -35,7 +37,7 @@ torch::Tensor DoraLinearImpl::forward(const torch::Tensor& x) {
     torch::Tensor low = LowRankPath(x_d.to(options_.dtype));
     y = base + (scale - 1).to(dt) * base_d + (scale * low).to(dt);
   } else {
-    y = scale.to(dt) * (base + LowRankPath(x.to(options_.dtype)).to(dt));
+    return ScaleRowsAddBias(base + LowRankPath(x.to(options_.dtype)).to(dt), scale, base_bias_);
   }
   if (base_bias_.defined()) y = y + base_bias_;
   return y;
