@@ -27,3 +27,6 @@ target_compile_options(d2lora_torch INTERFACE ${TORCH_CXX_FLAGS})
 # precompiled header (which must see the same macros) serves them all.
 target_compile_options(d2lora_torch INTERFACE -pthread)
 target_link_options(d2lora_torch INTERFACE -pthread)
+if(CCACHE_PROGRAM AND D2LORA_PCH AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(d2lora_torch INTERFACE -fpch-preprocess)  # lets ccache cache PCH users
+endif()

@@ -16,7 +16,7 @@ JOBS="${JOBS:-$(nproc)}"
 # install step and deploy/quickstart.sh.
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
-  libtorch-dev libopenblas0-pthread          # LibTorch 1.13 (CPU) + a fast BLAS (DESIGN §4)
+  libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
   libabsl-dev nlohmann-json3-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )

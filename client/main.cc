@@ -1,0 +1,26 @@
+// d2lora: the command-line client. `d2lora --help` lists the subcommands.
+#include <CLI/CLI.hpp>
+
+#include "client/cli_util.h"
+
+int main(int argc, char** argv) {
+  using namespace d2lora::cli;
+  CLI::App app{"d2lora: D2-LoRA fine-tuning, locally or through the d2lora service"};
+  app.require_subcommand(1);
+  int exit_code = kExitOk;
+  AddInitModelCommand(app, &exit_code);
+  AddMergeCommand(app, &exit_code);
+  AddEvalCommand(app, &exit_code);
+  AddGenerateCommand(app, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  return exit_code;
+}

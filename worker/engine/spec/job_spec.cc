@@ -1,0 +1,453 @@
+// Parsing, overriding and checking job specs.
+#include "worker/engine/spec/job_spec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace d2lora::engine {
+namespace {
+
+// The schema: the keys of each section ("" = top level). A top-level key that
+// is itself listed here is a section.
+const std::vector<std::pair<std::string, std::vector<std::string>>>& Schema() {
+  static const auto* schema = new std::vector<std::pair<std::string, std::vector<std::string>>>{
+      {"",
+       {"name", "model", "method", "adapter", "data", "train", "eval", "metrics", "output",
+        "resources"}},
+      {"adapter",
+       {"r", "alpha", "target_modules", "dropout", "use_rslora", "tau_init", "tau_learnable",
+        "projection_strength", "norm_grad", "dtype"}},
+      {"data", {"train", "validation", "format", "max_seq_len", "skip_invalid"}},
+      {"train",
+       {"epochs", "max_steps", "batch_size", "micro_batch_size", "lr", "schedule", "warmup_steps",
+        "weight_decay", "grad_clip", "seed", "checkpoint_every", "keep_checkpoints",
+        "max_nonfinite_steps", "activation_checkpointing", "dtype"}},
+      {"eval", {"every", "scoring", "max_examples", "generate_max_new_tokens"}},
+      {"metrics", {"volatility_window", "log_every"}},
+      {"output", {"dir", "merge", "merge_dtype"}},
+      {"resources", {"world_size", "device", "threads"}},
+  };
+  return *schema;
+}
+
+const std::vector<std::string>* SectionKeys(const std::string& section) {
+  for (const auto& [name, keys] : Schema()) {
+    if (name == section) return &keys;
+  }
+  return nullptr;
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+absl::Status Error(absl::string_view path, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+}
+
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Scalar:
+      return node.Tag() == "?" ? absl::StrCat("'", node.Scalar(), "'")
+                               : absl::StrCat("the quoted string \"", node.Scalar(), "\"");
+    default:
+      return "null";
+  }
+}
+
+// One mapping of the tree, read key by key with type checks. Absent and null
+// keys leave the output untouched (the default).
+class SectionReader {
+ public:
+  SectionReader(YAML::Node node, std::string section)
+      : node_(std::move(node)), section_(std::move(section)) {}
+
+  // The node must be a mapping (or null) of known, unique keys.
+  absl::Status CheckKeys() const {
+    if (!node_.IsDefined() || node_.IsNull()) return absl::OkStatus();
+    if (!node_.IsMap()) {
+      return Error(section_.empty() ? "spec" : section_,
+                   absl::StrCat("must be a mapping, got ", Describe(node_)));
+    }
+    const std::vector<std::string>& known = *SectionKeys(section_);
+    std::vector<std::string> seen;
+    for (const auto& kv : node_) {
+      if (!kv.first.IsScalar()) return Error(Path("?"), "keys must be strings");
+      const std::string key = kv.first.Scalar();
+      if (!Contains(known, key)) {
+        return Error(Path(key), absl::StrCat("unknown key (", section_.empty() ? "top level" : section_,
+                                             " has: ", absl::StrJoin(known, ", "), ")"));
+      }
+      if (Contains(seen, key)) return Error(Path(key), "duplicate key");
+      seen.push_back(key);
+    }
+    return absl::OkStatus();
+  }
+
+  YAML::Node Child(const std::string& key) const {
+    if (!node_.IsDefined() || !node_.IsMap()) return YAML::Node();
+    for (const auto& kv : node_) {
+      if (kv.first.IsScalar() && kv.first.Scalar() == key) return kv.second;
+    }
+    return YAML::Node();
+  }
+
+  std::string Path(const std::string& key) const {
+    return section_.empty() ? key : absl::StrCat(section_, ".", key);
+  }
+
+  absl::Status String(const std::string& key, std::string* out) const {
+    YAML::Node n = Child(key);
+    if (!Present(n)) return absl::OkStatus();
+    if (!n.IsScalar()) return Error(Path(key), absl::StrCat("must be a string, got ", Describe(n)));
+    *out = n.Scalar();
+    return absl::OkStatus();
+  }
+
+  absl::Status StringList(const std::string& key, std::vector<std::string>* out) const {
+    YAML::Node n = Child(key);
+    if (!Present(n)) return absl::OkStatus();
+    if (n.IsScalar()) {  // one pattern, e.g. all-linear
+      *out = {n.Scalar()};
+      return absl::OkStatus();
+    }
+    if (!n.IsSequence()) {
+      return Error(Path(key), absl::StrCat("must be a list of strings, got ", Describe(n)));
+    }
+    std::vector<std::string> v;
+    for (size_t i = 0; i < n.size(); ++i) {
+      if (!n[i].IsScalar()) {
+        return Error(absl::StrCat(Path(key), "[", i, "]"),
+                     absl::StrCat("must be a string, got ", Describe(n[i])));
+      }
+      v.push_back(n[i].Scalar());
+    }
+    *out = std::move(v);
+    return absl::OkStatus();
+  }
+
+  absl::Status Bool(const std::string& key, bool* out) const {
+    YAML::Node n = Child(key);
+    if (!Present(n)) return absl::OkStatus();
+    const std::string s = PlainScalar(n);
+    if (s == "true" || s == "True" || s == "TRUE") {
+      *out = true;
+    } else if (s == "false" || s == "False" || s == "FALSE") {
+      *out = false;
+    } else {
+      return Error(Path(key), absl::StrCat("must be true or false, got ", Describe(n)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Int(const std::string& key, int64_t* out) const {
+    YAML::Node n = Child(key);
+    if (!Present(n)) return absl::OkStatus();
+    if (!n.IsScalar() || n.Tag() != "?" || !absl::SimpleAtoi(n.Scalar(), out)) {
+      return Error(Path(key), absl::StrCat("must be an integer, got ", Describe(n)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Uint64(const std::string& key, uint64_t* out) const {
+    YAML::Node n = Child(key);
+    if (!Present(n)) return absl::OkStatus();
+    if (!n.IsScalar() || n.Tag() != "?" || !absl::SimpleAtoi(n.Scalar(), out)) {
+      return Error(Path(key),
+                   absl::StrCat("must be an integer in [0, 2^64), got ", Describe(n)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Double(const std::string& key, double* out) const {
+    YAML::Node n = Child(key);
+    if (!Present(n)) return absl::OkStatus();
+    if (!n.IsScalar() || n.Tag() != "?" || !absl::SimpleAtod(n.Scalar(), out)) {
+      return Error(Path(key), absl::StrCat("must be a number, got ", Describe(n)));
+    }
+    return absl::OkStatus();
+  }
+
+  template <typename E, typename ParseFn>
+  absl::Status Enum(const std::string& key, ParseFn parse, E* out) const {
+    YAML::Node n = Child(key);
+    if (!Present(n)) return absl::OkStatus();
+    if (!n.IsScalar()) return Error(Path(key), absl::StrCat("must be a name, got ", Describe(n)));
+    auto v = parse(n.Scalar());
+    if (!v.ok()) return Error(absl::StrCat(Path(key), " = ", n.Scalar()), v.status().message());
+    *out = *v;
+    return absl::OkStatus();
+  }
+
+ private:
+  static bool Present(const YAML::Node& n) { return n.IsDefined() && !n.IsNull(); }
+  static std::string PlainScalar(const YAML::Node& n) {
+    return n.IsScalar() && n.Tag() == "?" ? n.Scalar() : std::string();
+  }
+
+  YAML::Node node_;
+  std::string section_;
+};
+
+absl::Status ReadAdapter(const SectionReader& s, AdapterOptions* a) {
+  D2_RETURN_IF_ERROR(s.CheckKeys());
+  D2_RETURN_IF_ERROR(s.Int("r", &a->r));
+  D2_RETURN_IF_ERROR(s.Double("alpha", &a->alpha));
+  D2_RETURN_IF_ERROR(s.StringList("target_modules", &a->target_modules));
+  D2_RETURN_IF_ERROR(s.Double("dropout", &a->dropout));
+  D2_RETURN_IF_ERROR(s.Bool("use_rslora", &a->use_rslora));
+  D2_RETURN_IF_ERROR(s.Double("tau_init", &a->tau_init));
+  D2_RETURN_IF_ERROR(s.Bool("tau_learnable", &a->tau_learnable));
+  D2_RETURN_IF_ERROR(s.Double("projection_strength", &a->projection_strength));
+  D2_RETURN_IF_ERROR(s.Enum("norm_grad", ParseNormGrad, &a->norm_grad));
+  return s.Enum("dtype", ParseAdapterDtype, &a->dtype);
+}
+
+absl::Status ReadData(const SectionReader& s, DataSpec* d) {
+  D2_RETURN_IF_ERROR(s.CheckKeys());
+  D2_RETURN_IF_ERROR(s.String("train", &d->train));
+  D2_RETURN_IF_ERROR(s.String("validation", &d->validation));
+  D2_RETURN_IF_ERROR(s.String("format", &d->format));
+  D2_RETURN_IF_ERROR(s.Int("max_seq_len", &d->max_seq_len));
+  return s.Bool("skip_invalid", &d->skip_invalid);
+}
+
+absl::Status ReadTrain(const SectionReader& s, TrainSpec* t) {
+  D2_RETURN_IF_ERROR(s.CheckKeys());
+  D2_RETURN_IF_ERROR(s.Int("epochs", &t->epochs));
+  D2_RETURN_IF_ERROR(s.Int("max_steps", &t->max_steps));
+  D2_RETURN_IF_ERROR(s.Int("batch_size", &t->batch_size));
+  D2_RETURN_IF_ERROR(s.Int("micro_batch_size", &t->micro_batch_size));
+  D2_RETURN_IF_ERROR(s.Double("lr", &t->lr));
+  D2_RETURN_IF_ERROR(s.Enum("schedule", ParseLrSchedule, &t->schedule));
+  D2_RETURN_IF_ERROR(s.Int("warmup_steps", &t->warmup_steps));
+  D2_RETURN_IF_ERROR(s.Double("weight_decay", &t->weight_decay));
+  D2_RETURN_IF_ERROR(s.Double("grad_clip", &t->grad_clip));
+  D2_RETURN_IF_ERROR(s.Uint64("seed", &t->seed));
+  D2_RETURN_IF_ERROR(s.Int("checkpoint_every", &t->checkpoint_every));
+  D2_RETURN_IF_ERROR(s.Int("keep_checkpoints", &t->keep_checkpoints));
+  D2_RETURN_IF_ERROR(s.Int("max_nonfinite_steps", &t->max_nonfinite_steps));
+  D2_RETURN_IF_ERROR(s.Bool("activation_checkpointing", &t->activation_checkpointing));
+  return s.Enum("dtype", ParseComputeDtype, &t->dtype);
+}
+
+absl::Status ReadEval(const SectionReader& s, EvalSpec* e) {
+  D2_RETURN_IF_ERROR(s.CheckKeys());
+  D2_RETURN_IF_ERROR(s.Int("every", &e->every));
+  D2_RETURN_IF_ERROR(s.Enum("scoring", ParseChoiceScoring, &e->scoring));
+  D2_RETURN_IF_ERROR(s.Int("max_examples", &e->max_examples));
+  return s.Int("generate_max_new_tokens", &e->generate_max_new_tokens);
+}
+
+absl::Status ReadMetrics(const SectionReader& s, MetricsSpec* m) {
+  D2_RETURN_IF_ERROR(s.CheckKeys());
+  D2_RETURN_IF_ERROR(s.Int("volatility_window", &m->volatility_window));
+  return s.Int("log_every", &m->log_every);
+}
+
+absl::Status ReadOutput(const SectionReader& s, OutputSpec* o) {
+  D2_RETURN_IF_ERROR(s.CheckKeys());
+  D2_RETURN_IF_ERROR(s.String("dir", &o->dir));
+  D2_RETURN_IF_ERROR(s.Bool("merge", &o->merge));
+  return s.Enum("merge_dtype", ParseMergeDtype, &o->merge_dtype);
+}
+
+absl::Status ReadResources(const SectionReader& s, ResourcesSpec* r) {
+  D2_RETURN_IF_ERROR(s.CheckKeys());
+  D2_RETURN_IF_ERROR(s.Int("world_size", &r->world_size));
+  D2_RETURN_IF_ERROR(s.Enum("device", ParseDeviceKind, &r->device));
+  return s.Int("threads", &r->threads);
+}
+
+absl::StatusOr<JobSpec> ReadSpec(const YAML::Node& tree) {
+  JobSpec spec;
+  SectionReader top(tree, "");
+  D2_RETURN_IF_ERROR(top.CheckKeys());
+  D2_RETURN_IF_ERROR(top.String("name", &spec.name));
+  D2_RETURN_IF_ERROR(top.String("model", &spec.model));
+  D2_RETURN_IF_ERROR(top.Enum("method", ParseTrainingMethod, &spec.method));
+  D2_RETURN_IF_ERROR(ReadAdapter(SectionReader(top.Child("adapter"), "adapter"), &spec.adapter));
+  D2_RETURN_IF_ERROR(ReadData(SectionReader(top.Child("data"), "data"), &spec.data));
+  D2_RETURN_IF_ERROR(ReadTrain(SectionReader(top.Child("train"), "train"), &spec.train));
+  D2_RETURN_IF_ERROR(ReadEval(SectionReader(top.Child("eval"), "eval"), &spec.eval));
+  D2_RETURN_IF_ERROR(ReadMetrics(SectionReader(top.Child("metrics"), "metrics"), &spec.metrics));
+  D2_RETURN_IF_ERROR(ReadOutput(SectionReader(top.Child("output"), "output"), &spec.output));
+  D2_RETURN_IF_ERROR(
+      ReadResources(SectionReader(top.Child("resources"), "resources"), &spec.resources));
+  spec.adapter.method = AdapterMethod::kD2Lora;
+  if (!spec.full_finetune()) {
+    D2_ASSIGN_OR_RETURN(spec.adapter.method, ParseMethod(TrainingMethodName(spec.method)));
+  }
+  spec.adapter.seed = spec.train.seed;
+  return spec;
+}
+
+// "PATH = V: must be ..." unless lo <= v <= hi.
+absl::Status IntRange(absl::string_view path, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo) return Error(absl::StrCat(path, " = ", v), absl::StrCat("must be >= ", lo));
+  if (v > hi) return Error(absl::StrCat(path, " = ", v), absl::StrCat("must be <= ", hi));
+  return absl::OkStatus();
+}
+
+absl::Status NonNegativeFinite(absl::string_view path, double v) {
+  if (!std::isfinite(v) || v < 0) {
+    return Error(absl::StrCat(path, " = ", v), "must be a finite number >= 0");
+  }
+  return absl::OkStatus();
+}
+
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+constexpr int64_t kMaxInt = int64_t{1} << 40;  // "no practical limit"
+
+}  // namespace
+
+absl::Status ValidateJobSpec(const JobSpec& spec) {
+  if (spec.name.empty()) return Error("name", "required");
+  if (!ValidName(spec.name)) {
+    return Error(absl::StrCat("name = '", spec.name, "'"),
+                 "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+  }
+  if (spec.model.empty()) return Error("model", "required (a Hugging Face model directory)");
+  D2_RETURN_IF_ERROR(spec.adapter.Validate());
+
+  const DataSpec& d = spec.data;
+  if (d.train.empty()) return Error("data.train", "required (a JSONL file)");
+  if (d.format != "lm" && d.format != "instruction" && d.format != "multiple_choice") {
+    return Error(absl::StrCat("data.format = ", d.format),
+                 "unknown value; expected lm, instruction, multiple_choice");
+  }
+  D2_RETURN_IF_ERROR(IntRange("data.max_seq_len", d.max_seq_len, 2, int64_t{1} << 20));
+
+  const TrainSpec& t = spec.train;
+  D2_RETURN_IF_ERROR(IntRange("train.max_steps", t.max_steps, 0, kMaxInt));
+  if (t.max_steps == 0 && t.epochs < 1) {
+    return Error(absl::StrCat("train.epochs = ", t.epochs),
+                 "must be >= 1 unless train.max_steps > 0");
+  }
+  D2_RETURN_IF_ERROR(IntRange("train.epochs", t.epochs, 0, 1000000));
+  D2_RETURN_IF_ERROR(IntRange("train.batch_size", t.batch_size, 1, 1 << 24));
+  D2_RETURN_IF_ERROR(IntRange("train.micro_batch_size", t.micro_batch_size, 1, 1 << 24));
+  if (!std::isfinite(t.lr) || t.lr <= 0) {
+    return Error(absl::StrCat("train.lr = ", t.lr), "must be a finite number > 0");
+  }
+  D2_RETURN_IF_ERROR(IntRange("train.warmup_steps", t.warmup_steps, 0, kMaxInt));
+  D2_RETURN_IF_ERROR(NonNegativeFinite("train.weight_decay", t.weight_decay));
+  D2_RETURN_IF_ERROR(NonNegativeFinite("train.grad_clip", t.grad_clip));
+  D2_RETURN_IF_ERROR(IntRange("train.checkpoint_every", t.checkpoint_every, 0, kMaxInt));
+  D2_RETURN_IF_ERROR(IntRange("train.keep_checkpoints", t.keep_checkpoints, 1, 1000000));
+  D2_RETURN_IF_ERROR(IntRange("train.max_nonfinite_steps", t.max_nonfinite_steps, 0, kMaxInt));
+
+  const EvalSpec& e = spec.eval;
+  D2_RETURN_IF_ERROR(IntRange("eval.every", e.every, 0, kMaxInt));
+  D2_RETURN_IF_ERROR(IntRange("eval.max_examples", e.max_examples, 0, kMaxInt));
+  D2_RETURN_IF_ERROR(
+      IntRange("eval.generate_max_new_tokens", e.generate_max_new_tokens, 1, int64_t{1} << 20));
+
+  D2_RETURN_IF_ERROR(
+      IntRange("metrics.volatility_window", spec.metrics.volatility_window, 2, kMaxInt));
+  D2_RETURN_IF_ERROR(IntRange("metrics.log_every", spec.metrics.log_every, 1, kMaxInt));
+
+  if (spec.output.dir.empty()) return Error("output.dir", "must not be empty");
+
+  const ResourcesSpec& r = spec.resources;
+  D2_RETURN_IF_ERROR(IntRange("resources.world_size", r.world_size, 1, 4096));
+  D2_RETURN_IF_ERROR(IntRange("resources.threads", r.threads, 0, 4096));
+
+  if (t.batch_size % (t.micro_batch_size * r.world_size) != 0) {
+    return Error(absl::StrCat("train.batch_size = ", t.batch_size),
+                 absl::StrCat("must be divisible by train.micro_batch_size * resources.world_size = ",
+                              t.micro_batch_size, " * ", r.world_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyOverride(YAML::Node& tree, const std::string& assignment) {
+  auto fail = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("override '", assignment, "': ", what));
+  };
+  const size_t eq = assignment.find('=');
+  if (eq == std::string::npos) return fail("expected key.path=value");
+  const std::string key(absl::StripAsciiWhitespace(absl::string_view(assignment).substr(0, eq)));
+  const std::string text = assignment.substr(eq + 1);
+  if (key.empty()) return fail("expected key.path=value");
+  const std::vector<std::string> parts = absl::StrSplit(key, '.');
+  const bool known =
+      (parts.size() == 1 && Contains(*SectionKeys(""), parts[0])) ||
+      (parts.size() == 2 && SectionKeys(parts[0]) != nullptr && !parts[0].empty() &&
+       Contains(*SectionKeys(parts[0]), parts[1]));
+  if (!known) return fail(absl::StrCat(key, ": unknown key"));
+
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return fail(absl::StrCat("value: ", e.msg));
+  }
+  if (!tree.IsDefined() || tree.IsNull()) tree = YAML::Node(YAML::NodeType::Map);
+  if (!tree.IsMap()) return fail("the spec is not a mapping");
+  if (parts.size() == 1) {
+    tree[parts[0]] = value;
+    return absl::OkStatus();
+  }
+  YAML::Node section = tree[parts[0]];
+  if (!section.IsDefined() || section.IsNull()) {
+    tree[parts[0]] = YAML::Node(YAML::NodeType::Map);
+  } else if (!section.IsMap()) {
+    return fail(absl::StrCat(parts[0], ": must be a mapping, got ", Describe(section)));
+  }
+  tree[parts[0]][parts[1]] = value;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const std::string& source_name,
+                                     const std::vector<std::string>& overrides) {
+  auto with_source = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat(source_name, ": ", s.message()));
+  };
+  try {
+    YAML::Node tree;
+    try {
+      tree = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      return absl::InvalidArgumentError(absl::StrCat(source_name, ":", e.mark.line + 1, ":",
+                                                     e.mark.column + 1, ": ", e.msg));
+    }
+    if (!tree.IsDefined() || tree.IsNull()) tree = YAML::Node(YAML::NodeType::Map);
+    for (const std::string& o : overrides) {
+      if (absl::Status s = ApplyOverride(tree, o); !s.ok()) return with_source(s);
+    }
+    absl::StatusOr<JobSpec> spec = ReadSpec(tree);
+    if (!spec.ok()) return with_source(spec.status());
+    if (absl::Status s = ValidateJobSpec(*spec); !s.ok()) return with_source(s);
+    return spec;
+  } catch (const YAML::Exception& e) {  // not expected: every access above is checked
+    return absl::InvalidArgumentError(absl::StrCat(source_name, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
+                                    const std::vector<std::string>& overrides) {
+  D2_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseJobSpec(text, path, overrides);
+}
+
+}  // namespace d2lora::engine

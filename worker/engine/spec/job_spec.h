@@ -1,0 +1,174 @@
+// The job spec: what to fine-tune, on what, how. Written by users as YAML (or
+// JSON, which yaml-cpp reads too), e.g.
+//
+//   name: wordnet-d2lora            # required, [A-Za-z0-9._-]{1,64}
+//   model: ./models/base            # required, Hugging Face model directory
+//   method: d2lora                  # d2lora | lora | dora | full
+//   adapter: {r: 8, alpha: 16, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj,
+//             up_proj, down_proj], dropout: 0.0, use_rslora: false, tau_init: 0.5,
+//             tau_learnable: true, projection_strength: 1.0, norm_grad: full, dtype: fp32}
+//   data: {train: ./data/train.jsonl, validation: ./data/val.jsonl, format: multiple_choice,
+//          max_seq_len: 256, skip_invalid: false}
+//   train: {epochs: 2, max_steps: 0, batch_size: 16, micro_batch_size: 8, lr: 2.0e-4,
+//           schedule: cosine, warmup_steps: 10, weight_decay: 0.0, grad_clip: 1.0, seed: 42,
+//           checkpoint_every: 50, keep_checkpoints: 3, max_nonfinite_steps: 5,
+//           activation_checkpointing: false, dtype: auto}
+//   eval: {every: 50, scoring: mean, max_examples: 0, generate_max_new_tokens: 64}
+//   metrics: {volatility_window: 50, log_every: 1}
+//   output: {dir: ./out, merge: true, merge_dtype: auto}
+//   resources: {world_size: 1, device: cpu, threads: 0}
+//
+// Every key is optional with the default shown (the struct initialisers below)
+// except name, model and data.train; data.validation defaults to none. A key
+// given as null (`key:` or `key: ~`) keeps its default. Unknown keys, wrong
+// types and out-of-range values are errors naming the key's path
+// ("train.batch_size = 0: must be >= 1"). Numbers and booleans must be plain
+// scalars (a quoted "8" is a string); booleans are true/false.
+//
+// Relative paths (model, data.*, output.dir) are kept as written; resolve them
+// against the spec file's directory with ResolveSpecPaths.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/engine/adapters/adapter_options.h"
+
+namespace d2lora::engine {
+
+enum class TrainingMethod { kD2Lora, kLora, kDora, kFull };
+enum class LrSchedule { kCosine, kLinear, kConstant };
+enum class ComputeDtype { kAuto, kFp32, kBf16 };          // train.dtype
+enum class MergeDtype { kAuto, kFp32, kBf16, kFp16 };     // output.merge_dtype; auto = the base model's
+enum class ChoiceScoring { kSum, kMean, kByte, kLetter };  // eval.scoring
+enum class DeviceKind { kCpu, kCuda };
+
+// Names as written in the spec; Parse* errors list the allowed names.
+std::string TrainingMethodName(TrainingMethod v);
+absl::StatusOr<TrainingMethod> ParseTrainingMethod(const std::string& name);
+std::string LrScheduleName(LrSchedule v);
+absl::StatusOr<LrSchedule> ParseLrSchedule(const std::string& name);
+std::string ComputeDtypeName(ComputeDtype v);
+absl::StatusOr<ComputeDtype> ParseComputeDtype(const std::string& name);
+std::string MergeDtypeName(MergeDtype v);
+absl::StatusOr<MergeDtype> ParseMergeDtype(const std::string& name);
+std::string ChoiceScoringName(ChoiceScoring v);
+absl::StatusOr<ChoiceScoring> ParseChoiceScoring(const std::string& name);
+std::string DeviceKindName(DeviceKind v);
+absl::StatusOr<DeviceKind> ParseDeviceKind(const std::string& name);
+// "fp32" | "fp64" | "bf16" | "fp16" (adapter.dtype).
+std::string AdapterDtypeName(c10::ScalarType dtype);
+absl::StatusOr<c10::ScalarType> ParseAdapterDtype(const std::string& name);
+
+// The spec's adapter defaults: AdapterOptions with all seven LLaMA projections targeted.
+AdapterOptions DefaultSpecAdapterOptions();
+
+struct DataSpec {
+  std::string train;       // required
+  std::string validation;  // "" = none
+  // "lm" | "instruction" | "multiple_choice"; the data module's ParseDataFormat maps it.
+  std::string format = "multiple_choice";
+  int64_t max_seq_len = 256;  // [2, 1048576]
+  bool skip_invalid = false;
+};
+
+struct TrainSpec {
+  int64_t epochs = 2;     // >= 1, or 0 when max_steps > 0
+  int64_t max_steps = 0;  // 0 = epochs decide; else stop after this many optimizer steps
+  int64_t batch_size = 16;       // global, divisible by micro_batch_size * resources.world_size
+  int64_t micro_batch_size = 8;  // per rank and forward pass
+  double lr = 2.0e-4;
+  LrSchedule schedule = LrSchedule::kCosine;
+  int64_t warmup_steps = 10;
+  double weight_decay = 0.0;
+  double grad_clip = 1.0;  // max global grad norm; 0 = off
+  uint64_t seed = 42;      // data order, adapter init, dropout
+  int64_t checkpoint_every = 50;  // steps; 0 = only at the end
+  int64_t keep_checkpoints = 3;   // >= 1
+  int64_t max_nonfinite_steps = 5;  // consecutive non-finite losses before the job fails; 0 = fail at once
+  bool activation_checkpointing = false;
+  ComputeDtype dtype = ComputeDtype::kAuto;
+};
+
+struct EvalSpec {
+  int64_t every = 50;  // steps; 0 = only at the end
+  ChoiceScoring scoring = ChoiceScoring::kMean;
+  int64_t max_examples = 0;  // 0 = all
+  int64_t generate_max_new_tokens = 64;
+};
+
+struct MetricsSpec {
+  int64_t volatility_window = 50;  // steps, >= 2
+  int64_t log_every = 1;           // steps, >= 1
+};
+
+struct OutputSpec {
+  std::string dir = "./out";
+  bool merge = true;
+  MergeDtype merge_dtype = MergeDtype::kAuto;
+};
+
+struct ResourcesSpec {
+  int64_t world_size = 1;
+  DeviceKind device = DeviceKind::kCpu;
+  int64_t threads = 0;  // intra-op threads per rank; 0 = all cores of this process's share
+};
+
+struct JobSpec {
+  std::string name;   // required
+  std::string model;  // required
+  TrainingMethod method = TrainingMethod::kD2Lora;
+  // adapter.method follows `method` (kD2Lora when method is full, where the
+  // adapter section is unused); adapter.seed is train.seed.
+  AdapterOptions adapter = DefaultSpecAdapterOptions();
+  DataSpec data;
+  TrainSpec train;
+  EvalSpec eval;
+  MetricsSpec metrics;
+  OutputSpec output;
+  ResourcesSpec resources;
+
+  bool full_finetune() const { return method == TrainingMethod::kFull; }
+};
+
+bool operator==(const JobSpec& a, const JobSpec& b);
+inline bool operator!=(const JobSpec& a, const JobSpec& b) { return !(a == b); }
+
+// Applies one `--set` override "key.path=value" to a parsed spec tree. The
+// value is parsed as YAML (scalar or flow collection, e.g. "[q_proj, v_proj]");
+// the path must name a key of the schema (a section replaces that section).
+absl::Status ApplyOverride(YAML::Node& tree, const std::string& assignment);
+
+// Parses YAML or JSON `text`, applies `overrides` in order, checks everything.
+// Messages start with "SOURCE_NAME: ".
+absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const std::string& source_name,
+                                     const std::vector<std::string>& overrides = {});
+// Reads the file at `path` and parses it (source name = path).
+absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
+                                    const std::vector<std::string>& overrides = {});
+
+// All checks of ParseJobSpec that do not concern the text (ranges, enums,
+// cross-field rules), for specs built in code.
+absl::Status ValidateJobSpec(const JobSpec& spec);
+
+// Every key, in the order above, with the values in effect: the canonical
+// form. ParseJobSpec(JobSpecToYaml(s), ...) == s.
+std::string JobSpecToYaml(const JobSpec& spec);
+// The same tree as JSON (for summary.json); also parses back with ParseJobSpec.
+nlohmann::json JobSpecToJson(const JobSpec& spec);
+
+// `path` unchanged when absolute or empty, else `base_dir`/`path`.
+std::string ResolveSpecPath(const std::string& base_dir, const std::string& path);
+// The directory holding the spec file at `spec_path` ("." for a bare file name).
+std::string SpecDirectory(const std::string& spec_path);
+// `spec` with model, data.train, data.validation and output.dir resolved
+// against `base_dir`.
+JobSpec ResolveSpecPaths(const JobSpec& spec, const std::string& base_dir);
+
+}  // namespace d2lora::engine

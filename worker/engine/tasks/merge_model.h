@@ -1,0 +1,44 @@
+// `d2lora merge`: base model + adapter directory -> merged Hugging Face model.
+#pragma once
+
+#include <c10/core/ScalarType.h>
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "worker/engine/adapters/adapter_options.h"
+#include "worker/engine/model/checkpoint.h"
+
+namespace d2lora::engine {
+
+struct MergeOptions {
+  std::string model_dir;
+  std::string adapter_dir;
+  std::string out_dir;
+  // Dtype of the written weights; unset: the base model's torch_dtype (fp32 if absent).
+  std::optional<c10::ScalarType> dtype;
+  bool overwrite = false;
+};
+
+struct MergeResult {
+  AdapterOptions adapter;
+  int64_t merged_layers = 0;
+  c10::ScalarType dtype = c10::ScalarType::Float;
+};
+
+// Loads the model in fp32 and, when `adapter_dir` is set, hosts the adapter
+// and folds it into the weights (merge at load: evaluation and generation never
+// pay the training-form cost). The result holds plain linear layers only; what
+// was merged goes to *info when given.
+absl::StatusOr<LoadedModel> LoadMergedModel(const std::string& model_dir, const std::string& adapter_dir,
+                                            MergeResult* info = nullptr);
+
+// Merges in fp32 (DESIGN §1), casts to the output dtype and writes the model
+// with the base model's tokenizer files, atomically.
+absl::StatusOr<MergeResult> MergeModel(const MergeOptions& options);
+
+// "bf16" | "fp16" | "fp32" (also "bfloat16", "float16", "float32").
+absl::StatusOr<c10::ScalarType> ParseDtypeFlag(const std::string& name);
+
+}  // namespace d2lora::engine
