@@ -12,8 +12,8 @@ BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 SERVICE="${D2LORA_SERVICE:-ON}"
 JOBS="${JOBS:-$(nproc)}"
 
-# Debian packages the build and the tests need. Keep in sync with the README's
-# install step and deploy/quickstart.sh.
+# Debian packages the build and the tests need. Keep in sync with the README.s
+# install step.
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
