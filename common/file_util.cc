@@ -16,7 +16,6 @@
 namespace d2lora {
 namespace fs = std::filesystem;
 
-namespace {
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   int err = errno;
   std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
@@ -26,6 +25,7 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(msg);
 }
 
+namespace {
 std::string ParentOf(const std::string& path) {
   fs::path parent = fs::path(path).parent_path();
   return parent.empty() ? "." : parent.string();

@@ -10,6 +10,11 @@
 
 namespace d2lora {
 
+// An error for the errno in effect: "WHAT PATH: strerror", its code chosen by
+// errno (ENOSPC/EDQUOT ResourceExhausted, ENOENT NotFound, EACCES/EPERM
+// PermissionDenied, else Internal).
+absl::Status ErrnoError(absl::string_view what, const std::string& path);
+
 // Replaces `path` with `contents` atomically.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 

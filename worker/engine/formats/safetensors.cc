@@ -194,15 +194,6 @@ class TempFile {
   std::string path_;
 };
 
-absl::Status WriteError(absl::string_view what, const std::string& path) {
-  int err = errno;
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(msg);
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::InternalError(msg);
-}
-
 absl::Status WriteAll(int fd, const void* data, size_t size, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
@@ -210,7 +201,7 @@ absl::Status WriteAll(int fd, const void* data, size_t size, const std::string& 
     ssize_t n = ::write(fd, p, std::min<size_t>(size, size_t{1} << 30));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return WriteError("cannot write", path);
+      return ErrnoError("cannot write", path);
     }
     p += n;
     size -= static_cast<size_t>(n);
@@ -407,7 +398,7 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
 
   std::string tmp_name = absl::StrCat(path, ".tmp-XXXXXX");
   int fd = ::mkstemp(tmp_name.data());
-  if (fd < 0) return WriteError("cannot create a temporary file for", path);
+  if (fd < 0) return ErrnoError("cannot create a temporary file for", path);
   TempFile tmp(fd, tmp_name);
   if (absl::Status s = WriteAll(tmp.fd(), prefix.data(), prefix.size(), path); !s.ok()) return s;
   for (const auto& [name, tensor] : tensors) {
@@ -421,9 +412,9 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
     if (bytes == 0) continue;
     if (absl::Status s = WriteAll(tmp.fd(), host->data_ptr(), bytes, path); !s.ok()) return s;
   }
-  if (::fchmod(tmp.fd(), 0644) != 0 || ::fsync(tmp.fd()) != 0) return WriteError("cannot fsync", path);
-  if (tmp.Close() != 0) return WriteError("cannot close", path);
-  if (::rename(tmp.path().c_str(), path.c_str()) != 0) return WriteError("cannot rename into", path);
+  if (::fchmod(tmp.fd(), 0644) != 0 || ::fsync(tmp.fd()) != 0) return ErrnoError("cannot fsync", path);
+  if (tmp.Close() != 0) return ErrnoError("cannot close", path);
+  if (::rename(tmp.path().c_str(), path.c_str()) != 0) return ErrnoError("cannot rename into", path);
   tmp.Release();
   std::string parent = std::filesystem::path(path).parent_path().string();
   return SyncPath(parent.empty() ? "." : parent);
