@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/worker/engine/model/tiny_model.h"
+#include "worker/engine/adapters/inject.h"
 
 namespace d2lora::engine {
 namespace {
@@ -325,6 +326,35 @@ TEST(LlamaTest, GradientCheckpointingGivesTheSameGradients) {
       ASSERT_TRUE(grads[1].count(name)) << name;
       EXPECT_TRUE(torch::allclose(g, grads[1][name], 1e-5, 1e-6)) << name;
     }
+  }
+}
+
+TEST(LlamaTest, GradientCheckpointingReplaysAdapterDropout) {
+  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  torch::Tensor ids = torch::tensor({1, 5, 9, 13, 2, 6, 10, 0}, torch::kInt64).view({2, 4});
+  std::map<std::string, torch::Tensor> grads[2];
+  for (int checkpointing = 0; checkpointing < 2; ++checkpointing) {
+    CausalLM model = RandomTinyModel(config, 5);
+    AdapterOptions adapter;
+    adapter.method = AdapterMethod::kD2Lora;
+    adapter.r = 2;
+    adapter.dropout = 0.5;
+    adapter.target_modules = {"all-linear"};
+    auto report = InjectAdapters(*model, adapter);
+    ASSERT_TRUE(report.ok()) << report.status();
+    model->train();
+    model->set_gradient_checkpointing(checkpointing == 1);
+    torch::manual_seed(99);
+    model->forward(ids).pow(2).mean().backward();
+    for (const auto& item : model->named_parameters()) {
+      if (item.value().grad().defined()) grads[checkpointing][item.key()] = item.value().grad().clone();
+    }
+  }
+  ASSERT_FALSE(grads[0].empty());
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (const auto& [name, g] : grads[0]) {
+    ASSERT_TRUE(grads[1].count(name)) << name;
+    EXPECT_TRUE(torch::allclose(g, grads[1][name], 1e-5, 1e-6)) << name;
   }
 }
 
