@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = kExitOk;
   AddInitModelCommand(app, &exit_code);
+  AddTrainCommand(app, &exit_code);
   AddMergeCommand(app, &exit_code);
   AddEvalCommand(app, &exit_code);
   AddGenerateCommand(app, &exit_code);

@@ -147,36 +147,56 @@ absl::StatusOr<std::vector<double>> ContinuationLogProbs(
   });
 }
 
+absl::StatusOr<std::vector<McEvalResult>> EvaluateMultipleChoiceScorings(
+    CausalLMImpl& model, const std::vector<ChoiceExample>& items, const std::vector<Scoring>& scorings,
+    int64_t batch_size) {
+  if (items.empty()) return absl::InvalidArgumentError("no multiple-choice items to evaluate");
+  // At most two passes: the choice texts (sum, mean, byte) and the letters.
+  std::vector<double> choice_sums, letter_sums;
+  for (bool letters : {false, true}) {
+    bool needed = false;
+    for (Scoring s : scorings) needed = needed || ((s == Scoring::kLetter) == letters);
+    if (!needed) continue;
+    std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> pairs;
+    for (const ChoiceExample& item : items) {
+      for (const auto& c : letters ? item.letter_ids : item.choice_ids) pairs.emplace_back(item.prompt_ids, c);
+    }
+    std::vector<double>& sums = letters ? letter_sums : choice_sums;
+    D2_ASSIGN_OR_RETURN(sums, ContinuationLogProbs(model, pairs, batch_size));
+  }
+  std::vector<McEvalResult> results;
+  for (Scoring scoring : scorings) {
+    const std::vector<double>& sums = scoring == Scoring::kLetter ? letter_sums : choice_sums;
+    McEvalResult r;
+    size_t k = 0;
+    for (const ChoiceExample& item : items) {
+      const auto& continuations = scoring == Scoring::kLetter ? item.letter_ids : item.choice_ids;
+      int64_t best = -1;
+      double best_score = -INFINITY;
+      for (size_t c = 0; c < continuations.size(); ++c, ++k) {
+        double score = sums[k];
+        if (scoring == Scoring::kMean) score /= std::max<double>(1.0, static_cast<double>(continuations[c].size()));
+        if (scoring == Scoring::kByte) score /= std::max<double>(1.0, static_cast<double>(item.choice_bytes[c]));
+        if (best < 0 || score > best_score) {
+          best = static_cast<int64_t>(c);
+          best_score = score;
+        }
+      }
+      r.predictions.push_back(best);
+      r.correct += best == item.label ? 1 : 0;
+    }
+    r.n = static_cast<int64_t>(items.size());
+    r.accuracy = static_cast<double>(r.correct) / static_cast<double>(r.n);
+    results.push_back(std::move(r));
+  }
+  return results;
+}
+
 absl::StatusOr<McEvalResult> EvaluateMultipleChoice(CausalLMImpl& model, const std::vector<ChoiceExample>& items,
                                                     Scoring scoring, int64_t batch_size) {
-  if (items.empty()) return absl::InvalidArgumentError("no multiple-choice items to evaluate");
-  std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> pairs;
-  for (const ChoiceExample& item : items) {
-    const auto& continuations = scoring == Scoring::kLetter ? item.letter_ids : item.choice_ids;
-    for (const auto& c : continuations) pairs.emplace_back(item.prompt_ids, c);
-  }
-  D2_ASSIGN_OR_RETURN(std::vector<double> sums, ContinuationLogProbs(model, pairs, batch_size));
-  McEvalResult r;
-  size_t k = 0;
-  for (const ChoiceExample& item : items) {
-    const auto& continuations = scoring == Scoring::kLetter ? item.letter_ids : item.choice_ids;
-    int64_t best = -1;
-    double best_score = -INFINITY;
-    for (size_t c = 0; c < continuations.size(); ++c, ++k) {
-      double score = sums[k];
-      if (scoring == Scoring::kMean) score /= std::max<double>(1.0, static_cast<double>(continuations[c].size()));
-      if (scoring == Scoring::kByte) score /= std::max<double>(1.0, static_cast<double>(item.choice_bytes[c]));
-      if (best < 0 || score > best_score) {
-        best = static_cast<int64_t>(c);
-        best_score = score;
-      }
-    }
-    r.predictions.push_back(best);
-    r.correct += best == item.label ? 1 : 0;
-  }
-  r.n = static_cast<int64_t>(items.size());
-  r.accuracy = static_cast<double>(r.correct) / static_cast<double>(r.n);
-  return r;
+  D2_ASSIGN_OR_RETURN(std::vector<McEvalResult> results,
+                      EvaluateMultipleChoiceScorings(model, items, {scoring}, batch_size));
+  return std::move(results.front());
 }
 
 }  // namespace d2lora::engine

@@ -43,6 +43,13 @@ struct McEvalResult {
 absl::StatusOr<McEvalResult> EvaluateMultipleChoice(CausalLMImpl& model, const std::vector<ChoiceExample>& items,
                                                     Scoring scoring, int64_t batch_size);
 
+// The same for several scoring functions at once, sharing the forward passes
+// (one over the choice texts for sum/mean/byte, one over the letters); results
+// in the order of `scorings`.
+absl::StatusOr<std::vector<McEvalResult>> EvaluateMultipleChoiceScorings(
+    CausalLMImpl& model, const std::vector<ChoiceExample>& items, const std::vector<Scoring>& scorings,
+    int64_t batch_size);
+
 // Log-probabilities of `continuation` after `prefix` for each pair, summed per
 // pair (the building block of both evaluations; batches of `batch_size`).
 absl::StatusOr<std::vector<double>> ContinuationLogProbs(

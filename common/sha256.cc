@@ -1,0 +1,73 @@
+#include "common/sha256.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
+
+#include "common/file_util.h"
+
+namespace d2lora {
+namespace {
+
+struct CtxDeleter {
+  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+};
+
+std::string Hex(const unsigned char* bytes, unsigned int n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(2 * n, '0');
+  for (unsigned int i = 0; i < n; ++i) {
+    out[2 * i] = kDigits[bytes[i] >> 4];
+    out[2 * i + 1] = kDigits[bytes[i] & 15];
+  }
+  return out;
+}
+
+// Incremental digest; OpenSSL only fails here on allocation failure.
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+  void Update(const void* data, size_t n) { EVP_DigestUpdate(ctx_.get(), data, n); }
+  std::string Finish() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_.get(), md, &n);
+    return Hex(md, n);
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, CtxDeleter> ctx_;
+};
+
+}  // namespace
+
+std::string Sha256Hex(absl::string_view data) {
+  Sha256 h;
+  h.Update(data.data(), data.size());
+  return h.Finish();
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("cannot open", path);
+  Sha256 h;
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      absl::Status error = ErrnoError("cannot read", path);
+      ::close(fd);
+      return error;
+    }
+    if (n == 0) break;
+    h.Update(buf.data(), static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return h.Finish();
+}
+
+}  // namespace d2lora

@@ -1,0 +1,302 @@
+#include <torch/torch.h>
+
+#include "worker/engine/train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <thread>
+
+#include "tests/support/test_support.h"
+#include "tests/worker/engine/model/tiny_model.h"
+#include "worker/engine/adapters/inject.h"
+#include "worker/engine/distributed/process_group_threads.h"
+#include "worker/engine/train/training_checkpoint.h"
+
+namespace d2lora::engine {
+namespace {
+
+using d2lora::testing::TempDir;
+
+constexpr int64_t kVocab = 61;
+
+// The synthetic task: count upwards, token t+1 = next(token t) over ids 3..60.
+std::vector<Example> CountingExamples(int n, int64_t len, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Example> out;
+  for (int i = 0; i < n; ++i) {
+    Example e;
+    const int64_t l = len - static_cast<int64_t>(rng() % 4);
+    int64_t tok = 3 + static_cast<int64_t>(rng() % (kVocab - 3));
+    for (int64_t t = 0; t < l; ++t) {
+      e.ids.push_back(tok);
+      e.loss_mask.push_back(t == 0 ? 0 : 1);
+      tok = 3 + (tok - 3 + 1) % (kVocab - 3);
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+JobSpec TinySpec(TrainingMethod method) {
+  JobSpec spec;
+  spec.name = "tiny";
+  spec.model = "unused";
+  spec.data.train = "unused";
+  spec.data.format = "lm";
+  spec.method = method;
+  spec.adapter.method = method == TrainingMethod::kLora ? AdapterMethod::kLora
+                        : method == TrainingMethod::kDora ? AdapterMethod::kDora
+                                                          : AdapterMethod::kD2Lora;
+  spec.adapter.r = 4;
+  spec.adapter.alpha = 8;
+  spec.adapter.target_modules = {"all-linear"};
+  spec.train.epochs = 0;
+  spec.train.max_steps = 20;
+  spec.train.batch_size = 8;
+  spec.train.micro_batch_size = 2;
+  spec.train.lr = 1e-2;
+  spec.train.warmup_steps = 2;
+  spec.train.checkpoint_every = 0;
+  spec.eval.every = 0;
+  spec.metrics.volatility_window = 10;
+  return spec;
+}
+
+CausalLM TinyModel(const JobSpec& spec) {
+  CausalLM model = testing::RandomTinyModel(testing::ConfigFrom(testing::TinyLlamaJson()), 11);
+  if (spec.full_finetune()) {
+    for (auto& p : model->parameters()) p.requires_grad_(true);
+  } else {
+    auto report = InjectAdapters(*model, spec.adapter);
+    EXPECT_TRUE(report.ok()) << report.status();
+  }
+  return model;
+}
+
+struct Session {
+  CausalLM model{nullptr};
+  std::unique_ptr<Trainer> trainer;
+};
+
+Session MakeSession(const JobSpec& spec, ProcessGroup* group, const std::string& checkpoints_dir = "",
+                    ValidationSet validation = {}, std::vector<TrainingCallback*> callbacks = {},
+                    const std::atomic<bool>* stop = nullptr) {
+  Session s;
+  s.model = TinyModel(spec);
+  TrainerOptions o;
+  o.spec = spec;
+  o.checkpoints_dir = checkpoints_dir;
+  o.fingerprint = {{"test", 1}};
+  o.callbacks = std::move(callbacks);
+  o.stop = stop;
+  auto train = std::make_shared<const std::vector<Example>>(CountingExamples(64, 12, 5));
+  auto t = Trainer::Create(s.model, train, std::move(validation), std::move(o), group);
+  EXPECT_TRUE(t.ok()) << t.status();
+  if (t.ok()) s.trainer = std::move(*t);
+  return s;
+}
+
+double MaxParamDiff(const Trainer& a, const Trainer& b) {
+  double diff = 0;
+  for (size_t i = 0; i < a.parameters().size(); ++i) {
+    EXPECT_EQ(a.parameters()[i].name, b.parameters()[i].name);
+    diff = std::max(diff, (a.parameters()[i].param - b.parameters()[i].param).abs().max().item<double>());
+  }
+  return diff;
+}
+
+TEST(TrainerTest, TinyModelLearnsTheCountingTask) {
+  JobSpec spec = TinySpec(TrainingMethod::kD2Lora);
+  spec.train.max_steps = 150;
+  spec.train.schedule = LrSchedule::kConstant;
+  ValidationSet val;
+  val.examples = CountingExamples(16, 12, 99);
+  auto group = CreateSingleProcessGroup();
+  Session s = MakeSession(spec, group.get(), "", val);
+  ASSERT_TRUE(s.trainer);
+  ValidationOptions vo;
+  auto before = Validate(*s.model, val, vo, *group, 0, false);
+  ASSERT_TRUE(before.ok()) << before.status();
+  auto result = s.trainer->Run();
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_TRUE(result->final_eval);
+  const double loss0 = *before->metrics.loss, loss1 = *result->final_eval->metrics.loss;
+  EXPECT_LT(loss1, 0.5 * loss0) << "validation loss " << loss0 << " -> " << loss1;
+  EXPECT_EQ(result->steps, 150);
+  ASSERT_TRUE(result->last_step);
+  ASSERT_TRUE(result->last_step->tau);  // D2-LoRA reports tau
+  EXPECT_GT(result->last_step->tau->max, 0.0);
+  EXPECT_TRUE(result->last_step->volatility.volatility.has_value());
+}
+
+class EveryMethodTest : public ::testing::TestWithParam<TrainingMethod> {};
+
+TEST_P(EveryMethodTest, LossFalls) {
+  JobSpec spec = TinySpec(GetParam());
+  spec.train.max_steps = 30;
+  if (GetParam() == TrainingMethod::kFull) spec.train.lr = 1e-3;
+  struct FirstLast : TrainingCallback {
+    std::vector<double> losses;
+    void OnStep(const StepMetrics& m) override { losses.push_back(m.loss); }
+  } record;
+  auto group = CreateSingleProcessGroup();
+  Session s = MakeSession(spec, group.get(), "", {}, {&record});
+  ASSERT_TRUE(s.trainer);
+  auto result = s.trainer->Run();
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(record.losses.size(), 30u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += record.losses[i], last += record.losses[25 + i];
+  EXPECT_LT(last, 0.9 * first) << TrainingMethodName(GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, EveryMethodTest,
+                         ::testing::Values(TrainingMethod::kD2Lora, TrainingMethod::kLora, TrainingMethod::kDora,
+                                           TrainingMethod::kFull),
+                         [](const auto& info) { return TrainingMethodName(info.param); });
+
+// Gradient accumulation: 4 micro-batches of 2 == 1 micro-batch of 8.
+TEST(TrainerTest, MicroBatchingDoesNotChangeTheResult) {
+  auto group = CreateSingleProcessGroup();
+  JobSpec a = TinySpec(TrainingMethod::kD2Lora), b = a;
+  b.train.micro_batch_size = 8;
+  Session sa = MakeSession(a, group.get()), sb = MakeSession(b, group.get());
+  ASSERT_TRUE(sa.trainer->Run().ok());
+  ASSERT_TRUE(sb.trainer->Run().ok());
+  EXPECT_LT(MaxParamDiff(*sa.trainer, *sb.trainer), 1e-5);
+}
+
+// Two ranks (threads of one process, the same collectives as Gloo) end with the
+// adapter of one rank on the same global batches.
+TEST(TrainerTest, TwoRanksMatchOneRank) {
+  JobSpec one = TinySpec(TrainingMethod::kD2Lora), two = one;
+  two.resources.world_size = 2;
+  auto single = CreateSingleProcessGroup();
+  Session ref = MakeSession(one, single.get());
+  ASSERT_TRUE(ref.trainer->Run().ok());
+
+  auto threads = ThreadGroup::Create(2);
+  std::vector<std::unique_ptr<ProcessGroup>> members;
+  for (int r = 0; r < 2; ++r) members.push_back(threads->Member(r));
+  Session ranks[2];
+  absl::Status status[2];
+  std::vector<std::thread> workers;
+  for (int r = 0; r < 2; ++r) {
+    workers.emplace_back([&, r] {
+      ranks[r] = MakeSession(two, members[r].get());
+      status[r] = ranks[r].trainer ? ranks[r].trainer->Run().status() : absl::InternalError("no trainer");
+    });
+  }
+  for (auto& w : workers) w.join();
+  D2_ASSERT_OK(status[0]);
+  D2_ASSERT_OK(status[1]);
+  EXPECT_EQ(ranks[0].trainer->step(), 20);
+  EXPECT_LT(MaxParamDiff(*ref.trainer, *ranks[0].trainer), 1e-5);
+  EXPECT_EQ(MaxParamDiff(*ranks[0].trainer, *ranks[1].trainer), 0.0);  // ranks agree exactly
+}
+
+// Stopped after step 7 and resumed from its checkpoint, a run ends exactly where
+// an uninterrupted one does (dropout on, so the random streams must line up too).
+TEST(TrainerTest, ResumeMatchesAnUninterruptedRun) {
+  TempDir tmp;
+  JobSpec spec = TinySpec(TrainingMethod::kD2Lora);
+  spec.adapter.dropout = 0.1;
+  spec.train.checkpoint_every = 5;
+  auto group = CreateSingleProcessGroup();
+  Session full = MakeSession(spec, group.get(), tmp.file("a"));
+  auto full_result = full.trainer->Run();
+  ASSERT_TRUE(full_result.ok()) << full_result.status();
+
+  std::atomic<bool> stop{false};
+  struct StopAt : TrainingCallback {
+    std::atomic<bool>* stop;
+    void OnStep(const StepMetrics& m) override {
+      if (m.step == 6) stop->store(true);
+    }
+  } stopper;
+  stopper.stop = &stop;
+  Session first = MakeSession(spec, group.get(), tmp.file("b"), {}, {&stopper}, &stop);
+  auto stopped = first.trainer->Run();
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_TRUE(stopped->stopped);
+  EXPECT_EQ(stopped->steps, 7);
+  EXPECT_EQ(stopped->last_checkpoint, CheckpointPath(tmp.file("b"), 7));
+
+  Session second = MakeSession(spec, group.get(), tmp.file("b"));
+  auto path = ResolveResumePath(tmp.file("b"));
+  ASSERT_TRUE(path.ok()) << path.status();
+  D2_ASSERT_OK(second.trainer->Resume(*path));
+  auto resumed = second.trainer->Run();
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->steps, 20);
+  EXPECT_EQ(MaxParamDiff(*full.trainer, *second.trainer), 0.0);
+  EXPECT_EQ(full_result->run_volatility.volatility, resumed->run_volatility.volatility);
+  EXPECT_EQ(full_result->last_step->loss, resumed->last_step->loss);
+}
+
+TEST(TrainerTest, ResumeRefusesAMismatchedCheckpoint) {
+  TempDir tmp;
+  JobSpec spec = TinySpec(TrainingMethod::kD2Lora);
+  spec.train.max_steps = 4;
+  auto group = CreateSingleProcessGroup();
+  Session a = MakeSession(spec, group.get(), tmp.file("a"));
+  ASSERT_TRUE(a.trainer->Run().ok());
+  const std::string ckpt = CheckpointPath(tmp.file("a"), 4);
+
+  JobSpec lora = TinySpec(TrainingMethod::kLora);  // other parameter names
+  Session b = MakeSession(lora, group.get());
+  absl::Status s = b.trainer->Resume(ckpt);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("parameters.safetensors"), std::string::npos) << s;
+}
+
+TEST(TrainerTest, NonFiniteLossesSkipStepsThenFailTheRun) {
+  JobSpec spec = TinySpec(TrainingMethod::kLora);
+  spec.train.max_nonfinite_steps = 2;
+  CausalLM* model = nullptr;
+  struct Poison : TrainingCallback {
+    CausalLM** model;
+    void OnStep(const StepMetrics& m) override {
+      if (m.step != 3) return;
+      torch::NoGradGuard ng;
+      for (auto& item : (**model)->named_parameters()) {
+        if (item.key().find("lora_A") != std::string::npos) item.value().fill_(NAN);
+      }
+    }
+  } poison;
+  poison.model = &model;
+  struct Record : TrainingCallback {
+    std::vector<StepMetrics> steps;
+    void OnStep(const StepMetrics& m) override { steps.push_back(m); }
+  } record;
+  auto group = CreateSingleProcessGroup();
+  Session s = MakeSession(spec, group.get(), "", {}, {&poison, &record});
+  model = &s.model;
+  auto result = s.trainer->Run();
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("training diverged: non-finite loss at step 6"), std::string::npos)
+      << result.status();
+  ASSERT_EQ(record.steps.size(), 5u);  // steps 4 and 5 were skipped, step 6 failed
+  EXPECT_FALSE(record.steps[2].skipped);
+  EXPECT_TRUE(record.steps[3].skipped);
+  EXPECT_TRUE(record.steps[4].skipped);
+}
+
+TEST(TrainerTest, RefusesAWorldSizeThatDiffersFromTheGroup) {
+  JobSpec spec = TinySpec(TrainingMethod::kLora);
+  spec.resources.world_size = 2;
+  auto group = CreateSingleProcessGroup();
+  CausalLM model = TinyModel(spec);
+  TrainerOptions o;
+  o.spec = spec;
+  auto t = Trainer::Create(model, std::make_shared<const std::vector<Example>>(CountingExamples(16, 8, 1)), {},
+                           o, group.get());
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("resources.world_size = 2"), std::string::npos) << t.status();
+}
+
+}  // namespace
+}  // namespace d2lora::engine

@@ -1,0 +1,93 @@
+// What a training run reports, and the one interface it reports through.
+// Implementations: metrics_jsonl.h (metrics.jsonl in the output directory),
+// progress_printer.h (the terminal), and at the edge the worker's Prometheus
+// exporter. The trainer calls every callback on rank 0 only, from its own
+// thread, in the order OnStart, (OnStep | OnEval | OnCheckpoint)*, OnEnd.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace d2lora::engine {
+
+// Training volatility over a sliding window of steps (volatility.h).
+struct VolatilityStats {
+  // Sample standard deviation of the step-to-step loss changes in the window;
+  // unset until the window holds at least two changes (three losses).
+  std::optional<double> volatility;
+  // Sample standard deviation / mean of the losses in the window; unset until
+  // it holds two losses (or when the mean is 0).
+  std::optional<double> loss_cv;
+  int64_t spikes_in_window = 0;  // steps in the window whose loss > 1.5 x EMA
+  int64_t spikes_total = 0;      // over the whole run
+  int64_t window_steps = 0;      // losses currently in the window
+};
+
+// D2-LoRA's tau over all adapted layers (effective values, after softplus).
+struct TauStats {
+  double mean = 0;
+  double min = 0;
+  double max = 0;
+};
+
+struct RunInfo {
+  std::string name;
+  std::string method;  // "d2lora" | "lora" | "dora" | "full"
+  int64_t total_steps = 0;
+  int64_t start_step = 0;  // > 0 when resumed from a checkpoint
+  int64_t steps_per_epoch = 0;
+  int64_t world_size = 1;
+  int64_t trainable_parameters = 0;
+  int64_t total_parameters = 0;
+  std::string output_dir;
+};
+
+struct StepMetrics {
+  int64_t step = 0;  // optimizer steps done, 1-based
+  int64_t total_steps = 0;
+  int64_t epoch = 0;  // 0-based epoch the step's batch came from
+  double loss = 0;    // token-mean loss of the global batch
+  double lr = 0;
+  double grad_norm = 0;  // global L2 norm before clipping
+  int64_t tokens = 0;    // real tokens in the global batch
+  double tokens_per_second = 0;
+  double step_seconds = 0;
+  double elapsed_seconds = 0;  // since the start of this process's run
+  std::optional<double> eta_seconds;
+  std::optional<TauStats> tau;  // D2-LoRA only
+  VolatilityStats volatility;
+  bool skipped = false;  // non-finite loss or gradients: no update was applied
+};
+
+struct EvalMetrics {
+  int64_t step = 0;
+  bool final = false;  // the evaluation at the end of the run
+  std::optional<double> loss;        // validation token-mean loss
+  std::optional<double> perplexity;
+  std::optional<double> accuracy;    // multiple choice
+  std::string scoring;               // multiple choice: "sum" | "mean" | "byte" | "letter"
+  std::optional<double> rouge_l;     // instruction data: F1 of greedy generations
+  int64_t examples = 0;
+  double seconds = 0;
+};
+
+struct CheckpointInfo {
+  int64_t step = 0;
+  std::string path;
+};
+
+class TrainingCallback {
+ public:
+  virtual ~TrainingCallback() = default;
+  virtual void OnStart(const RunInfo& /*info*/) {}
+  virtual void OnStep(const StepMetrics& /*metrics*/) {}
+  virtual void OnEval(const EvalMetrics& /*metrics*/) {}
+  virtual void OnCheckpoint(const CheckpointInfo& /*info*/) {}
+  // `summary` is what summary.json holds.
+  virtual void OnEnd(const nlohmann::json& /*summary*/) {}
+};
+
+}  // namespace d2lora::engine

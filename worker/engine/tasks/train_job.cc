@@ -1,0 +1,365 @@
+#include <torch/torch.h>
+
+#include "worker/engine/tasks/train_job.h"
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "worker/engine/adapters/adapter_io.h"
+#include "worker/engine/adapters/inject.h"
+#include "worker/engine/data/collate.h"
+#include "worker/engine/data/examples.h"
+#include "worker/engine/data/jsonl.h"
+#include "worker/engine/metrics/metrics_json.h"
+#include "worker/engine/metrics/metrics_jsonl.h"
+#include "worker/engine/model/checkpoint.h"
+#include "worker/engine/tasks/merge_model.h"
+#include "worker/engine/tokenizer/tokenizer.h"
+#include "worker/engine/torch_guard.h"
+#include "worker/engine/train/trainer.h"
+#include "worker/engine/train/training_checkpoint.h"
+
+namespace d2lora::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kMergeCheckSequences = 8;
+
+struct PreparedData {
+  std::shared_ptr<std::vector<Example>> train;
+  ValidationSet validation;
+  nlohmann::json report;
+};
+
+absl::StatusOr<PreparedData> PrepareData(const JobSpec& spec, const Tokenizer& tokenizer, int64_t vocab_size) {
+  D2_ASSIGN_OR_RETURN(DataFormat format, ParseDataFormat(spec.data.format));
+  JsonlOptions jo;
+  jo.format = format;
+  jo.skip_invalid = spec.data.skip_invalid;
+  jo.vocab_size = vocab_size;
+  PreparedData out;
+  D2_ASSIGN_OR_RETURN(Dataset train, ReadJsonl(spec.data.train, jo));
+  D2_ASSIGN_OR_RETURN(ExampleSet train_set, MakeExamples(train, tokenizer, spec.data.max_seq_len));
+  out.train = std::make_shared<std::vector<Example>>(std::move(train_set.examples));
+  out.report["train"] = {{"path", spec.data.train},        {"examples", out.train->size()},
+                         {"skipped_lines", train.skipped}, {"truncated", train_set.truncated},
+                         {"dropped", train_set.dropped}};
+  if (train.skipped) out.report["train"]["skip_reasons"] = train.skip_reasons;
+  if (spec.data.validation.empty()) return out;
+
+  D2_ASSIGN_OR_RETURN(Dataset val, ReadJsonl(spec.data.validation, jo));
+  D2_ASSIGN_OR_RETURN(ExampleSet val_set, MakeExamples(val, tokenizer, spec.data.max_seq_len));
+  out.validation.examples = std::move(val_set.examples);
+  for (const Record& rec : val.records) {
+    if (format == DataFormat::kMultipleChoice) {
+      auto item = MakeChoiceExample(rec, tokenizer, spec.data.max_seq_len);
+      if (!item.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(spec.data.validation, ":", rec.line, ": ", item.status().message()));
+      }
+      out.validation.choices.push_back(std::move(*item));
+    } else if (format == DataFormat::kInstruction) {
+      auto ex = MakeExample(rec, format, tokenizer, spec.data.max_seq_len);
+      if (!ex.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(spec.data.validation, ":", rec.line, ": ", ex.status().message()));
+      }
+      size_t first_target = 0;
+      while (first_target < ex->loss_mask.size() && !ex->loss_mask[first_target]) ++first_target;
+      if (first_target == 0 || first_target == ex->ids.size()) continue;  // no prompt or no target left
+      out.validation.generation.push_back(
+          {std::vector<int64_t>(ex->ids.begin(), ex->ids.begin() + static_cast<int64_t>(first_target)), rec.completion});
+    }
+  }
+  out.report["validation"] = {{"path", spec.data.validation},
+                              {"examples", out.validation.examples.size()},
+                              {"choice_items", out.validation.choices.size()},
+                              {"generation_items", out.validation.generation.size()},
+                              {"skipped_lines", val.skipped},
+                              {"truncated", val_set.truncated},
+                              {"dropped", val_set.dropped}};
+  return out;
+}
+
+// What a resumed run must share with the checkpoint it continues: the method,
+// the adapter, the training data (by content), the base model's config (by
+// content) and every setting that changes the numbers.
+absl::StatusOr<nlohmann::json> Fingerprint(const JobSpec& spec) {
+  nlohmann::json s = JobSpecToJson(spec);
+  nlohmann::json fp;
+  fp["method"] = s["method"];
+  if (!spec.full_finetune()) fp["adapter"] = s["adapter"];
+  D2_ASSIGN_OR_RETURN(std::string data_sha, Sha256File(spec.data.train));
+  D2_ASSIGN_OR_RETURN(std::string config_sha, Sha256File(spec.model + "/" + kModelConfigFile));
+  fp["data"] = {{"train_sha256", data_sha},
+                {"format", s["data"]["format"]},
+                {"max_seq_len", s["data"]["max_seq_len"]},
+                {"skip_invalid", s["data"]["skip_invalid"]}};
+  fp["model"] = {{"config_sha256", config_sha}};
+  fp["train"] = s["train"];
+  for (const char* free : {"checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "activation_checkpointing"}) {
+    fp["train"].erase(free);
+  }
+  fp["metrics"] = {{"volatility_window", spec.metrics.volatility_window}};
+  return fp;
+}
+
+// Every rank learns whether all ranks succeeded; a rank that did not gets its
+// own error, the others an Aborted naming the situation.
+absl::Status AgreeAcrossRanks(ProcessGroup& group, absl::Status local, const std::string& phase) {
+  if (group.world_size() == 1) return local;
+  torch::Tensor failed = torch::tensor({local.ok() ? 0.0f : 1.0f});
+  D2_RETURN_IF_ERROR(group.AllReduceSum(failed));
+  if (!local.ok()) return local;
+  if (failed.item<float>() > 0) {
+    return absl::AbortedError(absl::StrCat("another rank failed during ", phase, " (see its log)"));
+  }
+  return absl::OkStatus();
+}
+
+bool DirHasFiles(const std::string& dir) {
+  std::error_code ec;
+  return fs::is_directory(dir, ec) && !fs::is_empty(dir, ec);
+}
+
+absl::Status PrepareOutputDir(const JobSpec& spec, bool resuming) {
+  const std::string& dir = spec.output.dir;
+  if (!resuming && DirHasFiles(dir)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "output.dir ", dir, " already holds files (an earlier run?): pass --resume ", dir,
+        " to continue it, or choose another output.dir"));
+  }
+  std::error_code ec;
+  fs::create_directories(dir + "/checkpoints", ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create output.dir ", dir, ": ", ec.message()));
+  return WriteFileAtomically(dir + "/" + kSpecFile, JobSpecToYaml(spec));
+}
+
+absl::StatusOr<c10::ScalarType> TrainingDtype(const JobSpec& spec) {
+  switch (spec.train.dtype) {
+    case ComputeDtype::kFp32: return c10::ScalarType::Float;
+    case ComputeDtype::kBf16: return c10::ScalarType::BFloat16;
+    case ComputeDtype::kAuto:
+      return spec.resources.device == DeviceKind::kCuda ? c10::ScalarType::BFloat16 : c10::ScalarType::Float;
+  }
+  return c10::ScalarType::Float;
+}
+
+absl::StatusOr<c10::ScalarType> MergedDtype(const JobSpec& spec, const ModelConfig& config) {
+  if (spec.output.merge_dtype != MergeDtype::kAuto) return ParseDtypeFlag(MergeDtypeName(spec.output.merge_dtype));
+  if (!config.torch_dtype.empty()) return ParseModelDtype(config.torch_dtype);
+  return c10::ScalarType::Float;
+}
+
+// Logits [B, T, V] (fp32, CPU) of the sequences, padding zeroed.
+torch::Tensor CheckLogits(CausalLMImpl& model, const Batch& batch, const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  torch::Tensor logits = model.forward(batch.input_ids.to(device), batch.attention_mask.to(device))
+                             .to(torch::kCPU, torch::kFloat32);
+  model.train(was_training);
+  return logits * batch.attention_mask.unsqueeze(-1).to(torch::kFloat32);
+}
+
+}  // namespace
+
+absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, ProcessGroup& group) {
+  const auto wall_start = Clock::now();
+  JobSpec spec = options.spec;
+  D2_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  const bool rank0 = group.rank() == 0;
+  const bool resuming = !options.resume.empty();
+  std::string resume_dir;
+  if (resuming) {
+    D2_ASSIGN_OR_RETURN(resume_dir, ResolveResumePath(options.resume));
+  }
+  if (spec.resources.device == DeviceKind::kCuda && !torch::cuda::is_available()) {
+    return absl::FailedPreconditionError("resources.device = cuda, but LibTorch sees no CUDA device");
+  }
+  D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, rank0 ? PrepareOutputDir(spec, resuming) : absl::OkStatus(),
+                                      "output directory setup"));
+
+  // Model, tokenizer, data, adapters: every rank the same.
+  D2_ASSIGN_OR_RETURN(c10::ScalarType dtype, TrainingDtype(spec));
+  const torch::Device device = spec.resources.device == DeviceKind::kCuda
+                                   ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options.local_rank))
+                                   : torch::Device(torch::kCPU);
+  absl::StatusOr<LoadedModel> loaded = LoadModel(spec.model, dtype);
+  std::shared_ptr<Tokenizer> tokenizer;
+  PreparedData data;
+  absl::Status setup = loaded.status();
+  if (setup.ok()) {
+    auto tok = LoadTokenizer(spec.model);
+    setup = tok.status();
+    if (tok.ok()) tokenizer = std::move(*tok);
+  }
+  if (setup.ok()) {
+    auto prepared = PrepareData(spec, *tokenizer, loaded->config.vocab_size);
+    setup = prepared.status();
+    if (prepared.ok()) data = std::move(*prepared);
+  }
+  if (setup.ok()) {
+    setup = GuardTorch("preparing the model", [&]() -> absl::Status {
+      CausalLMImpl& model = *loaded->model;
+      if (spec.full_finetune()) {
+        for (auto& p : model.parameters()) p.requires_grad_(true);
+      } else {
+        D2_RETURN_IF_ERROR(InjectAdapters(model, spec.adapter).status());
+      }
+      model.to(device);
+      return absl::OkStatus();
+    });
+  }
+  nlohmann::json fingerprint;
+  if (setup.ok()) {
+    auto fp = Fingerprint(spec);
+    setup = fp.status();
+    if (fp.ok()) fingerprint = std::move(*fp);
+  }
+  D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, setup, "setup (model, tokenizer, data)"));
+  CausalLM model = loaded->model;
+  const ModelConfig config = loaded->config;
+
+  std::vector<TrainingCallback*> callbacks = options.callbacks;
+  std::unique_ptr<JsonlMetricsWriter> jsonl;
+  if (rank0) {
+    D2_ASSIGN_OR_RETURN(jsonl, JsonlMetricsWriter::Create(spec.output.dir + "/" + kMetricsFile, resuming));
+    callbacks.insert(callbacks.begin(), jsonl.get());
+  }
+
+  const ParameterCount counts = CountParameters(*model);
+  TrainerOptions to;
+  to.spec = spec;
+  to.pad_id = CollatePadId(*tokenizer);
+  to.validation.eval = spec.eval;
+  to.validation.batch_size = spec.train.micro_batch_size;
+  to.validation.eos_token_ids = config.eos_token_ids;
+  if (tokenizer->eos_id()) to.validation.eos_token_ids.push_back(*tokenizer->eos_id());
+  to.validation.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids, true); };
+  to.checkpoints_dir = spec.output.dir + "/checkpoints";
+  if (!spec.full_finetune()) {
+    to.write_checkpoint_extra = [&model, &spec](const std::string& staged) {
+      return SaveAdapter(*model, spec.adapter, staged + "/adapter", spec.model);
+    };
+  }
+  to.fingerprint = fingerprint;
+  to.callbacks = callbacks;
+  to.stop = options.stop;
+  to.run_info.name = spec.name;
+  to.run_info.method = TrainingMethodName(spec.method);
+  to.run_info.trainable_parameters = counts.trainable;
+  to.run_info.total_parameters = counts.total;
+  to.run_info.output_dir = spec.output.dir;
+  const ValidationSet validation = data.validation;  // kept for the merge check
+
+  D2_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
+                      Trainer::Create(model, data.train, data.validation, std::move(to), &group));
+  if (resuming) {
+    D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, trainer->Resume(resume_dir), "resume from " + resume_dir));
+  }
+  D2_ASSIGN_OR_RETURN(TrainResult result, trainer->Run());
+
+  nlohmann::json summary;
+  summary["name"] = spec.name;
+  summary["method"] = TrainingMethodName(spec.method);
+  summary["status"] = result.stopped ? "stopped" : "completed";
+  summary["steps"] = result.steps;
+  summary["total_steps"] = result.total_steps;
+  summary["skipped_steps"] = result.skipped_steps;
+  summary["world_size"] = group.world_size();
+  summary["resumed_from"] = resuming ? nlohmann::json(resume_dir) : nlohmann::json(nullptr);
+  summary["parameters"] = {{"trainable", counts.trainable}, {"total", counts.total}};
+  summary["data"] = data.report;
+  if (result.last_step) summary["final"] = ToJson(*result.last_step);
+  summary["volatility"] = ToJson(result.run_volatility);
+  if (result.final_eval) summary["eval"] = result.final_eval->details;
+  nlohmann::json paths = {{"output_dir", spec.output.dir},
+                          {"metrics", spec.output.dir + "/" + kMetricsFile},
+                          {"checkpoint", result.last_checkpoint}};
+
+  if (!result.stopped) {
+    const std::string adapter_dir = spec.output.dir + "/adapter";
+    const std::string merged_dir = spec.output.dir + "/merged";
+    if (!spec.full_finetune()) {
+      if (rank0) D2_RETURN_IF_ERROR(SaveAdapter(*model, spec.adapter, adapter_dir, spec.model));
+      paths["adapter"] = adapter_dir;
+    }
+    if (spec.output.merge || spec.full_finetune()) {
+      nlohmann::json check;
+      if (!spec.full_finetune()) {
+        // Sequences for the logit comparison: the first validation (else training) examples.
+        const std::vector<Example>& source = validation.examples.empty() ? *data.train : validation.examples;
+        std::vector<int64_t> idx;
+        for (int64_t i = 0; i < std::min<int64_t>(kMergeCheckSequences, static_cast<int64_t>(source.size())); ++i) {
+          idx.push_back(i);
+        }
+        Batch batch;
+        torch::Tensor before;
+        D2_RETURN_IF_ERROR(GuardTorch("merging the adapters", [&]() -> absl::Status {
+          if (rank0 && !idx.empty()) {
+            batch = Collate(source, idx, CollatePadId(*tokenizer));
+            before = CheckLogits(*model, batch, device);
+          }
+          MergeAdapters(*model);
+          return absl::OkStatus();
+        }));
+        if (rank0 && before.defined()) {
+          D2_ASSIGN_OR_RETURN(double diff, GuardTorch("comparing logits", [&]() -> absl::StatusOr<double> {
+            return (CheckLogits(*model, batch, device) - before).abs().max().item<double>();
+          }));
+          check["max_logit_diff"] = diff;
+          check["sequences"] = idx.size();
+        }
+        if (result.final_eval && !validation.empty()) {
+          ValidationOptions vo;
+          vo.eval = spec.eval;
+          vo.batch_size = spec.train.micro_batch_size;
+          D2_ASSIGN_OR_RETURN(ValidationResult merged, Validate(*model, validation, vo, group, result.steps, false));
+          const EvalMetrics& a = result.final_eval->metrics;
+          const EvalMetrics& b = merged.metrics;
+          if (a.accuracy && b.accuracy) {
+            check["accuracy_unmerged"] = *a.accuracy;
+            check["accuracy_merged"] = *b.accuracy;
+            check["accuracy_gap_pp"] = 100.0 * (*a.accuracy - *b.accuracy);
+            check["scoring"] = a.scoring;
+          }
+          if (a.loss && b.loss) {
+            check["loss_unmerged"] = *a.loss;
+            check["loss_merged"] = *b.loss;
+            check["loss_gap"] = *a.loss - *b.loss;
+          }
+        }
+      }
+      if (rank0) {
+        D2_ASSIGN_OR_RETURN(c10::ScalarType merged_dtype, MergedDtype(spec, config));
+        SaveModelOptions save;
+        save.dtype = merged_dtype;
+        save.tokenizer_source_dir = spec.model;
+        save.overwrite = true;
+        D2_RETURN_IF_ERROR(SaveModel(*model, config, merged_dir, save));
+        D2_ASSIGN_OR_RETURN(std::string dtype_name, ModelDtypeName(merged_dtype));
+        check["merged_dtype"] = dtype_name;
+      }
+      if (!spec.full_finetune()) summary["merge_check"] = check;
+      paths["merged"] = merged_dir;
+    }
+  }
+  summary["paths"] = paths;
+  summary["train_seconds"] = result.train_seconds;
+  summary["wall_seconds"] = std::chrono::duration<double>(Clock::now() - wall_start).count();
+  summary["spec"] = JobSpecToJson(spec);
+  if (rank0) {
+    D2_RETURN_IF_ERROR(WriteFileAtomically(spec.output.dir + "/" + kSummaryFile, summary.dump(2) + "\n"));
+    for (TrainingCallback* cb : callbacks) cb->OnEnd(summary);
+  }
+  return summary;
+}
+
+}  // namespace d2lora::engine

@@ -1,0 +1,350 @@
+#include <torch/torch.h>
+
+#include "worker/engine/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "worker/engine/adapters/adapted_linear_d2lora.h"
+#include "worker/engine/adapters/inject.h"
+#include "worker/engine/adapters/linear.h"
+#include "worker/engine/torch_guard.h"
+#include "worker/engine/train/lr_schedule.h"
+#include "worker/engine/train/training_checkpoint.h"
+
+namespace d2lora::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+// Dropout seed of (seed, rank, step): SplitMix64 over the three.
+uint64_t StepSeed(uint64_t seed, int64_t rank, int64_t step) {
+  uint64_t z = seed ^ (static_cast<uint64_t>(rank) * 0x9e3779b97f4a7c15ull) ^
+               (static_cast<uint64_t>(step) * 0xbf58476d1ce4e5b9ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+int64_t TotalSteps(const TrainSpec& t, int64_t steps_per_epoch) {
+  return t.max_steps > 0 ? t.max_steps : t.epochs * steps_per_epoch;
+}
+
+std::string Shape(const torch::Tensor& t) { return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]"); }
+
+}  // namespace
+
+template <typename Fn>
+void Trainer::Notify(Fn&& fn) {
+  if (group_->rank() != 0) return;
+  for (TrainingCallback* cb : options_.callbacks) fn(*cb);
+}
+
+Trainer::Trainer(CausalLM model, DataLoader loader, ValidationSet validation, TrainerOptions options,
+                 ProcessGroup* group, std::vector<TrainableParameter> params)
+    : model_(std::move(model)),
+      loader_(std::move(loader)),
+      validation_(std::move(validation)),
+      options_(std::move(options)),
+      group_(group),
+      optimizer_(std::move(params), AdamWOptions{0.9, 0.999, 1e-8, options_.spec.train.weight_decay}),
+      volatility_(options_.spec.metrics.volatility_window),
+      device_(torch::kCPU) {}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(CausalLM model,
+                                                         std::shared_ptr<const std::vector<Example>> train,
+                                                         ValidationSet validation, TrainerOptions options,
+                                                         ProcessGroup* group) {
+  if (group == nullptr) return absl::InvalidArgumentError("trainer: no process group");
+  const JobSpec& spec = options.spec;
+  D2_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  if (group->world_size() != spec.resources.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("resources.world_size = ", spec.resources.world_size,
+                                                   " but the process group has ", group->world_size(), " ranks"));
+  }
+  BatchingOptions batching;
+  batching.batch_size = spec.train.batch_size;
+  batching.micro_batch_size = spec.train.micro_batch_size;
+  batching.world_size = spec.resources.world_size;
+  batching.seed = spec.train.seed;
+  D2_ASSIGN_OR_RETURN(DataLoader loader, DataLoader::Create(std::move(train), batching, group->rank(), options.pad_id));
+  std::vector<TrainableParameter> params = CollectTrainableParameters(*model);
+  if (params.empty()) return absl::InvalidArgumentError("trainer: the model has no trainable parameters");
+  for (const TrainableParameter& p : params) {
+    if (p.param.scalar_type() != torch::kFloat32 && p.param.scalar_type() != torch::kBFloat16 &&
+        p.param.scalar_type() != torch::kFloat64) {
+      return absl::InvalidArgumentError(absl::StrCat("trainable parameter ", p.name, " has dtype ",
+                                                     c10::toString(p.param.scalar_type()),
+                                                     " (expected float32, float64 or bfloat16)"));
+    }
+  }
+  std::unique_ptr<Trainer> t(new Trainer(std::move(model), std::move(loader), std::move(validation),
+                                         std::move(options), group, std::move(params)));
+  t->device_ = t->optimizer_.parameters().front().param.device();
+  t->total_steps_ = TotalSteps(spec.train, t->loader_.steps_per_epoch());
+  t->model_->set_gradient_checkpointing(spec.train.activation_checkpointing);
+  D2_RETURN_IF_ERROR(t->BroadcastParameters());
+  return t;
+}
+
+absl::Status Trainer::BroadcastParameters() {
+  if (group_->world_size() == 1) return absl::OkStatus();
+  return GuardTorch("broadcasting the initial parameters", [&]() -> absl::Status {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> flat;
+    for (const TrainableParameter& p : optimizer_.parameters()) flat.push_back(p.param.detach().to(torch::kFloat64).reshape(-1));
+    torch::Tensor bucket = torch::cat(flat);
+    D2_RETURN_IF_ERROR(group_->Broadcast(bucket, 0));
+    int64_t offset = 0;
+    for (const TrainableParameter& p : optimizer_.parameters()) {
+      const int64_t n = p.param.numel();
+      p.param.copy_(bucket.narrow(0, offset, n).view(p.param.sizes()));
+      offset += n;
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Trainer::Resume(const std::string& checkpoint_dir) {
+  D2_ASSIGN_OR_RETURN(TrainingState state, ReadTrainingCheckpoint(checkpoint_dir));
+  absl::Status fp = CheckFingerprint(state.fingerprint, options_.fingerprint);
+  if (!fp.ok()) return absl::FailedPreconditionError(absl::StrCat("cannot resume from ", checkpoint_dir, ": ", fp.message()));
+  if (state.step > total_steps_) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot resume from ", checkpoint_dir, ": it is at step ",
+                                                      state.step, ", past this run's ", total_steps_, " steps"));
+  }
+  const std::string where = absl::StrCat(checkpoint_dir, "/", kParametersFile);
+  std::map<std::string, torch::Tensor> by_name(state.parameters.begin(), state.parameters.end());
+  const auto& params = optimizer_.parameters();
+  if (by_name.size() != params.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(where, ": ", by_name.size(), " tensors, the model has ",
+                                                      params.size(), " trainable parameters"));
+  }
+  for (const TrainableParameter& p : params) {
+    auto it = by_name.find(p.name);
+    if (it == by_name.end()) return absl::FailedPreconditionError(absl::StrCat(where, ": no tensor ", p.name));
+    if (it->second.sizes() != p.param.sizes()) {
+      return absl::FailedPreconditionError(absl::StrCat(where, ": ", p.name, " has shape ", Shape(it->second),
+                                                        ", the model's is ", Shape(p.param)));
+    }
+  }
+  std::map<std::string, torch::Tensor> optim(state.optimizer.begin(), state.optimizer.end());
+  absl::Status os = optimizer_.LoadState(optim, state.optimizer_steps);
+  if (!os.ok()) return absl::FailedPreconditionError(absl::StrCat(checkpoint_dir, "/", kOptimizerFile, ": ", os.message()));
+  auto tracker = VolatilityTracker::FromJson(state.volatility);
+  if (!tracker.ok()) {
+    return absl::DataLossError(absl::StrCat(checkpoint_dir, "/", kTrainerStateFile, ": volatility: ", tracker.status().message()));
+  }
+  D2_RETURN_IF_ERROR(loader_.Seek(state.cursor));
+  D2_RETURN_IF_ERROR(GuardTorch("restoring parameters", [&]() -> absl::Status {
+    torch::NoGradGuard no_grad;
+    for (const TrainableParameter& p : params) p.param.copy_(by_name[p.name]);
+    return absl::OkStatus();
+  }));
+  volatility_ = std::move(*tracker);
+  step_ = state.step;
+  start_step_ = state.step;
+  nonfinite_streak_ = state.nonfinite_streak;
+  skipped_steps_ = state.skipped_steps;
+  prior_seconds_ = state.elapsed_seconds;
+  last_checkpoint_ = checkpoint_dir;
+  return absl::OkStatus();
+}
+
+std::optional<TauStats> Trainer::CollectTau() {
+  std::vector<double> taus;
+  for (auto& [path, linear] : LinearLayers(*model_)) {
+    auto d2 = std::dynamic_pointer_cast<D2LoraLinearImpl>(linear->adapter());
+    if (d2) taus.push_back(d2->tau().item<double>());
+  }
+  if (taus.empty()) return std::nullopt;
+  TauStats s;
+  s.min = *std::min_element(taus.begin(), taus.end());
+  s.max = *std::max_element(taus.begin(), taus.end());
+  double sum = 0;
+  for (double t : taus) sum += t;
+  s.mean = sum / static_cast<double>(taus.size());
+  return s;
+}
+
+absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested) {
+  const auto start = Clock::now();
+  const JobSpec& spec = options_.spec;
+  const DataCursor cursor = loader_.cursor();
+  StepBatches step = loader_.Next();
+  torch::manual_seed(StepSeed(spec.train.seed, group_->rank(), step_));
+  model_->train();
+  const auto& params = optimizer_.parameters();
+  for (const TrainableParameter& p : params) p.param.mutable_grad() = torch::Tensor();
+
+  double loss_sum = 0;
+  int64_t tokens = 0;
+  for (const Batch& b : step.micro_batches) {
+    torch::Tensor ids = b.input_ids.to(device_), mask = b.attention_mask.to(device_), labels = b.labels.to(device_);
+    torch::Tensor logits = model_->forward(ids, mask);
+    const int64_t t = logits.size(1), v = logits.size(2);
+    torch::Tensor loss = torch::nn::functional::cross_entropy(
+        logits.slice(1, 0, t - 1).reshape({-1, v}).to(torch::kFloat32), labels.slice(1, 1, t).reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kSum));
+    (loss / static_cast<double>(step.global_targets)).backward();
+    loss_sum += loss.item<double>();
+    tokens += b.num_tokens;
+  }
+
+  // One bucket: every gradient, then [loss sum, tokens, stop].
+  std::vector<torch::Tensor> pieces;
+  int64_t grad_numel = 0;
+  for (const TrainableParameter& p : params) {
+    pieces.push_back(p.param.grad().defined() ? p.param.grad().to(torch::kFloat32).reshape({-1})
+                                              : torch::zeros({p.param.numel()}, p.param.options().dtype(torch::kFloat32)));
+    grad_numel += p.param.numel();
+  }
+  const bool stop_here = options_.stop != nullptr && options_.stop->load();
+  pieces.push_back(torch::tensor({static_cast<float>(loss_sum), static_cast<float>(tokens), stop_here ? 1.0f : 0.0f},
+                                 torch::TensorOptions().dtype(torch::kFloat32)).to(device_));
+  torch::Tensor bucket = torch::cat(pieces);
+  if (group_->world_size() > 1) D2_RETURN_IF_ERROR(group_->AllReduceSum(bucket));
+  torch::Tensor stats = bucket.narrow(0, grad_numel, 3).to(torch::kCPU, torch::kFloat64);
+  auto acc = stats.accessor<double, 1>();
+  *stop_requested = acc[2] > 0;
+
+  StepMetrics m;
+  m.step = step_ + 1;
+  m.total_steps = total_steps_;
+  m.epoch = cursor.epoch;
+  m.loss = acc[0] / static_cast<double>(step.global_targets);
+  m.tokens = static_cast<int64_t>(std::llround(acc[1]));
+  torch::Tensor grads = bucket.narrow(0, 0, grad_numel);
+  m.grad_norm = grads.norm().item<double>();
+  m.lr = LearningRateAt(spec.train.lr, spec.train.schedule, spec.train.warmup_steps, total_steps_, step_);
+
+  if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
+    m.skipped = true;
+    ++skipped_steps_;
+    if (++nonfinite_streak_ > spec.train.max_nonfinite_steps) {
+      return absl::InternalError(absl::StrCat(
+          "training diverged: non-finite ", std::isfinite(m.loss) ? "gradients" : "loss", " at step ", m.step,
+          ", ", nonfinite_streak_, " step(s) in a row (train.max_nonfinite_steps = ", spec.train.max_nonfinite_steps,
+          "); lower train.lr or raise train.grad_clip"));
+    }
+  } else {
+    nonfinite_streak_ = 0;
+    if (spec.train.grad_clip > 0 && m.grad_norm > spec.train.grad_clip) {
+      grads.mul_(spec.train.grad_clip / (m.grad_norm + 1e-6));
+    }
+    int64_t offset = 0;
+    for (const TrainableParameter& p : params) {
+      const int64_t n = p.param.numel();
+      p.param.mutable_grad() = grads.narrow(0, offset, n).view(p.param.sizes()).to(p.param.scalar_type());
+      offset += n;
+    }
+    optimizer_.Step(m.lr);
+  }
+  for (const TrainableParameter& p : params) p.param.mutable_grad() = torch::Tensor();
+  ++step_;
+
+  m.volatility = m.skipped ? volatility_.Add(NAN) : volatility_.Add(m.loss);
+  m.tau = CollectTau();
+  m.step_seconds = Seconds(start);
+  session_seconds_ += m.step_seconds;
+  ++session_steps_;
+  m.tokens_per_second = m.step_seconds > 0 ? static_cast<double>(m.tokens) / m.step_seconds : 0;
+  m.elapsed_seconds = prior_seconds_ + session_seconds_;
+  m.eta_seconds = session_seconds_ / static_cast<double>(session_steps_) * static_cast<double>(total_steps_ - step_);
+  return m;
+}
+
+absl::Status Trainer::WriteCheckpoint() {
+  if (options_.checkpoints_dir.empty()) return absl::OkStatus();
+  const std::string dir = CheckpointPath(options_.checkpoints_dir, step_);
+  absl::Status status = absl::OkStatus();
+  if (group_->rank() == 0) {
+    status = GuardTorch("writing checkpoint " + dir, [&]() -> absl::Status {
+      TrainingState s;
+      s.step = step_;
+      s.cursor = loader_.cursor();
+      s.optimizer_steps = optimizer_.steps();
+      for (const TrainableParameter& p : optimizer_.parameters()) s.parameters.emplace_back(p.name, p.param.detach());
+      s.optimizer = optimizer_.StateTensors();
+      s.volatility = volatility_.ToJson();
+      s.nonfinite_streak = nonfinite_streak_;
+      s.skipped_steps = skipped_steps_;
+      s.elapsed_seconds = prior_seconds_ + session_seconds_;
+      s.fingerprint = options_.fingerprint;
+      D2_RETURN_IF_ERROR(WriteTrainingCheckpoint(dir, s, options_.write_checkpoint_extra));
+      return PruneCheckpoints(options_.checkpoints_dir, options_.spec.train.keep_checkpoints);
+    });
+  }
+  // Every rank learns whether rank 0's write worked, so they fail together.
+  if (group_->world_size() > 1) {
+    torch::Tensor failed = torch::tensor({status.ok() ? 0.0f : 1.0f}).to(device_);
+    D2_RETURN_IF_ERROR(group_->AllReduceSum(failed));
+    if (status.ok() && failed.item<float>() > 0) {
+      return absl::AbortedError(absl::StrCat("rank 0 failed to write checkpoint ", dir));
+    }
+  }
+  D2_RETURN_IF_ERROR(status);
+  last_checkpoint_ = dir;
+  CheckpointInfo info{step_, dir};
+  Notify([&](TrainingCallback& cb) { cb.OnCheckpoint(info); });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ValidationResult> Trainer::RunValidation(bool final) {
+  D2_ASSIGN_OR_RETURN(ValidationResult r,
+                      Validate(*model_, validation_, options_.validation, *group_, step_, final));
+  Notify([&](TrainingCallback& cb) { cb.OnEval(r.metrics); });
+  return r;
+}
+
+absl::StatusOr<TrainResult> Trainer::Run() {
+  const JobSpec& spec = options_.spec;
+  RunInfo info = options_.run_info;
+  info.total_steps = total_steps_;
+  info.start_step = step_;
+  info.steps_per_epoch = loader_.steps_per_epoch();
+  info.world_size = group_->world_size();
+  Notify([&](TrainingCallback& cb) { cb.OnStart(info); });
+
+  TrainResult result;
+  result.total_steps = total_steps_;
+  while (step_ < total_steps_) {
+    bool stop = false;
+    D2_ASSIGN_OR_RETURN(StepMetrics m, GuardTorch(absl::StrCat("training step ", step_ + 1),
+                                                  [&]() { return TrainStep(&stop); }));
+    result.last_step = m;
+    const bool last = step_ == total_steps_;
+    if (step_ % spec.metrics.log_every == 0 || last || stop) Notify([&](TrainingCallback& cb) { cb.OnStep(m); });
+    if (stop) {
+      D2_RETURN_IF_ERROR(WriteCheckpoint());
+      result.stopped = true;
+      break;
+    }
+    if (!last && spec.train.checkpoint_every > 0 && step_ % spec.train.checkpoint_every == 0) {
+      D2_RETURN_IF_ERROR(WriteCheckpoint());
+    }
+    if (!last && spec.eval.every > 0 && step_ % spec.eval.every == 0 && !validation_.empty()) {
+      D2_RETURN_IF_ERROR(RunValidation(/*final=*/false).status());
+    }
+  }
+  if (!result.stopped) {
+    if (last_checkpoint_ != CheckpointPath(options_.checkpoints_dir, step_)) D2_RETURN_IF_ERROR(WriteCheckpoint());
+    if (!validation_.empty()) {
+      D2_ASSIGN_OR_RETURN(ValidationResult r, RunValidation(/*final=*/true));
+      result.final_eval = std::move(r);
+    }
+  }
+  result.steps = step_;
+  result.skipped_steps = skipped_steps_;
+  result.train_seconds = prior_seconds_ + session_seconds_;
+  result.run_volatility = volatility_.run();
+  result.last_checkpoint = last_checkpoint_;
+  return result;
+}
+
+}  // namespace d2lora::engine

@@ -1,0 +1,127 @@
+// The training loop every job runs, for world sizes 1..N (data parallel).
+//
+// Each optimizer step consumes exactly train.batch_size examples, all ranks
+// together (DataLoader): every rank runs its micro-batches forward and
+// backward with the loss summed over target tokens and divided by the global
+// batch's target count; the gradients of all trainable parameters, the loss
+// sum, the token count and a stop flag then travel in one flat fp32 bucket
+// through one AllReduceSum. Summing the per-rank gradients thus gives the
+// gradient of the global batch's token-mean loss, the same as one rank on the
+// whole batch. Then: global-norm clipping, the learning-rate schedule, AdamW.
+//
+// Before training, rank 0 broadcasts the trainable parameters. Randomness
+// (adapter dropout) is reseeded every step from (train.seed, rank, step).
+// Non-finite loss or gradients skip the update; more than
+// train.max_nonfinite_steps such steps in a row fail the run.
+//
+// Every train.checkpoint_every steps and at the end, rank 0 writes a
+// checkpoint (training_checkpoint.h); every eval.every steps and at the end,
+// all ranks validate together (validation.h). Callbacks run on rank 0.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/engine/data/data_loader.h"
+#include "worker/engine/distributed/process_group.h"
+#include "worker/engine/metrics/callbacks.h"
+#include "worker/engine/metrics/volatility.h"
+#include "worker/engine/model/llama.h"
+#include "worker/engine/spec/job_spec.h"
+#include "worker/engine/train/adamw.h"
+#include "worker/engine/train/validation.h"
+
+namespace d2lora::engine {
+
+struct TrainerOptions {
+  JobSpec spec;  // valid; the trainer reads train, eval, metrics, resources
+  int64_t pad_id = 0;
+  ValidationOptions validation;  // batch size, eos ids, decoder for ROUGE-L
+  std::string checkpoints_dir;   // "" = write no checkpoints
+  // Adds files (e.g. the PEFT adapter) to each checkpoint while it is staged.
+  std::function<absl::Status(const std::string& staged_dir)> write_checkpoint_extra;
+  // Recorded in checkpoints; Resume refuses a checkpoint whose fingerprint differs.
+  nlohmann::json fingerprint;
+  std::vector<TrainingCallback*> callbacks;  // rank 0 only
+  // When set (on any rank), the run stops after the current step, writes a
+  // checkpoint and returns with TrainResult::stopped.
+  const std::atomic<bool>* stop = nullptr;
+  RunInfo run_info;  // name, method, output_dir, parameter counts; the trainer fills the step counts
+};
+
+struct TrainResult {
+  int64_t steps = 0;  // optimizer steps done, all sessions
+  int64_t total_steps = 0;
+  int64_t skipped_steps = 0;
+  bool stopped = false;
+  double train_seconds = 0;  // all sessions
+  std::optional<StepMetrics> last_step;
+  RunVolatility run_volatility;
+  std::optional<ValidationResult> final_eval;
+  std::string last_checkpoint;  // "" if none was written
+};
+
+class Trainer {
+ public:
+  // `model` holds its trainable parameters (adapters injected, or everything
+  // for full fine-tuning) on the training device. `group` outlives the trainer;
+  // its world size must equal spec.resources.world_size.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(CausalLM model,
+                                                         std::shared_ptr<const std::vector<Example>> train,
+                                                         ValidationSet validation, TrainerOptions options,
+                                                         ProcessGroup* group);
+
+  // Continues from a checkpoint directory (every rank reads it).
+  absl::Status Resume(const std::string& checkpoint_dir);
+
+  // Trains to the end (or until stopped), then validates.
+  absl::StatusOr<TrainResult> Run();
+
+  int64_t total_steps() const { return total_steps_; }
+  int64_t steps_per_epoch() const { return loader_.steps_per_epoch(); }
+  int64_t step() const { return step_; }
+  const std::vector<TrainableParameter>& parameters() const { return optimizer_.parameters(); }
+
+ private:
+  Trainer(CausalLM model, DataLoader loader, ValidationSet validation, TrainerOptions options, ProcessGroup* group,
+          std::vector<TrainableParameter> params);
+
+  absl::Status BroadcastParameters();
+  // One optimizer step; sets *stop_requested when any rank asked to stop.
+  absl::StatusOr<StepMetrics> TrainStep(bool* stop_requested);
+  absl::Status WriteCheckpoint();
+  absl::StatusOr<ValidationResult> RunValidation(bool final);
+  std::optional<TauStats> CollectTau();
+  template <typename Fn>
+  void Notify(Fn&& fn);
+
+  CausalLM model_;
+  DataLoader loader_;
+  ValidationSet validation_;
+  TrainerOptions options_;
+  ProcessGroup* group_;
+  AdamW optimizer_;
+  VolatilityTracker volatility_;
+  torch::Device device_;
+  int64_t total_steps_ = 0;
+  int64_t step_ = 0;
+  int64_t nonfinite_streak_ = 0;
+  int64_t skipped_steps_ = 0;
+  double prior_seconds_ = 0;    // training time of earlier sessions (from the checkpoint)
+  double session_seconds_ = 0;  // step time in this session
+  int64_t session_steps_ = 0;
+  int64_t start_step_ = 0;
+  std::string last_checkpoint_;
+};
+
+}  // namespace d2lora::engine

@@ -1,0 +1,134 @@
+#include <torch/torch.h>
+
+#include "worker/engine/train/validation.h"
+
+#include <chrono>
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/engine/eval/evaluate.h"
+#include "worker/engine/eval/rouge.h"
+#include "worker/engine/model/generate.h"
+#include "worker/engine/torch_guard.h"
+
+namespace d2lora::engine {
+namespace {
+
+// Items rank, rank + W, ... of the first `limit` (0 = all).
+template <typename T>
+std::vector<T> Shard(const std::vector<T>& items, int64_t limit, int64_t rank, int64_t world) {
+  const int64_t n = limit > 0 ? std::min<int64_t>(limit, static_cast<int64_t>(items.size()))
+                              : static_cast<int64_t>(items.size());
+  std::vector<T> out;
+  for (int64_t i = rank; i < n; i += world) out.push_back(items[static_cast<size_t>(i)]);
+  return out;
+}
+
+// Slots of the all-reduced vector.
+enum Slot { kLossSum, kLossTokens, kLossSequences, kCorrectSum, kCorrectMean, kCorrectByte, kCorrectLetter, kChoiceItems,
+            kRougeSum, kRougeItems, kNumSlots };
+
+constexpr ChoiceScoring kAllScorings[] = {ChoiceScoring::kSum, ChoiceScoring::kMean, ChoiceScoring::kByte,
+                                          ChoiceScoring::kLetter};
+
+Slot CorrectSlot(ChoiceScoring s) {
+  switch (s) {
+    case ChoiceScoring::kSum: return kCorrectSum;
+    case ChoiceScoring::kMean: return kCorrectMean;
+    case ChoiceScoring::kByte: return kCorrectByte;
+    case ChoiceScoring::kLetter: return kCorrectLetter;
+  }
+  return kCorrectMean;
+}
+
+}  // namespace
+
+absl::StatusOr<ValidationResult> Validate(CausalLMImpl& model, const ValidationSet& data,
+                                          const ValidationOptions& options, ProcessGroup& group, int64_t step,
+                                          bool final) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t rank = group.rank(), world = group.world_size();
+  const int64_t limit = options.eval.max_examples;
+  std::vector<double> sums(kNumSlots, 0.0);
+
+  std::vector<Example> examples = Shard(data.examples, limit, rank, world);
+  if (!examples.empty()) {
+    D2_ASSIGN_OR_RETURN(LmEvalResult lm, EvaluateLm(model, examples, options.batch_size));
+    sums[kLossSum] = lm.loss * static_cast<double>(lm.tokens);
+    sums[kLossTokens] = static_cast<double>(lm.tokens);
+    sums[kLossSequences] = static_cast<double>(examples.size());
+  }
+
+  std::vector<ChoiceScoring> scorings = {options.eval.scoring};
+  if (final) scorings.assign(std::begin(kAllScorings), std::end(kAllScorings));
+  std::vector<ChoiceExample> choices = Shard(data.choices, limit, rank, world);
+  if (!choices.empty()) {
+    std::vector<Scoring> eval_scorings;
+    for (ChoiceScoring s : scorings) {
+      D2_ASSIGN_OR_RETURN(Scoring e, ParseScoring(ChoiceScoringName(s)));
+      eval_scorings.push_back(e);
+    }
+    D2_ASSIGN_OR_RETURN(std::vector<McEvalResult> mc,
+                        EvaluateMultipleChoiceScorings(model, choices, eval_scorings, options.batch_size));
+    for (size_t i = 0; i < scorings.size(); ++i) sums[CorrectSlot(scorings[i])] = static_cast<double>(mc[i].correct);
+    sums[kChoiceItems] = static_cast<double>(choices.size());
+  }
+
+  const bool rouge = final && options.decode && !data.generation.empty();
+  if (rouge) {
+    GenerationOptions gen;
+    gen.max_new_tokens = options.eval.generate_max_new_tokens;
+    gen.eos_token_ids = options.eos_token_ids;
+    for (const GenerationItem& item : Shard(data.generation, limit, rank, world)) {
+      D2_ASSIGN_OR_RETURN(std::vector<int64_t> ids, Generate(model, item.prompt_ids, gen));
+      while (!ids.empty() && std::find(gen.eos_token_ids.begin(), gen.eos_token_ids.end(), ids.back()) !=
+                                 gen.eos_token_ids.end()) {
+        ids.pop_back();
+      }
+      sums[kRougeSum] += RougeL(options.decode(ids), item.reference).f1;
+      sums[kRougeItems] += 1;
+    }
+  }
+
+  if (world > 1) {
+    torch::Tensor t = torch::tensor(sums, torch::kFloat64);
+    D2_RETURN_IF_ERROR(group.AllReduceSum(t));
+    auto acc = t.accessor<double, 1>();
+    for (int i = 0; i < kNumSlots; ++i) sums[i] = acc[i];
+  }
+
+  ValidationResult r;
+  EvalMetrics& m = r.metrics;
+  m.step = step;
+  m.final = final;
+  if (sums[kLossTokens] > 0) {
+    m.loss = sums[kLossSum] / sums[kLossTokens];
+    m.perplexity = std::exp(*m.loss);
+    r.details["loss"] = *m.loss;
+    r.details["perplexity"] = *m.perplexity;
+    r.details["loss_tokens"] = static_cast<int64_t>(sums[kLossTokens]);
+  }
+  if (sums[kChoiceItems] > 0) {
+    m.accuracy = sums[CorrectSlot(options.eval.scoring)] / sums[kChoiceItems];
+    m.scoring = ChoiceScoringName(options.eval.scoring);
+    nlohmann::json acc;
+    for (ChoiceScoring s : scorings) acc[ChoiceScoringName(s)] = sums[CorrectSlot(s)] / sums[kChoiceItems];
+    r.details["accuracy"] = acc;
+    r.details["scoring"] = m.scoring;
+    r.details["choice_items"] = static_cast<int64_t>(sums[kChoiceItems]);
+  }
+  if (sums[kRougeItems] > 0) {
+    m.rouge_l = sums[kRougeSum] / sums[kRougeItems];
+    r.details["rouge_l"] = *m.rouge_l;
+    r.details["generation_items"] = static_cast<int64_t>(sums[kRougeItems]);
+  }
+  m.examples = static_cast<int64_t>(std::max({sums[kLossSequences], sums[kChoiceItems], sums[kRougeItems]}));
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.details["step"] = step;
+  r.details["seconds"] = m.seconds;
+  return r;
+}
+
+}  // namespace d2lora::engine
