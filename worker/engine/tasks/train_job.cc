@@ -128,17 +128,30 @@ bool DirHasFiles(const std::string& dir) {
   return fs::is_directory(dir, ec) && !fs::is_empty(dir, ec);
 }
 
-absl::Status PrepareOutputDir(const JobSpec& spec, bool resuming) {
+// Before any work: a fresh run needs an absent or empty output directory.
+absl::Status CheckOutputDir(const JobSpec& spec, bool resuming) {
   const std::string& dir = spec.output.dir;
   if (!resuming && DirHasFiles(dir)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "output.dir ", dir, " already holds files (an earlier run?): pass --resume ", dir,
         " to continue it, or choose another output.dir"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status WriteSpecFile(const JobSpec& spec) {
+  return WriteFileAtomically(spec.output.dir + "/" + kSpecFile, JobSpecToYaml(spec));
+}
+
+// After setup succeeded, so that a job refused for bad input leaves nothing behind.
+// A resumed run writes spec.yaml only once its checkpoint was accepted (a refused
+// resume must not replace the spec the checkpoints were trained with).
+absl::Status CreateOutputDir(const JobSpec& spec, bool resuming) {
+  const std::string& dir = spec.output.dir;
   std::error_code ec;
   fs::create_directories(dir + "/checkpoints", ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create output.dir ", dir, ": ", ec.message()));
-  return WriteFileAtomically(dir + "/" + kSpecFile, JobSpecToYaml(spec));
+  return resuming ? absl::OkStatus() : WriteSpecFile(spec);
 }
 
 absl::StatusOr<c10::ScalarType> TrainingDtype(const JobSpec& spec) {
@@ -183,8 +196,8 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   if (spec.resources.device == DeviceKind::kCuda && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError("resources.device = cuda, but LibTorch sees no CUDA device");
   }
-  D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, rank0 ? PrepareOutputDir(spec, resuming) : absl::OkStatus(),
-                                      "output directory setup"));
+  D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, rank0 ? CheckOutputDir(spec, resuming) : absl::OkStatus(),
+                                      "the output directory check"));
 
   // Model, tokenizer, data, adapters: every rank the same.
   D2_ASSIGN_OR_RETURN(c10::ScalarType dtype, TrainingDtype(spec));
@@ -223,7 +236,8 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
     setup = fp.status();
     if (fp.ok()) fingerprint = std::move(*fp);
   }
-  D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, setup, "setup (model, tokenizer, data)"));
+  if (setup.ok() && rank0) setup = CreateOutputDir(spec, resuming);
+  D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, setup, "setup (model, tokenizer, data, output directory)"));
   CausalLM model = loaded->model;
   const ModelConfig config = loaded->config;
 
@@ -262,7 +276,9 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   D2_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                       Trainer::Create(model, data.train, data.validation, std::move(to), &group));
   if (resuming) {
-    D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, trainer->Resume(resume_dir), "resume from " + resume_dir));
+    absl::Status resumed = trainer->Resume(resume_dir);
+    if (resumed.ok() && rank0) resumed = WriteSpecFile(spec);
+    D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, resumed, "resume from " + resume_dir));
   }
   D2_ASSIGN_OR_RETURN(TrainResult result, trainer->Run());
 

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# `d2lora train` end to end through the built binary, with real processes:
+# a run and its outputs, spec errors, a refused output directory, SIGTERM
+# (graceful stop + --resume) and SIGKILL (resume from the last checkpoint)
+# both ending with the adapter of an uninterrupted run, two ranks over Gloo
+# (by flags and by torchrun's environment), and a rank whose peer never comes.
+set -uo pipefail
+D2="$1"
+T="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
+failures=0
+pass() { echo "ok: $1"; }
+fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
+cd "$T"
+
+printf 'the cat sat on the mat\nthe dog sat on the log\na bird in the hand is worth two in the bush\n' >corpus.txt
+"$D2" init-model --preset tiny --out m --seed 1 --corpus corpus.txt >/dev/null || { fail "init-model"; exit 1; }
+
+# Multiple choice: "Which is X?" over three words, the label pointing at X.
+words=(cat dog bird fish cow horse mat log hand bush)
+gen() {
+  RANDOM=$2
+  for ((i = 0; i < $1; i++)); do
+    local a=${words[$((RANDOM % 10))]} b=${words[$((RANDOM % 10))]} c=${words[$((RANDOM % 10))]} l=$((RANDOM % 3))
+    local arr=($a $b $c)
+    echo "{\"question\": \"Which is ${arr[$l]}?\", \"choices\": [\"$a\", \"$b\", \"$c\"], \"label\": $l}"
+  done
+}
+gen 64 1 >train.jsonl
+gen 16 2 >val.jsonl
+cat >spec.yaml <<'YAML'
+name: cli-train
+model: ./m
+method: d2lora
+adapter: {r: 4, alpha: 8, target_modules: [all-linear]}
+data: {train: ./train.jsonl, validation: ./val.jsonl, format: multiple_choice, max_seq_len: 64}
+train: {epochs: 0, max_steps: 40, batch_size: 8, micro_batch_size: 4, lr: 5.0e-3, warmup_steps: 2, checkpoint_every: 4}
+eval: {every: 6}
+output: {dir: ./out}
+resources: {threads: 1}
+YAML
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+# wait_for FILE PATTERN: until FILE contains PATTERN (60 s at most).
+wait_for() {
+  for _ in $(seq 600); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+
+# 1. A run: outputs, summary, JSON progress lines on a non-TTY stderr.
+if "$D2" train --config spec.yaml >out.log 2>err.log; then
+  pass "train"
+else
+  fail "train exited $?: $(tail -5 err.log)"; exit 1
+fi
+for f in spec.yaml metrics.jsonl summary.json adapter/adapter_config.json adapter/adapter_model.safetensors \
+  merged/config.json merged/model.safetensors merged/tokenizer.json checkpoints/step-40/trainer_state.json; do
+  [ -f "out/$f" ] || fail "no out/$f"
+done
+grep -q '"status": "completed"' out/summary.json && grep -q '"merge_check"' out/summary.json &&
+  grep -q '"letter"' out/summary.json && pass "summary.json" || fail "summary.json: $(head -c 600 out/summary.json)"
+grep -q '"event":"step"' err.log && grep -q '"event":"end"' out/metrics.jsonl && pass "progress and metrics lines" ||
+  fail "progress: $(head -3 err.log)"
+[ "$(ls out/checkpoints)" == "$(printf 'step-32\nstep-36\nstep-40')" ] && pass "checkpoints kept" || fail "checkpoints: $(ls out/checkpoints)"
+reference=$(sha out/adapter/adapter_model.safetensors)
+
+# The merged model is a plain model the other subcommands use.
+"$D2" merge --model m --adapter out/adapter --out merged2 --dtype fp32 >/dev/null 2>&1 &&
+  "$D2" eval --model merged2 --data val.jsonl --task multiple_choice --json >/dev/null 2>&1 &&
+  pass "merge + eval of the trained adapter" || fail "merge/eval of the trained adapter"
+
+# 2. Errors name the key, the file or the directory; nothing is overwritten.
+expect() {
+  local code="$1" pattern="$2"; shift 3
+  "$@" >/dev/null 2>err2.log
+  local got=$?
+  [ "$got" -eq "$code" ] && grep -q -- "$pattern" err2.log && pass "$pattern -> $code" ||
+    fail "$* exited $got (wanted $code), stderr: $(cat err2.log)"
+}
+expect 1 "train.lr" -- "$D2" train --config spec.yaml --set train.lr=fast --set output.dir=./x
+expect 1 "train.bogus" -- "$D2" train --config spec.yaml --set train.bogus=1 --set output.dir=./x
+expect 1 "already holds files" -- "$D2" train --config spec.yaml
+[ "$(sha out/adapter/adapter_model.safetensors)" == "$reference" ] && pass "refused run left the output alone" ||
+  fail "refused run changed out/"
+printf '{"question": "q", "choices": ["a", "b"], "label": 0}\n{"bad json\n' >bad.jsonl
+expect 1 "bad.jsonl:2" -- "$D2" train --config spec.yaml --set data.train=./bad.jsonl --set output.dir=./x
+expect 1 "no checkpoint" -- "$D2" train --config spec.yaml --resume ./nowhere --set output.dir=./x
+expect 2 "config" -- "$D2" train
+[ ! -e x ] && pass "refused jobs leave no output directory" || fail "refused jobs left ./x: $(ls -R x)"
+
+# 3. SIGTERM: stops after the current step with a checkpoint; --resume finishes
+#    with the uninterrupted run's adapter, bit for bit.
+slow=(--set output.dir=./term)
+"$D2" train --config spec.yaml "${slow[@]}" --quiet 2>term.log &
+pid=$!
+wait_for term/metrics.jsonl '"step":3,' || fail "no step 3 before SIGTERM"
+kill -TERM $pid
+wait $pid
+code=$?
+if [ $code -eq 4 ] && grep -q "stopped at step" term.log; then pass "SIGTERM stops with exit 4"; else
+  fail "SIGTERM: exit $code, $(cat term.log)"; fi
+grep -q '"status": "stopped"' term/summary.json || fail "stopped summary: $(head -c 300 term/summary.json)"
+"$D2" train --config spec.yaml "${slow[@]}" --quiet --resume ./term 2>>term.log &&
+  [ "$(sha term/adapter/adapter_model.safetensors)" == "$reference" ] &&
+  pass "resume after SIGTERM = uninterrupted" || fail "resume after SIGTERM: $(tail -3 term.log)"
+
+# 4. SIGKILL after a checkpoint: resume from it and end the same.
+"$D2" train --config spec.yaml --set output.dir=./kill --quiet 2>kill.log &
+pid=$!
+for _ in $(seq 600); do [ -f kill/checkpoints/step-4/trainer_state.json ] && break; sleep 0.1; done
+kill -KILL $pid
+wait $pid 2>/dev/null
+"$D2" train --config spec.yaml --set output.dir=./kill --quiet --resume ./kill 2>>kill.log &&
+  [ "$(sha kill/adapter/adapter_model.safetensors)" == "$reference" ] &&
+  pass "resume after SIGKILL = uninterrupted" || fail "resume after SIGKILL: $(tail -3 kill.log)"
+
+# 5. Two ranks over Gloo, by flags and by torchrun's environment.
+port=$((20000 + RANDOM % 20000))
+two=(--set resources.world_size=2 --quiet)
+"$D2" train --config spec.yaml "${two[@]}" --set output.dir=./dp --rank 0 --world-size 2 --master-port $port 2>dp0.log &
+p0=$!
+"$D2" train --config spec.yaml "${two[@]}" --set output.dir=./dp --rank 1 --world-size 2 --master-port $port 2>dp1.log
+c1=$?
+wait $p0
+c0=$?
+[ $c0 -eq 0 ] && [ $c1 -eq 0 ] && grep -q '"world_size": 2' dp/summary.json && pass "two ranks by flags" ||
+  fail "two ranks: $c0/$c1 $(tail -3 dp0.log dp1.log)"
+port=$((port + 1))
+RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port LOCAL_RANK=0 \
+  "$D2" train --config spec.yaml "${two[@]}" --set output.dir=./env 2>env0.log &
+p0=$!
+RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port LOCAL_RANK=1 \
+  "$D2" train --config spec.yaml "${two[@]}" --set output.dir=./env 2>env1.log
+c1=$?
+wait $p0
+c0=$?
+[ $c0 -eq 0 ] && [ $c1 -eq 0 ] && [ -f env/adapter/adapter_model.safetensors ] && pass "two ranks by environment" ||
+  fail "torchrun env: $c0/$c1 $(tail -3 env0.log env1.log)"
+
+# 6. A rank whose peer never arrives fails in its timeout, naming the rendezvous.
+port=$((port + 1))
+D2LORA_DIST_TIMEOUT_S=2 "$D2" train --config spec.yaml "${two[@]}" --set output.dir=./lonely --rank 0 \
+  --world-size 2 --master-port $port >/dev/null 2>lonely.log
+code=$?
+[ $code -eq 1 ] && grep -q "127.0.0.1:$port" lonely.log && pass "missing peer -> clear error" ||
+  fail "missing peer: exit $code, $(cat lonely.log)"
+
+echo "cli_train: $failures failure(s)"
+[ $failures -eq 0 ]
