@@ -10,7 +10,6 @@
 namespace d2lora::engine {
 
 namespace {
-constexpr double kMinSquaredNorm = 1e-24;
 // softplus^-1(0) is -inf; a learnable tau starts at this floor instead of 0 so
 // that it can still move.
 constexpr double kMinLearnableTau = 1e-4;
@@ -68,7 +67,7 @@ LowRankUpdate D2LoraLinearImpl::Update() const {
 }
 
 torch::Tensor D2LoraLinearImpl::RowScale() const {
-  torch::Tensor norm = RowNormsSquaredLowRank(base_weight_, w0_sq_norms_, Update()).clamp_min(kMinSquaredNorm).sqrt();
+  torch::Tensor norm = RowNormsLowRank(base_weight_, w0_sq_norms_, Update());
   if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
   torch::Tensor ratio = m0_.to(norm.scalar_type()) / norm;
   const double lambda = options_.projection_strength;
@@ -92,7 +91,7 @@ torch::Tensor D2LoraLinearImpl::effective_weight() const {
   torch::Tensor w = base_weight_.to(dt) + u.scaling * torch::matmul(u.B.to(dt), u.A.to(dt));
   const double lambda = options_.projection_strength;
   if (lambda == 0.0) return w;
-  torch::Tensor norm = w.pow(2).sum(1).clamp_min(kMinSquaredNorm).sqrt();
+  torch::Tensor norm = RowNorms(w);
   if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
   torch::Tensor ratio = m0_.to(dt) / norm;
   if (lambda != 1.0) ratio = ratio.pow(lambda);

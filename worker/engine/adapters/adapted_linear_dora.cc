@@ -7,7 +7,6 @@
 namespace d2lora::engine {
 
 namespace {
-constexpr double kMinSquaredNorm = 1e-24;
 }
 
 DoraLinearImpl::DoraLinearImpl(torch::Tensor base_weight, torch::Tensor base_bias, AdapterOptions options,
@@ -21,7 +20,7 @@ DoraLinearImpl::DoraLinearImpl(torch::Tensor base_weight, torch::Tensor base_bia
 }
 
 torch::Tensor DoraLinearImpl::RowScale() const {
-  torch::Tensor norm = RowNormsSquaredLowRank(base_weight_, w0_sq_norms_, Update()).clamp_min(kMinSquaredNorm).sqrt();
+  torch::Tensor norm = RowNormsLowRank(base_weight_, w0_sq_norms_, Update());
   if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
   return magnitude_.to(norm.scalar_type()) / norm;
 }
@@ -45,7 +44,7 @@ torch::Tensor DoraLinearImpl::forward(const torch::Tensor& x) {
 
 torch::Tensor DoraLinearImpl::effective_weight() const {
   torch::Tensor w = LoraLinearImpl::effective_weight();
-  torch::Tensor norm = w.pow(2).sum(1).clamp_min(kMinSquaredNorm).sqrt();
+  torch::Tensor norm = RowNorms(w);
   if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
   return w * (magnitude_.to(w.scalar_type()) / norm).unsqueeze(1);
 }

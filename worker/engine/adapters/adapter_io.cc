@@ -230,17 +230,32 @@ absl::StatusOr<AdapterOptions> LoadAdapter(torch::nn::Module& root, const std::s
                                                      "', which is not a linear layer of the model"));
     }
   }
-  D2_ASSIGN_OR_RETURN(InjectionReport report, InjectAdaptersAt(root, options, order));
-  (void)report;
-  D2_RETURN_IF_ERROR(GuardTorch(absl::StrCat("loading ", weights_path), [&]() -> absl::Status {
+  // A refused adapter leaves `root` as it was: no adapter added, gradients as before.
+  std::vector<std::pair<torch::Tensor, bool>> requires_grad;
+  for (const torch::Tensor& p : root.parameters()) requires_grad.emplace_back(p, p.requires_grad());
+  std::set<std::string> hosted_before;
+  for (auto& [path, linear] : LinearLayers(root)) {
+    if (linear->adapter()) hosted_before.insert(path);
+  }
+  absl::Status status = InjectAdaptersAt(root, options, order).status();
+  if (status.ok()) {
+    status = GuardTorch(absl::StrCat("loading ", weights_path), [&]() -> absl::Status {
+      for (auto& [path, linear] : LinearLayers(root)) {
+        auto it = by_module.find(path);
+        if (it == by_module.end()) continue;
+        D2_RETURN_IF_ERROR(linear->adapter()->ImportTensors(
+            it->second, absl::StrCat(weights_path, ": ", kPeftKeyPrefix, path)));
+      }
+      return absl::OkStatus();
+    });
+  }
+  if (!status.ok()) {
     for (auto& [path, linear] : LinearLayers(root)) {
-      auto it = by_module.find(path);
-      if (it == by_module.end()) continue;
-      D2_RETURN_IF_ERROR(linear->adapter()->ImportTensors(
-          it->second, absl::StrCat(weights_path, ": ", kPeftKeyPrefix, path)));
+      if (by_module.count(path) && !hosted_before.count(path)) linear->set_adapter(nullptr);
     }
-    return absl::OkStatus();
-  }));
+    for (auto& [p, flag] : requires_grad) p.requires_grad_(flag);
+    return status;
+  }
   return options;
 }
 

@@ -38,6 +38,12 @@ at::Tensor RowNormsSquaredDense(const at::Tensor& w0, const LowRankUpdate& u) {
   return DenseUpdated(w0, u).pow(2).sum(1);
 }
 
+at::Tensor RowNormsLowRank(const at::Tensor& w0, const at::Tensor& w0_sq_norms, const LowRankUpdate& update) {
+  return RowNormsSquaredLowRank(w0, w0_sq_norms, update).clamp_min(kMinRowNorm * kMinRowNorm).sqrt();
+}
+
+at::Tensor RowNorms(const at::Tensor& w) { return w.pow(2).sum(1).clamp_min(kMinRowNorm * kMinRowNorm).sqrt(); }
+
 at::Tensor MergeLora(const at::Tensor& w0, const LowRankUpdate& u) {
   torch::NoGradGuard no_grad;
   return DenseUpdated(w0, u).to(w0.scalar_type());
@@ -48,7 +54,7 @@ at::Tensor MergeProjected(const at::Tensor& w0, const LowRankUpdate& u, double l
   at::Tensor w = DenseUpdated(w0, u);
   if (lambda != 0.0) {
     at::Tensor m0 = w0.to(w.scalar_type()).norm(2, {1});
-    at::Tensor ratio = m0 / w.norm(2, {1}).clamp_min(1e-12);
+    at::Tensor ratio = m0 / RowNorms(w);
     if (lambda != 1.0) ratio = ratio.pow(lambda);
     w = w * ratio.unsqueeze(1);
   }
@@ -58,7 +64,7 @@ at::Tensor MergeProjected(const at::Tensor& w0, const LowRankUpdate& u, double l
 at::Tensor MergeDora(const at::Tensor& w0, const LowRankUpdate& u, const at::Tensor& magnitude) {
   torch::NoGradGuard no_grad;
   at::Tensor w = DenseUpdated(w0, u);
-  at::Tensor scale = magnitude.to(w.scalar_type()) / w.norm(2, {1}).clamp_min(1e-12);
+  at::Tensor scale = magnitude.to(w.scalar_type()) / RowNorms(w);
   return (w * scale.unsqueeze(1)).to(w0.scalar_type());
 }
 

@@ -26,6 +26,14 @@ at::Tensor RowNormsSquaredLowRank(const at::Tensor& w0, const at::Tensor& w0_sq_
 // The same from the dense matrix, for reference.
 at::Tensor RowNormsSquaredDense(const at::Tensor& w0, const LowRankUpdate& update);
 
+// Row norms are clamped below at this value, so that a zero row divides to a
+// finite scale instead of inf/NaN.
+inline constexpr double kMinRowNorm = 1e-12;
+// ||W0 + dW|| per row through RowNormsSquaredLowRank, clamped (the training form).
+at::Tensor RowNormsLowRank(const at::Tensor& w0, const at::Tensor& w0_sq_norms, const LowRankUpdate& update);
+// ||W|| per row of a dense matrix, clamped.
+at::Tensor RowNorms(const at::Tensor& w);
+
 // W0 + s B A (LoRA).
 at::Tensor MergeLora(const at::Tensor& w0, const LowRankUpdate& update);
 // diag((m0 / ||W'||)^lambda) W' with W' = W0 + dW and m0 = ||W0|| (D2-LoRA).

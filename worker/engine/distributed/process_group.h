@@ -27,6 +27,8 @@ class ProcessGroup {
   virtual int64_t world_size() const = 0;
   // "gloo", "nccl" or "threads".
   virtual std::string backend() const = 0;
+  // Where collective tensors must live: the CPU (gloo, threads) or this rank's GPU (nccl).
+  virtual torch::Device device() const = 0;
 
   // In place: every rank ends with the elementwise sum over ranks. `tensor` must
   // be contiguous and on the backend's device.

@@ -29,6 +29,7 @@ class GlooProcessGroup : public ProcessGroup {
   int64_t rank() const override { return options_.rank; }
   int64_t world_size() const override { return options_.world_size; }
   std::string backend() const override { return "gloo"; }
+  torch::Device device() const override { return torch::kCPU; }
 
   absl::Status AllReduceSum(torch::Tensor& tensor) override;
   absl::Status Broadcast(torch::Tensor& tensor, int64_t root) override;

@@ -46,6 +46,7 @@ class NcclProcessGroup : public ProcessGroup {
   int64_t rank() const override { return options_.rank; }
   int64_t world_size() const override { return options_.world_size; }
   std::string backend() const override { return "nccl"; }
+  torch::Device device() const override { return device_; }
 
   absl::Status AllReduceSum(torch::Tensor& tensor) override {
     D2_RETURN_IF_ERROR(CheckTensor(tensor, "AllReduceSum"));

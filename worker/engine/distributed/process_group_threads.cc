@@ -43,6 +43,7 @@ class ThreadMember : public ProcessGroup {
   int64_t rank() const override { return rank_; }
   int64_t world_size() const override { return group_->world_size(); }
   std::string backend() const override { return "threads"; }
+  torch::Device device() const override { return torch::kCPU; }
 
   absl::Status AllReduceSum(torch::Tensor& tensor) override {
     return group_->Collective(rank_, ThreadGroup::Op::kAllReduceSum, &tensor, 0);

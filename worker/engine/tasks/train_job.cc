@@ -114,7 +114,7 @@ absl::StatusOr<nlohmann::json> Fingerprint(const JobSpec& spec) {
 // own error, the others an Aborted naming the situation.
 absl::Status AgreeAcrossRanks(ProcessGroup& group, absl::Status local, const std::string& phase) {
   if (group.world_size() == 1) return local;
-  torch::Tensor failed = torch::tensor({local.ok() ? 0.0f : 1.0f});
+  torch::Tensor failed = torch::tensor({local.ok() ? 0.0f : 1.0f}).to(group.device());
   D2_RETURN_IF_ERROR(group.AllReduceSum(failed));
   if (!local.ok()) return local;
   if (failed.item<float>() > 0) {

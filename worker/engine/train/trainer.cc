@@ -86,6 +86,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(CausalLM model,
   std::unique_ptr<Trainer> t(new Trainer(std::move(model), std::move(loader), std::move(validation),
                                          std::move(options), group, std::move(params)));
   t->device_ = t->optimizer_.parameters().front().param.device();
+  if (group->world_size() > 1 && group->device().type() != t->device_.type()) {
+    return absl::InvalidArgumentError(absl::StrCat("the model is on ", t->device_.str(), " but the ", group->backend(),
+                                                   " process group works on ", group->device().str()));
+  }
   t->total_steps_ = TotalSteps(spec.train, t->loader_.steps_per_epoch());
   t->model_->set_gradient_checkpointing(spec.train.activation_checkpointing);
   D2_RETURN_IF_ERROR(t->BroadcastParameters());
@@ -282,7 +286,7 @@ absl::Status Trainer::WriteCheckpoint() {
   }
   // Every rank learns whether rank 0's write worked, so they fail together.
   if (group_->world_size() > 1) {
-    torch::Tensor failed = torch::tensor({status.ok() ? 0.0f : 1.0f}).to(device_);
+    torch::Tensor failed = torch::tensor({status.ok() ? 0.0f : 1.0f}).to(group_->device());
     D2_RETURN_IF_ERROR(group_->AllReduceSum(failed));
     if (status.ok() && failed.item<float>() > 0) {
       return absl::AbortedError(absl::StrCat("rank 0 failed to write checkpoint ", dir));

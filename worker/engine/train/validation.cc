@@ -93,8 +93,9 @@ absl::StatusOr<ValidationResult> Validate(CausalLMImpl& model, const ValidationS
   }
 
   if (world > 1) {
-    torch::Tensor t = torch::tensor(sums, torch::kFloat64);
+    torch::Tensor t = torch::tensor(sums, torch::kFloat64).to(group.device());
     D2_RETURN_IF_ERROR(group.AllReduceSum(t));
+    t = t.cpu();
     auto acc = t.accessor<double, 1>();
     for (int i = 0; i < kNumSlots; ++i) sums[i] = acc[i];
   }

@@ -10,6 +10,7 @@
 #include "tests/worker/engine/adapters/adapter_test_util.h"
 #include "worker/engine/adapters/adapted_linear.h"
 #include "worker/engine/adapters/inject.h"
+#include "worker/engine/adapters/linear.h"
 #include "worker/engine/formats/safetensors.h"
 
 namespace d2lora::engine {
@@ -143,7 +144,15 @@ absl::Status LoadEdited(const std::function<void(NamedTensors&)>& edit) {
   edit(tensors);
   EXPECT_TRUE(WriteSafetensors(weights, tensors).ok());
   TinyNet fresh(6, 2);
-  return LoadAdapter(*fresh, dir).status();
+  std::vector<bool> trainable;
+  for (const auto& p : fresh->parameters()) trainable.push_back(p.requires_grad());
+  absl::Status s = LoadAdapter(*fresh, dir).status();
+  if (!s.ok()) {  // a refused adapter leaves the model exactly as it was
+    for (auto& [path, linear] : LinearLayers(*fresh)) EXPECT_FALSE(linear->adapter()) << path;
+    size_t i = 0;
+    for (const auto& p : fresh->parameters()) EXPECT_EQ(p.requires_grad(), trainable[i++]);
+  }
+  return s;
 }
 
 TEST(AdapterIo, KeyNamingAnUnknownModuleIsRefused) {

@@ -81,11 +81,13 @@ struct Session {
   std::unique_ptr<Trainer> trainer;
 };
 
+// `model` (default: a fresh TinyModel) must be built outside the rank threads:
+// RandomTinyModel draws from LibTorch's global generator.
 Session MakeSession(const JobSpec& spec, ProcessGroup* group, const std::string& checkpoints_dir = "",
                     ValidationSet validation = {}, std::vector<TrainingCallback*> callbacks = {},
-                    const std::atomic<bool>* stop = nullptr) {
+                    const std::atomic<bool>* stop = nullptr, CausalLM model = nullptr) {
   Session s;
-  s.model = TinyModel(spec);
+  s.model = model ? model : TinyModel(spec);
   TrainerOptions o;
   o.spec = spec;
   o.checkpoints_dir = checkpoints_dir;
@@ -183,10 +185,11 @@ TEST(TrainerTest, TwoRanksMatchOneRank) {
   for (int r = 0; r < 2; ++r) members.push_back(threads->Member(r));
   Session ranks[2];
   absl::Status status[2];
+  CausalLM models[2] = {TinyModel(two), TinyModel(two)};
   std::vector<std::thread> workers;
   for (int r = 0; r < 2; ++r) {
     workers.emplace_back([&, r] {
-      ranks[r] = MakeSession(two, members[r].get());
+      ranks[r] = MakeSession(two, members[r].get(), "", {}, {}, nullptr, models[r]);
       status[r] = ranks[r].trainer ? ranks[r].trainer->Run().status() : absl::InternalError("no trainer");
     });
   }
