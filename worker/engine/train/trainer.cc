@@ -234,7 +234,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested) {
       return absl::InternalError(absl::StrCat(
           "training diverged: non-finite ", std::isfinite(m.loss) ? "gradients" : "loss", " at step ", m.step,
           ", ", nonfinite_streak_, " step(s) in a row (train.max_nonfinite_steps = ", spec.train.max_nonfinite_steps,
-          "); lower train.lr or raise train.grad_clip"));
+          "); lower train.lr, or clip harder with a smaller train.grad_clip"));
     }
   } else {
     nonfinite_streak_ = 0;
