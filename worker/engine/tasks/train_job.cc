@@ -16,6 +16,7 @@
 #include "worker/engine/data/collate.h"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/jsonl.h"
+#include "worker/engine/distributed/agree.h"
 #include "worker/engine/metrics/metrics_json.h"
 #include "worker/engine/metrics/metrics_jsonl.h"
 #include "worker/engine/model/checkpoint.h"
@@ -108,19 +109,6 @@ absl::StatusOr<nlohmann::json> Fingerprint(const JobSpec& spec) {
   }
   fp["metrics"] = {{"volatility_window", spec.metrics.volatility_window}};
   return fp;
-}
-
-// Every rank learns whether all ranks succeeded; a rank that did not gets its
-// own error, the others an Aborted naming the situation.
-absl::Status AgreeAcrossRanks(ProcessGroup& group, absl::Status local, const std::string& phase) {
-  if (group.world_size() == 1) return local;
-  torch::Tensor failed = torch::tensor({local.ok() ? 0.0f : 1.0f}).to(group.device());
-  D2_RETURN_IF_ERROR(group.AllReduceSum(failed));
-  if (!local.ok()) return local;
-  if (failed.item<float>() > 0) {
-    return absl::AbortedError(absl::StrCat("another rank failed during ", phase, " (see its log)"));
-  }
-  return absl::OkStatus();
 }
 
 bool DirHasFiles(const std::string& dir) {
@@ -271,10 +259,9 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   to.run_info.trainable_parameters = counts.trainable;
   to.run_info.total_parameters = counts.total;
   to.run_info.output_dir = spec.output.dir;
-  const ValidationSet validation = data.validation;  // kept for the merge check
-
   D2_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
-                      Trainer::Create(model, data.train, data.validation, std::move(to), &group));
+                      Trainer::Create(model, data.train, std::move(data.validation), std::move(to), &group));
+  const ValidationSet& validation = trainer->validation();  // for the merge check
   if (resuming) {
     absl::Status resumed = trainer->Resume(resume_dir);
     if (resumed.ok() && rank0) resumed = WriteSpecFile(spec);
@@ -334,10 +321,8 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
           check["sequences"] = idx.size();
         }
         if (result.final_eval && !validation.empty()) {
-          ValidationOptions vo;
-          vo.eval = spec.eval;
-          vo.batch_size = spec.train.micro_batch_size;
-          D2_ASSIGN_OR_RETURN(ValidationResult merged, Validate(*model, validation, vo, group, result.steps, false));
+          D2_ASSIGN_OR_RETURN(ValidationResult merged, Validate(*model, validation, trainer->validation_options(), group,
+                                                                result.steps, /*final=*/false));
           const EvalMetrics& a = result.final_eval->metrics;
           const EvalMetrics& b = merged.metrics;
           if (a.accuracy && b.accuracy) {

@@ -11,6 +11,7 @@
 #include "worker/engine/adapters/adapted_linear_d2lora.h"
 #include "worker/engine/adapters/inject.h"
 #include "worker/engine/adapters/linear.h"
+#include "worker/engine/distributed/agree.h"
 #include "worker/engine/torch_guard.h"
 #include "worker/engine/train/lr_schedule.h"
 #include "worker/engine/train/training_checkpoint.h"
@@ -92,6 +93,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(CausalLM model,
   }
   t->total_steps_ = TotalSteps(spec.train, t->loader_.steps_per_epoch());
   t->model_->set_gradient_checkpointing(spec.train.activation_checkpointing);
+  for (auto& [path, linear] : LinearLayers(*t->model_)) {
+    if (auto d2 = std::dynamic_pointer_cast<D2LoraLinearImpl>(linear->adapter())) t->d2lora_layers_.push_back(d2);
+  }
   D2_RETURN_IF_ERROR(t->BroadcastParameters());
   return t;
 }
@@ -162,10 +166,7 @@ absl::Status Trainer::Resume(const std::string& checkpoint_dir) {
 
 std::optional<TauStats> Trainer::CollectTau() {
   std::vector<double> taus;
-  for (auto& [path, linear] : LinearLayers(*model_)) {
-    auto d2 = std::dynamic_pointer_cast<D2LoraLinearImpl>(linear->adapter());
-    if (d2) taus.push_back(d2->tau().item<double>());
-  }
+  for (const auto& d2 : d2lora_layers_) taus.push_back(d2->tau().item<double>());
   if (taus.empty()) return std::nullopt;
   TauStats s;
   s.min = *std::min_element(taus.begin(), taus.end());
@@ -284,15 +285,7 @@ absl::Status Trainer::WriteCheckpoint() {
       return PruneCheckpoints(options_.checkpoints_dir, options_.spec.train.keep_checkpoints);
     });
   }
-  // Every rank learns whether rank 0's write worked, so they fail together.
-  if (group_->world_size() > 1) {
-    torch::Tensor failed = torch::tensor({status.ok() ? 0.0f : 1.0f}).to(group_->device());
-    D2_RETURN_IF_ERROR(group_->AllReduceSum(failed));
-    if (status.ok() && failed.item<float>() > 0) {
-      return absl::AbortedError(absl::StrCat("rank 0 failed to write checkpoint ", dir));
-    }
-  }
-  D2_RETURN_IF_ERROR(status);
+  D2_RETURN_IF_ERROR(AgreeAcrossRanks(*group_, status, "writing checkpoint " + dir));
   last_checkpoint_ = dir;
   CheckpointInfo info{step_, dir};
   Notify([&](TrainingCallback& cb) { cb.OnCheckpoint(info); });

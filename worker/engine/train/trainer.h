@@ -43,6 +43,8 @@
 
 namespace d2lora::engine {
 
+class D2LoraLinearImpl;
+
 struct TrainerOptions {
   JobSpec spec;  // valid; the trainer reads train, eval, metrics, resources
   int64_t pad_id = 0;
@@ -91,6 +93,8 @@ class Trainer {
   int64_t steps_per_epoch() const { return loader_.steps_per_epoch(); }
   int64_t step() const { return step_; }
   const std::vector<TrainableParameter>& parameters() const { return optimizer_.parameters(); }
+  const ValidationSet& validation() const { return validation_; }
+  const ValidationOptions& validation_options() const { return options_.validation; }
 
  private:
   Trainer(CausalLM model, DataLoader loader, ValidationSet validation, TrainerOptions options, ProcessGroup* group,
@@ -111,6 +115,7 @@ class Trainer {
   TrainerOptions options_;
   ProcessGroup* group_;
   AdamW optimizer_;
+  std::vector<std::shared_ptr<D2LoraLinearImpl>> d2lora_layers_;  // for tau statistics
   VolatilityTracker volatility_;
   torch::Device device_;
   int64_t total_steps_ = 0;
