@@ -47,14 +47,8 @@ absl::StatusOr<nlohmann::json> RunEval(const EvalFlags& f) {
     D2_ASSIGN_OR_RETURN(engine::Scoring scoring, engine::ParseScoring(f.scoring));
     D2_ASSIGN_OR_RETURN(engine::Dataset data, engine::ReadJsonl(f.data, jo));
     if (data.skipped) std::cerr << "d2lora eval: " << data.SkipReport() << std::endl;
-    std::vector<engine::ChoiceExample> items;
-    for (const engine::Record& rec : data.records) {
-      auto item = engine::MakeChoiceExample(rec, *tokenizer, max_len);
-      if (!item.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(f.data, ":", rec.line, ": ", item.status().message()));
-      }
-      items.push_back(std::move(*item));
-    }
+    D2_ASSIGN_OR_RETURN(std::vector<engine::ChoiceExample> items,
+                        engine::MakeChoiceExamples(data, *tokenizer, max_len));
     D2_ASSIGN_OR_RETURN(engine::McEvalResult r,
                         engine::EvaluateMultipleChoice(*loaded.model, items, scoring, f.batch_size));
     out = {{"accuracy", r.accuracy}, {"n", r.n}};

@@ -203,4 +203,18 @@ absl::StatusOr<ChoiceExample> MakeChoiceExample(const Record& record, const Toke
   return ex;
 }
 
+absl::StatusOr<std::vector<ChoiceExample>> MakeChoiceExamples(const Dataset& data, const Tokenizer& tokenizer,
+                                                              int64_t max_seq_len) {
+  std::vector<ChoiceExample> items;
+  items.reserve(data.records.size());
+  for (const Record& rec : data.records) {
+    auto item = MakeChoiceExample(rec, tokenizer, max_seq_len);
+    if (!item.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(data.path, ":", rec.line, ": ", item.status().message()));
+    }
+    items.push_back(std::move(*item));
+  }
+  return items;
+}
+
 }  // namespace d2lora::engine

@@ -95,5 +95,8 @@ struct ChoiceExample {
 // letter) fits; an error when even that cannot fit.
 absl::StatusOr<ChoiceExample> MakeChoiceExample(const Record& record, const Tokenizer& tokenizer,
                                                 int64_t max_seq_len);
+// One item per record of a multiple_choice dataset; errors name the file and line.
+absl::StatusOr<std::vector<ChoiceExample>> MakeChoiceExamples(const Dataset& data, const Tokenizer& tokenizer,
+                                                              int64_t max_seq_len);
 
 }  // namespace d2lora::engine

@@ -17,6 +17,11 @@ absl::StatusOr<c10::ScalarType> ParseDtypeFlag(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "' (expected bf16, fp16 or fp32)"));
 }
 
+absl::StatusOr<c10::ScalarType> DefaultMergedDtype(const ModelConfig& config) {
+  if (config.torch_dtype.empty()) return c10::ScalarType::Float;
+  return ParseModelDtype(config.torch_dtype);
+}
+
 absl::StatusOr<LoadedModel> LoadMergedModel(const std::string& model_dir, const std::string& adapter_dir,
                                             MergeResult* info) {
   D2_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_dir, c10::ScalarType::Float));
@@ -44,8 +49,8 @@ absl::StatusOr<MergeResult> MergeModel(const MergeOptions& options) {
   D2_ASSIGN_OR_RETURN(LoadedModel loaded, LoadMergedModel(options.model_dir, options.adapter_dir, &result));
   if (options.dtype) {
     result.dtype = *options.dtype;
-  } else if (!loaded.config.torch_dtype.empty()) {
-    D2_ASSIGN_OR_RETURN(result.dtype, ParseModelDtype(loaded.config.torch_dtype));
+  } else {
+    D2_ASSIGN_OR_RETURN(result.dtype, DefaultMergedDtype(loaded.config));
   }
   SaveModelOptions save;
   save.dtype = result.dtype;

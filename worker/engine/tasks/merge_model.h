@@ -38,6 +38,10 @@ absl::StatusOr<LoadedModel> LoadMergedModel(const std::string& model_dir, const 
 // with the base model's tokenizer files, atomically.
 absl::StatusOr<MergeResult> MergeModel(const MergeOptions& options);
 
+// The dtype a merged model is written in by default: the base model's
+// torch_dtype, or fp32 when config.json does not say.
+absl::StatusOr<c10::ScalarType> DefaultMergedDtype(const ModelConfig& config);
+
 // "bf16" | "fp16" | "fp32" (also "bfloat16", "float16", "float32").
 absl::StatusOr<c10::ScalarType> ParseDtypeFlag(const std::string& name);
 

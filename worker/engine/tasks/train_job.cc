@@ -59,14 +59,11 @@ absl::StatusOr<PreparedData> PrepareData(const JobSpec& spec, const Tokenizer& t
   D2_ASSIGN_OR_RETURN(Dataset val, ReadJsonl(spec.data.validation, jo));
   D2_ASSIGN_OR_RETURN(ExampleSet val_set, MakeExamples(val, tokenizer, spec.data.max_seq_len));
   out.validation.examples = std::move(val_set.examples);
+  if (format == DataFormat::kMultipleChoice) {
+    D2_ASSIGN_OR_RETURN(out.validation.choices, MakeChoiceExamples(val, tokenizer, spec.data.max_seq_len));
+  }
   for (const Record& rec : val.records) {
-    if (format == DataFormat::kMultipleChoice) {
-      auto item = MakeChoiceExample(rec, tokenizer, spec.data.max_seq_len);
-      if (!item.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(spec.data.validation, ":", rec.line, ": ", item.status().message()));
-      }
-      out.validation.choices.push_back(std::move(*item));
-    } else if (format == DataFormat::kInstruction) {
+    if (format == DataFormat::kInstruction) {
       auto ex = MakeExample(rec, format, tokenizer, spec.data.max_seq_len);
       if (!ex.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(spec.data.validation, ":", rec.line, ": ", ex.status().message()));
@@ -154,8 +151,7 @@ absl::StatusOr<c10::ScalarType> TrainingDtype(const JobSpec& spec) {
 
 absl::StatusOr<c10::ScalarType> MergedDtype(const JobSpec& spec, const ModelConfig& config) {
   if (spec.output.merge_dtype != MergeDtype::kAuto) return ParseDtypeFlag(MergeDtypeName(spec.output.merge_dtype));
-  if (!config.torch_dtype.empty()) return ParseModelDtype(config.torch_dtype);
-  return c10::ScalarType::Float;
+  return DefaultMergedDtype(config);
 }
 
 // Logits [B, T, V] (fp32, CPU) of the sequences, padding zeroed.
