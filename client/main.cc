@@ -2,6 +2,9 @@
 #include <CLI/CLI.hpp>
 
 #include "client/cli_util.h"
+#ifdef D2LORA_WITH_REMOTE
+#include "client/remote/remote_commands.h"
+#endif
 
 int main(int argc, char** argv) {
   using namespace d2lora::cli;
@@ -13,6 +16,9 @@ int main(int argc, char** argv) {
   AddMergeCommand(app, &exit_code);
   AddEvalCommand(app, &exit_code);
   AddGenerateCommand(app, &exit_code);
+#ifdef D2LORA_WITH_REMOTE
+  AddRemoteCommands(app, &exit_code);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -31,3 +31,14 @@ target_link_options(d2lora_torch INTERFACE -pthread)
 if(CCACHE_PROGRAM AND D2LORA_PCH AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   target_compile_options(d2lora_torch INTERFACE -fpch-preprocess)  # lets ccache cache PCH users
 endif()
+
+# The service (coordinator, worker daemon, remote CLI): gRPC, Protobuf,
+# prometheus-cpp and SQLite, all from Debian's packages.
+if(D2LORA_SERVICE)
+  find_package(Protobuf REQUIRED)
+  find_package(gRPC CONFIG REQUIRED)
+  find_package(prometheus-cpp CONFIG REQUIRED)
+  find_package(SQLite3 REQUIRED)
+  find_program(D2LORA_PROTOC protoc REQUIRED)
+  find_program(D2LORA_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+endif()

@@ -24,6 +24,7 @@ struct VolatilityStats {
   int64_t spikes_in_window = 0;  // steps in the window whose loss > 1.5 x EMA
   int64_t spikes_total = 0;      // over the whole run
   int64_t window_steps = 0;      // losses currently in the window
+  std::optional<double> loss_ema;  // EMA of the losses (decay 0.9), the spike test's baseline
 };
 
 // D2-LoRA's tau over all adapted layers (effective values, after softplus).

@@ -53,6 +53,7 @@ json ToJson(const StepMetrics& m) {
   PutOptional(j, "eta_seconds", m.eta_seconds);
   PutOptional(j, "volatility", m.volatility.volatility);
   PutOptional(j, "loss_cv", m.volatility.loss_cv);
+  PutOptional(j, "loss_ema", m.volatility.loss_ema);
   if (m.tau.has_value()) {
     j["tau_mean"] = Num(m.tau->mean);
     j["tau_min"] = Num(m.tau->min);

@@ -97,6 +97,7 @@ VolatilityStats VolatilityTracker::stats() const {
   s.window_steps = static_cast<int64_t>(losses_.size());
   s.spikes_total = spikes_total_;
   s.spikes_in_window = std::count(spikes_.begin(), spikes_.end(), true);
+  s.loss_ema = ema_;
   if (losses_.size() >= 2) {
     const std::vector<double> xs(losses_.begin(), losses_.end());
     double mean = 0;

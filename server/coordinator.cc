@@ -1,0 +1,393 @@
+#include "server/coordinator.h"
+
+#include <algorithm>
+#include <functional>
+#include <random>
+
+#include <google/protobuf/util/message_differencer.h>
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/job_ids.h"
+#include "server/submit_check.h"
+
+namespace d2lora::server {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+bool IsTerminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
+
+google::protobuf::Timestamp Now() { return TimeUtil::GetCurrentTime(); }
+
+const char* StateLabel(v1::JobState s) {
+  switch (s) {
+    case v1::QUEUED: return "queued";
+    case v1::SCHEDULED: return "scheduled";
+    case v1::RUNNING: return "running";
+    case v1::SUCCEEDED: return "succeeded";
+    case v1::FAILED: return "failed";
+    case v1::CANCELLED: return "cancelled";
+    default: return "unspecified";
+  }
+}
+
+constexpr v1::JobState kStates[] = {v1::QUEUED, v1::SCHEDULED, v1::RUNNING, v1::SUCCEEDED, v1::FAILED, v1::CANCELLED};
+
+// The part of a job that a repeated submit with the same idempotency key must match.
+v1::Job RequestPart(const v1::Job& job) {
+  v1::Job part;
+  *part.mutable_spec() = job.spec();
+  part.set_world_size(job.world_size());
+  part.set_priority(job.priority());
+  part.set_max_retries(job.max_retries());
+  *part.mutable_labels() = job.labels();
+  return part;
+}
+
+}  // namespace
+
+Coordinator::Coordinator(const CoordinatorOptions& options, JobStore* jobs, ArtifactStore* artifacts,
+                         prometheus::Registry* registry)
+    : options_(options), store_(jobs), artifacts_(artifacts) {
+  jobs_by_state_ = &prometheus::BuildGauge().Name("d2lora_jobs").Help("Jobs by state").Register(*registry);
+  for (v1::JobState s : kStates) jobs_by_state_->Add({{"state", StateLabel(s)}});
+  queue_depth_ = &prometheus::BuildGauge().Name("d2lora_queue_depth").Help("Jobs waiting for slots (QUEUED)")
+                      .Register(*registry).Add({});
+  workers_alive_ = &prometheus::BuildGauge().Name("d2lora_workers_alive").Help("Registered workers heartbeating")
+                        .Register(*registry).Add({});
+  auto& slots = prometheus::BuildGauge().Name("d2lora_worker_slots").Help("Slots of live workers by state")
+                    .Register(*registry);
+  slots_total_ = &slots.Add({{"state", "total"}});
+  slots_busy_ = &slots.Add({{"state", "busy"}});
+  scheduling_latency_ =
+      &prometheus::BuildHistogram().Name("d2lora_scheduling_latency_seconds")
+           .Help("From a job entering the queue to its attempt being placed on slots")
+           .Register(*registry)
+           .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+                                                            900, 3600});
+  jobs_finished_ = &prometheus::BuildCounter().Name("d2lora_jobs_finished_total")
+                        .Help("Jobs that ended, by final state").Register(*registry);
+  for (v1::JobState s : {v1::SUCCEEDED, v1::FAILED, v1::CANCELLED}) jobs_finished_->Add({{"state", StateLabel(s)}});
+  attempts_failed_ = &prometheus::BuildCounter().Name("d2lora_attempts_failed_total")
+                          .Help("Job attempts that failed (retried or not)").Register(*registry).Add({});
+  workers_lost_ = &prometheus::BuildCounter().Name("d2lora_workers_lost_total")
+                       .Help("Workers declared lost after missing heartbeats").Register(*registry).Add({});
+  training_ = std::make_unique<rpc::TrainingGauges>(*registry);
+}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOptions& options, JobStore* jobs,
+                                                                 ArtifactStore* artifacts,
+                                                                 prometheus::Registry* registry) {
+  std::unique_ptr<Coordinator> c(new Coordinator(options, jobs, artifacts, registry));
+  if (absl::Status s = c->LoadState(); !s.ok()) return s;
+  c->thread_ = std::thread([p = c.get()] { p->Loop(); });
+  return c;
+}
+
+Coordinator::~Coordinator() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  events_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status Coordinator::LoadState() {
+  auto state = store_->Load();
+  if (!state.ok()) return state.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < state->jobs.size(); ++i) {
+    const v1::Job& job = state->jobs[i];
+    jobs_[job.id()] = job;
+    job_order_.push_back(job.id());
+    if (!job.idempotency_key().empty()) idempotency_[job.idempotency_key()] = job.id();
+    runtime_[job.id()] = JobRuntime{state->last_event_seq[i], now};
+    if (!IsTerminal(job.state())) training_->Set(job.id(), job.metrics());
+  }
+  for (const StoredWorker& w : state->workers) workers_[w.id] = Worker{w, now, {}};
+  for (const StoredAssignment& a : state->assignments) assignments_[a.assignment.id()] = a;
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+void Coordinator::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.schedule_period),
+                   [this] { return stopping_ || wake_pending_; });
+    if (stopping_) break;
+    wake_pending_ = false;
+    lock.unlock();
+    ScheduleNow();
+    lock.lock();
+  }
+}
+
+// ---------------------------------------------------------------- staging
+
+v1::JobEvent& Coordinator::AddEvent(StoreMutation& m, const std::string& job_id) {
+  int64_t seq = runtime_[job_id].last_seq;
+  for (const v1::JobEvent& e : m.events) {
+    if (e.job_id() == job_id) seq = std::max(seq, e.seq());
+  }
+  v1::JobEvent& e = m.events.emplace_back();
+  e.set_job_id(job_id);
+  e.set_seq(seq + 1);
+  *e.mutable_time() = Now();
+  return e;
+}
+
+void Coordinator::SetState(StoreMutation& m, v1::Job& job, v1::JobState state, const std::string& message) {
+  job.set_state(state);
+  if (IsTerminal(state)) *job.mutable_end_time() = Now();
+  v1::StateChange* change = AddEvent(m, job.id()).mutable_state();
+  change->set_state(state);
+  change->set_attempt(job.attempt());
+  change->set_message(message);
+}
+
+namespace {
+
+template <typename T, typename Key>
+T& Stage(std::deque<T>& staged, const Key& key, const std::function<const T&()>& current) {
+  for (T& t : staged) {
+    if (key(t)) return t;
+  }
+  return staged.emplace_back(current());
+}
+
+}  // namespace
+
+absl::Status Coordinator::Commit(StoreMutation& m) {
+  if (m.empty()) return absl::OkStatus();
+  if (absl::Status s = store_->Apply(m); !s.ok()) return s;
+  ApplyCommitted(m);
+  m = StoreMutation();
+  return absl::OkStatus();
+}
+
+void Coordinator::ApplyCommitted(const StoreMutation& m) {
+  const absl::Time now = absl::Now();
+  bool wake = false;
+  for (const v1::Job& job : m.jobs) {
+    auto it = jobs_.find(job.id());
+    const bool is_new = it == jobs_.end();
+    const v1::JobState before = is_new ? v1::JOB_STATE_UNSPECIFIED : it->second.state();
+    if (is_new) {
+      job_order_.push_back(job.id());
+      if (!job.idempotency_key().empty()) idempotency_[job.idempotency_key()] = job.id();
+    }
+    if (job.state() == v1::QUEUED && before != v1::QUEUED) {
+      runtime_[job.id()].queued_at = now;
+      wake = true;
+    }
+    if (IsTerminal(job.state()) && !IsTerminal(before)) {
+      jobs_finished_->Add({{"state", StateLabel(job.state())}}).Increment();
+      training_->Remove(job.id());
+    }
+    jobs_[job.id()] = job;
+  }
+  for (const v1::JobEvent& e : m.events) {
+    JobRuntime& r = runtime_[e.job_id()];
+    r.last_seq = std::max(r.last_seq, e.seq());
+  }
+  for (const StoredWorker& w : m.workers) {
+    auto it = workers_.find(w.id);
+    if (it == workers_.end()) {
+      workers_[w.id] = Worker{w, now, {}};
+    } else {
+      it->second.stored = w;
+    }
+    wake = true;
+  }
+  for (const std::string& id : m.deleted_workers) workers_.erase(id);
+  for (const StoredAssignment& a : m.assignments) assignments_[a.assignment.id()] = a;
+  for (const std::string& id : m.deleted_assignments) {
+    if (assignments_.erase(id)) wake = true;  // a slot came free
+  }
+  if (!m.events.empty()) events_cv_.notify_all();
+  if (wake) {
+    wake_pending_ = true;
+    wake_.notify_all();
+  }
+}
+
+StoredAssignment* Coordinator::FindAssignment(const std::string& id) {
+  auto it = assignments_.find(id);
+  return it == assignments_.end() ? nullptr : &it->second;
+}
+
+// The attempt's ranks that a worker holds are told to stop; ranks not leased
+// yet are withdrawn.
+void Coordinator::StopAssignmentsOf(StoreMutation& m, const std::string& job_id, int attempt) {
+  for (auto& [id, a] : assignments_) {
+    if (a.assignment.job_id() != job_id || a.assignment.attempt() != attempt) continue;
+    if (std::find(m.deleted_assignments.begin(), m.deleted_assignments.end(), id) != m.deleted_assignments.end()) continue;
+    if (a.state == AssignmentState::kPending) {
+      m.deleted_assignments.push_back(id);
+      continue;
+    }
+    StoredAssignment& staged = Stage<StoredAssignment>(
+        m.assignments, [&](const StoredAssignment& s) { return s.assignment.id() == id; },
+        [&]() -> const StoredAssignment& { return a; });
+    staged.stop_requested = true;
+  }
+}
+
+void Coordinator::EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError& error, bool retryable) {
+  attempts_failed_->Increment();
+  StopAssignmentsOf(m, job.id(), job.attempt());
+  *job.mutable_error() = error;
+  const bool retry = retryable && job.attempt() <= job.max_retries();
+  if (retry) {
+    SetState(m, job, v1::QUEUED,
+             absl::StrCat("attempt ", job.attempt(), " failed (", error.code(), ": ", error.message(),
+                          "); retrying", job.checkpoint_step() > 0
+                                             ? absl::StrCat(" from the checkpoint at step ", job.checkpoint_step())
+                                             : std::string(" from the start"),
+                          " (attempt ", job.attempt() + 1, " of ", job.max_retries() + 1, ")"));
+  } else {
+    SetState(m, job, v1::FAILED,
+             absl::StrCat("attempt ", job.attempt(), " failed (", error.code(), ": ", error.message(), ")",
+                          retryable ? "; no retries left" : "; not retryable"));
+  }
+}
+
+void Coordinator::UpdateGauges() {
+  std::map<v1::JobState, int> counts;
+  for (const auto& [id, job] : jobs_) counts[job.state()]++;
+  for (v1::JobState s : kStates) jobs_by_state_->Add({{"state", StateLabel(s)}}).Set(counts[s]);
+  queue_depth_->Set(counts[v1::QUEUED]);
+  workers_alive_->Set(static_cast<double>(workers_.size()));
+  int total = 0;
+  for (const auto& [id, w] : workers_) total += w.stored.registration.slots_size();
+  slots_total_->Set(total);
+  slots_busy_->Set(static_cast<double>(assignments_.size()));
+}
+
+// ---------------------------------------------------------------- jobs
+
+absl::StatusOr<v1::Job> Coordinator::Submit(const v1::SubmitJobRequest& request) {
+  auto checked = CheckSubmitRequest(request, *artifacts_, options_.default_max_retries);
+  if (!checked.ok()) return checked.status();
+  v1::Job job = *std::move(checked);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!job.idempotency_key().empty()) {
+    auto it = idempotency_.find(job.idempotency_key());
+    if (it != idempotency_.end()) {
+      const v1::Job& existing = jobs_.at(it->second);
+      if (google::protobuf::util::MessageDifferencer::Equals(RequestPart(existing), RequestPart(job))) return existing;
+      return absl::AlreadyExistsError(absl::StrCat("idempotency_key \"", job.idempotency_key(),
+                                                   "\" was used by job ", existing.id(),
+                                                   " with a different request"));
+    }
+  }
+  job.set_id(NewJobId());
+  *job.mutable_create_time() = Now();
+  StoreMutation m;
+  v1::Job& staged = m.jobs.emplace_back(job);
+  SetState(m, staged, v1::QUEUED, "submitted");
+  v1::Job answer = staged;
+  if (absl::Status s = Commit(m); !s.ok()) return s;
+  return answer;
+}
+
+absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("id: required");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  return it->second;
+}
+
+absl::Status Coordinator::CheckJobExists(const std::string& id) { return GetJob(id).status(); }
+
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request) {
+  if (request.page_size() < 0 || request.page_size() > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size = ", request.page_size(), ": must be in [0, 1000]"));
+  }
+  for (int s : request.states()) {
+    if (!v1::JobState_IsValid(s) || s == v1::JOB_STATE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat("states: unknown job state ", s));
+    }
+  }
+  const int page_size = request.page_size() == 0 ? 100 : request.page_size();
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t start = static_cast<int64_t>(job_order_.size()) - 1;  // newest first
+  if (!request.page_token().empty()) {
+    if (!absl::SimpleAtoi(request.page_token(), &start) || start < 0 ||
+        start >= static_cast<int64_t>(job_order_.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("page_token \"", request.page_token(), "\": not a token from ListJobs"));
+    }
+  }
+  v1::ListJobsResponse response;
+  for (int64_t i = start; i >= 0; --i) {
+    const v1::Job& job = jobs_.at(job_order_[static_cast<size_t>(i)]);
+    if (request.states_size() > 0 &&
+        std::find(request.states().begin(), request.states().end(), job.state()) == request.states().end()) {
+      continue;
+    }
+    bool labels_match = true;
+    for (const auto& [k, v] : request.labels()) {
+      auto it = job.labels().find(k);
+      if (it == job.labels().end() || it->second != v) labels_match = false;
+    }
+    if (!labels_match) continue;
+    if (response.jobs_size() == page_size) {
+      response.set_next_page_token(std::to_string(i));
+      break;
+    }
+    *response.add_jobs() = job;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& id, const std::string& reason) {
+  if (id.empty()) return absl::InvalidArgumentError("id: required");
+  if (reason.size() > 1024) return absl::InvalidArgumentError("reason: longer than 1024 bytes");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  if (IsTerminal(it->second.state())) return it->second;  // nothing to do
+  StoreMutation m;
+  v1::Job& job = m.jobs.emplace_back(it->second);
+  job.set_cancel_requested(true);
+  StopAssignmentsOf(m, id, job.attempt());
+  SetState(m, job, v1::CANCELLED, reason.empty() ? "cancelled" : absl::StrCat("cancelled: ", reason));
+  v1::Job answer = job;
+  if (absl::Status s = Commit(m); !s.ok()) return s;
+  return answer;
+}
+
+absl::StatusOr<EventBatch> Coordinator::WaitEvents(const std::string& job_id, int64_t after_seq, absl::Duration wait) {
+  if (after_seq < 0) return absl::InvalidArgumentError("after_seq: must be >= 0");
+  int64_t last = 0;
+  bool ended = false;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    events_cv_.wait_for(lock, absl::ToChronoMilliseconds(wait), [&] {
+      return stopping_ || runtime_[job_id].last_seq > after_seq || IsTerminal(jobs_.at(job_id).state());
+    });
+    last = runtime_[job_id].last_seq;
+    ended = IsTerminal(jobs_.at(job_id).state());
+  }
+  EventBatch batch;
+  if (last > after_seq) {
+    auto events = store_->ReadEvents(job_id, after_seq, 500);
+    if (!events.ok()) return events.status();
+    batch.events = *std::move(events);
+  }
+  const int64_t reached = batch.events.empty() ? after_seq : batch.events.back().seq();
+  batch.job_ended = ended && reached >= last;
+  return batch;
+}
+
+}  // namespace d2lora::server

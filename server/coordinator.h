@@ -1,0 +1,154 @@
+// The coordinator's core: jobs, workers, assignments and the scheduler, with
+// every change written through the JobStore before it is acknowledged. The
+// gRPC services (job_service.h, worker_service.h) only translate and call it.
+//
+// Lifecycle of a job: Submit -> QUEUED; the scheduler places an attempt on
+// world_size free slots -> SCHEDULED (one assignment per rank, rank 0's
+// rendezvous host:port chosen here); every rank reports started -> RUNNING;
+// every rank completes -> SUCCEEDED. A rank that fails, or whose worker stops
+// heartbeating, fails the attempt: the other ranks are told to stop, and the
+// job is QUEUED again (resuming from its last stored checkpoint) while retries
+// remain and the error is retryable, else FAILED. Cancel ends the job
+// (CANCELLED) at once; its ranks are stopped at their next heartbeat.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/rpc/training_gauges.h"
+#include "d2lora/v1/job_service.pb.h"
+#include "d2lora/v1/worker_service.pb.h"
+#include "server/artifact_store.h"
+#include "server/job_store.h"
+
+namespace d2lora::server {
+
+struct CoordinatorOptions {
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  absl::Duration heartbeat_timeout = absl::Seconds(20);
+  absl::Duration schedule_period = absl::Milliseconds(200);
+  int default_max_retries = 2;
+  int64_t max_upload_bytes = 16LL << 30;
+};
+
+struct EventBatch {
+  std::vector<v1::JobEvent> events;
+  bool job_ended = false;  // and `events` reaches its last event
+};
+
+class Coordinator {
+ public:
+  // Loads the stored state; workers known before a restart get one heartbeat
+  // timeout from now to come back. Starts the scheduler thread.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(const CoordinatorOptions& options, JobStore* jobs,
+                                                             ArtifactStore* artifacts,
+                                                             prometheus::Registry* registry);
+  ~Coordinator();
+
+  // --- jobs
+  absl::StatusOr<v1::Job> Submit(const v1::SubmitJobRequest& request);
+  absl::StatusOr<v1::Job> GetJob(const std::string& id);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  absl::StatusOr<v1::Job> Cancel(const std::string& id, const std::string& reason);
+  // Events after `after_seq`, waiting up to `wait` for the first one.
+  absl::StatusOr<EventBatch> WaitEvents(const std::string& job_id, int64_t after_seq, absl::Duration wait);
+  // NOT_FOUND unless the job exists (artifact calls).
+  absl::Status CheckJobExists(const std::string& id);
+
+  // --- workers
+  absl::StatusOr<v1::RegisterWorkerResponse> Register(const v1::RegisterWorkerRequest& request);
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+  absl::StatusOr<v1::LeaseAssignmentResponse> Lease(const v1::LeaseAssignmentRequest& request);
+  absl::StatusOr<v1::ReportProgressResponse> Report(const v1::ReportProgressRequest& request);
+  // The assignment, if it belongs to `worker_id` (uploads, downloads).
+  absl::StatusOr<v1::Assignment> CheckAssignment(const std::string& worker_id, const std::string& assignment_id);
+  // An artifact of the assignment's job was stored; a checkpoint's
+  // trainer_state.json completes that checkpoint.
+  absl::Status ArtifactStored(const v1::Assignment& assignment, const std::string& name);
+  absl::Status Complete(const v1::CompleteAssignmentRequest& request);
+  absl::Status Fail(const v1::FailAssignmentRequest& request);
+
+  // One scheduler round (reap lost workers, place queued jobs); the thread
+  // runs it every schedule_period and after changes.
+  void ScheduleNow();
+
+  const CoordinatorOptions& options() const { return options_; }
+
+ private:
+  struct Worker {
+    StoredWorker stored;
+    absl::Time last_seen;
+    std::set<int> busy_slots;
+  };
+  struct JobRuntime {
+    int64_t last_seq = 0;
+    absl::Time queued_at;  // for the scheduling latency
+  };
+
+  Coordinator(const CoordinatorOptions& options, JobStore* jobs, ArtifactStore* artifacts,
+              prometheus::Registry* registry);
+  absl::Status LoadState();
+  void Loop();
+
+  // All below: mu_ held. They stage changes in `m`; Commit persists and applies.
+  v1::JobEvent& AddEvent(StoreMutation& m, const std::string& job_id);
+  void SetState(StoreMutation& m, v1::Job& job, v1::JobState state, const std::string& message);
+  absl::Status Commit(StoreMutation& m);
+  void ApplyCommitted(const StoreMutation& m);
+  void EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError& error, bool retryable);
+  void StopAssignmentsOf(StoreMutation& m, const std::string& job_id, int attempt);
+  void ReleaseAssignment(StoreMutation& m, const std::string& assignment_id);
+  void ReapWorkers(StoreMutation& m);
+  void PlaceQueued(StoreMutation& m);
+  absl::Status BuildAssignmentInputs(const v1::Job& job, v1::Assignment& a);
+  int PickPort(const Worker& worker, const std::set<int>& taken);
+  absl::Status CheckSubmit(const v1::SubmitJobRequest& request, v1::Job& job);
+  void UpdateGauges();
+  StoredAssignment* FindAssignment(const std::string& id);
+
+  const CoordinatorOptions options_;
+  JobStore* store_;
+  ArtifactStore* artifacts_;
+
+  std::mutex mu_;
+  std::condition_variable events_cv_;  // a job got an event
+  std::condition_variable wake_;       // the scheduler has work
+  bool stopping_ = false;
+  bool wake_pending_ = false;
+  std::map<std::string, v1::Job> jobs_;
+  std::map<std::string, JobRuntime> runtime_;
+  std::vector<std::string> job_order_;  // submission order
+  std::map<std::string, std::string> idempotency_;  // key -> job id
+  std::map<std::string, Worker> workers_;
+  std::map<std::string, StoredAssignment> assignments_;
+  std::map<std::string, std::set<int>> ports_in_use_;  // by host
+
+  // metrics
+  prometheus::Family<prometheus::Gauge>* jobs_by_state_;
+  prometheus::Gauge* queue_depth_;
+  prometheus::Gauge* workers_alive_;
+  prometheus::Gauge* slots_total_;
+  prometheus::Gauge* slots_busy_;
+  prometheus::Histogram* scheduling_latency_;
+  prometheus::Family<prometheus::Counter>* jobs_finished_;
+  prometheus::Counter* attempts_failed_;
+  prometheus::Counter* workers_lost_;
+  std::unique_ptr<rpc::TrainingGauges> training_;
+
+  std::thread thread_;
+};
+
+}  // namespace d2lora::server

@@ -1,0 +1,55 @@
+// Everything `d2lora-coordinator` runs, wired together: the job store and the
+// artifact store under the data directory, the coordinator, both gRPC services
+// (with health checking, reflection, RPC metrics, token and TLS).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "server/artifact_store.h"
+#include "server/auth.h"
+#include "server/coordinator.h"
+#include "server/job_service.h"
+#include "server/job_store.h"
+#include "server/worker_service.h"
+
+namespace d2lora::server {
+
+struct CoordinatorServerOptions {
+  std::string listen = "127.0.0.1:50051";  // port 0 picks a free one
+  std::string data_dir;                    // jobs.db and artifacts/
+  std::string token;                       // "" = no authentication
+  std::string tls_cert_file, tls_key_file;  // both or neither
+  CoordinatorOptions coordinator;
+};
+
+class CoordinatorServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const CoordinatorServerOptions& options,
+                                                                  std::shared_ptr<prometheus::Registry> registry);
+  ~CoordinatorServer();
+
+  int port() const { return port_; }
+  // Stops accepting calls, lets running ones finish (streams up to `grace`).
+  void Shutdown(absl::Duration grace);
+  void Wait();
+
+ private:
+  CoordinatorServer() = default;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<JobStore> jobs_;
+  std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<TokenAuth> auth_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace d2lora::server

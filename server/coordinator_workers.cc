@@ -1,0 +1,450 @@
+// The worker side of the coordinator: registration, heartbeats, leases,
+// progress, completion and failure, and the scheduler round.
+#include <algorithm>
+#include <random>
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/coordinator.h"
+#include "server/job_ids.h"
+#include "server/scheduler.h"
+#include "server/submit_check.h"
+
+namespace d2lora::server {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+bool IsTerminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
+
+bool Contains(const std::deque<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::Register(const v1::RegisterWorkerRequest& request) {
+  if (request.slots_size() < 1 || request.slots_size() > 256) {
+    return absl::InvalidArgumentError(absl::StrCat("slots: ", request.slots_size(), " given, must be 1..256"));
+  }
+  std::set<int> indices;
+  for (const v1::Slot& slot : request.slots()) {
+    if (slot.index() < 0 || !indices.insert(slot.index()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("slots: index ", slot.index(), " is negative or repeated"));
+    }
+  }
+  if (request.host().empty() || request.host().size() > 253) {
+    return absl::InvalidArgumentError("host: required (the address other workers reach this one at)");
+  }
+  if (request.name().size() > 256) return absl::InvalidArgumentError("name: longer than 256 bytes");
+  const int first = request.rendezvous_port_first(), last = request.rendezvous_port_last();
+  if (first < 1 || last > 65535 || first > last) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rendezvous_port_first/last = ", first, "-", last, ": must be a range within 1..65535"));
+  }
+  StoredWorker worker{NewWorkerId(), request};
+  StoreMutation m;
+  m.workers.push_back(worker);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (absl::Status s = Commit(m); !s.ok()) return s;
+  v1::RegisterWorkerResponse response;
+  response.set_worker_id(worker.id);
+  response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  response.set_heartbeat_timeout_ms(absl::ToInt64Milliseconds(options_.heartbeat_timeout));
+  return response;
+}
+
+namespace {
+absl::Status UnknownWorker(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("worker ", id, " is not registered (declared lost?): register again"));
+}
+}  // namespace
+
+absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto w = workers_.find(request.worker_id());
+  if (w == workers_.end()) return UnknownWorker(request.worker_id());
+  w->second.last_seen = absl::Now();
+  v1::HeartbeatResponse response;
+  for (const auto& [id, a] : assignments_) {
+    if (a.worker_id != request.worker_id()) continue;
+    if (a.stop_requested) {
+      v1::WorkerCommand* c = response.add_commands();
+      c->set_type(v1::WorkerCommand::STOP);
+      c->set_assignment_id(id);
+      const auto job = jobs_.find(a.assignment.job_id());
+      c->set_reason(job != jobs_.end() && job->second.state() == v1::CANCELLED ? "job cancelled"
+                                                                                 : "the attempt failed");
+    }
+    if (a.state == AssignmentState::kPending) response.set_work_available(true);
+  }
+  for (const std::string& id : request.running_assignments()) {
+    if (assignments_.count(id)) continue;
+    v1::WorkerCommand* c = response.add_commands();
+    c->set_type(v1::WorkerCommand::STOP);
+    c->set_assignment_id(id);
+    c->set_reason("the assignment is no longer active");
+  }
+  return response;
+}
+
+absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAssignmentRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto w = workers_.find(request.worker_id());
+  if (w == workers_.end()) return UnknownWorker(request.worker_id());
+  w->second.last_seen = absl::Now();
+  v1::LeaseAssignmentResponse response;
+  for (const auto& [id, a] : assignments_) {
+    if (a.worker_id != request.worker_id() || a.state != AssignmentState::kPending) continue;
+    StoreMutation m;
+    StoredAssignment& staged = m.assignments.emplace_back(a);
+    staged.state = AssignmentState::kLeased;
+    *response.mutable_assignment() = a.assignment;
+    if (absl::Status s = Commit(m); !s.ok()) return s;
+    break;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Assignment> Coordinator::CheckAssignment(const std::string& worker_id,
+                                                            const std::string& assignment_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto w = workers_.find(worker_id);
+  if (w == workers_.end()) return UnknownWorker(worker_id);
+  w->second.last_seen = absl::Now();
+  const StoredAssignment* a = FindAssignment(assignment_id);
+  if (a == nullptr) return absl::NotFoundError(absl::StrCat("assignment ", assignment_id, " is no longer active"));
+  if (a->worker_id != worker_id) {
+    return absl::PermissionDeniedError(absl::StrCat("assignment ", assignment_id, " belongs to another worker"));
+  }
+  return a->assignment;
+}
+
+absl::StatusOr<v1::ReportProgressResponse> Coordinator::Report(const v1::ReportProgressRequest& request) {
+  if (request.logs_size() > 10000) return absl::InvalidArgumentError("logs: more than 10000 lines in one report");
+  auto checked = CheckAssignment(request.worker_id(), request.assignment_id());
+  if (!checked.ok()) return checked.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  StoredAssignment* a = FindAssignment(request.assignment_id());
+  if (a == nullptr) return absl::NotFoundError(absl::StrCat("assignment ", request.assignment_id(), " is no longer active"));
+  v1::ReportProgressResponse response;
+  response.set_stop(a->stop_requested);
+  const v1::Assignment& asg = a->assignment;
+  auto job_it = jobs_.find(asg.job_id());
+  if (job_it == jobs_.end()) return response;
+  StoreMutation m;
+  if (request.started() && a->state != AssignmentState::kStarted) {
+    StoredAssignment& staged = m.assignments.emplace_back(*a);
+    staged.state = AssignmentState::kStarted;
+  }
+  const bool current = !IsTerminal(job_it->second.state()) && job_it->second.attempt() == asg.attempt();
+  v1::Job* job = nullptr;
+  auto stage_job = [&]() -> v1::Job& {
+    if (job == nullptr) job = &m.jobs.emplace_back(job_it->second);
+    return *job;
+  };
+  if (current && job_it->second.state() == v1::SCHEDULED && !m.assignments.empty()) {
+    bool all_started = true;
+    for (const auto& [id, other] : assignments_) {
+      if (other.assignment.job_id() == asg.job_id() && other.assignment.attempt() == asg.attempt() &&
+          id != asg.id() && other.state != AssignmentState::kStarted) {
+        all_started = false;
+      }
+    }
+    if (all_started) {
+      v1::Job& j = stage_job();
+      if (!j.has_start_time()) *j.mutable_start_time() = TimeUtil::GetCurrentTime();
+      SetState(m, j, v1::RUNNING, absl::StrCat("all ", j.world_size(), " ranks started"));
+    }
+  }
+  if (current && asg.rank() == 0 && request.has_metrics()) {
+    v1::Job& j = stage_job();
+    *j.mutable_metrics() = request.metrics();
+    *AddEvent(m, j.id()).mutable_progress() = request.metrics();
+  }
+  if (current) {
+    for (const v1::EvalResult& e : request.evals()) *AddEvent(m, asg.job_id()).mutable_eval() = e;
+  }
+  for (const v1::LogLine& line : request.logs()) {
+    v1::LogLine* l = AddEvent(m, asg.job_id()).mutable_log();
+    *l = line;
+    l->set_rank(asg.rank());
+    l->set_attempt(asg.attempt());
+  }
+  if (absl::Status s = Commit(m); !s.ok()) return s;
+  if (current && asg.rank() == 0 && request.has_metrics()) training_->Set(asg.job_id(), request.metrics());
+  return response;
+}
+
+absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const std::string& name) {
+  // checkpoints/step-N/trainer_state.json: the worker sends it last.
+  static constexpr char kPrefix[] = "checkpoints/step-";
+  static constexpr char kState[] = "/trainer_state.json";
+  if (!absl::StartsWith(name, kPrefix) || !absl::EndsWith(name, kState)) return absl::OkStatus();
+  const std::string number = name.substr(sizeof(kPrefix) - 1, name.size() - (sizeof(kPrefix) - 1) - (sizeof(kState) - 1));
+  int64_t step = 0;
+  if (!absl::SimpleAtoi(number, &step) || step <= 0) return absl::OkStatus();
+  int64_t keep = 3;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(assignment.job_id());
+    if (it == jobs_.end() || step <= it->second.checkpoint_step()) return absl::OkStatus();
+    StoreMutation m;
+    v1::Job& job = m.jobs.emplace_back(it->second);
+    job.set_checkpoint_step(step);
+    v1::CheckpointStored* c = AddEvent(m, job.id()).mutable_checkpoint();
+    c->set_step(step);
+    c->set_name(absl::StrCat("checkpoints/step-", step));
+    if (job.spec().train().has_keep_checkpoints()) keep = std::max<int64_t>(1, job.spec().train().keep_checkpoints());
+    if (absl::Status s = Commit(m); !s.ok()) return s;
+  }
+  // Keep the newest `keep` stored checkpoints.
+  const std::string root = absl::StrCat("jobs/", assignment.job_id(), "/checkpoints/");
+  auto files = artifacts_->List(root);
+  if (!files.ok()) return files.status();
+  std::set<int64_t> steps;
+  for (const ArtifactInfo& f : *files) {
+    const std::string rest = f.key.substr(root.size());
+    int64_t s = 0;
+    if (absl::StartsWith(rest, "step-") && absl::SimpleAtoi(rest.substr(5, rest.find('/') - 5), &s)) steps.insert(s);
+  }
+  while (static_cast<int64_t>(steps.size()) > keep && *steps.begin() < step) {
+    if (absl::Status s = artifacts_->Delete(absl::StrCat(root, "step-", *steps.begin())); !s.ok()) return s;
+    steps.erase(steps.begin());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Complete(const v1::CompleteAssignmentRequest& request) {
+  if (request.summary_json().size() > (4 << 20)) return absl::InvalidArgumentError("summary_json: larger than 4 MiB");
+  auto checked = CheckAssignment(request.worker_id(), request.assignment_id());
+  if (!checked.ok()) return checked.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  StoredAssignment* a = FindAssignment(request.assignment_id());
+  if (a == nullptr) return absl::OkStatus();
+  const v1::Assignment asg = a->assignment;
+  StoreMutation m;
+  m.deleted_assignments.push_back(asg.id());
+  auto job_it = jobs_.find(asg.job_id());
+  if (job_it != jobs_.end() && !IsTerminal(job_it->second.state()) && job_it->second.attempt() == asg.attempt()) {
+    v1::Job& job = m.jobs.emplace_back(job_it->second);
+    if (asg.rank() == 0) job.set_summary_json(request.summary_json());
+    bool others_left = false;
+    for (const auto& [id, other] : assignments_) {
+      if (id != asg.id() && other.assignment.job_id() == asg.job_id() && other.assignment.attempt() == asg.attempt()) {
+        others_left = true;
+      }
+    }
+    if (!others_left) SetState(m, job, v1::SUCCEEDED, absl::StrCat("all ", job.world_size(), " ranks completed"));
+  }
+  return Commit(m);
+}
+
+absl::Status Coordinator::Fail(const v1::FailAssignmentRequest& request) {
+  auto checked = CheckAssignment(request.worker_id(), request.assignment_id());
+  if (!checked.ok()) return checked.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  StoredAssignment* a = FindAssignment(request.assignment_id());
+  if (a == nullptr) return absl::OkStatus();
+  const v1::Assignment asg = a->assignment;
+  StoreMutation m;
+  m.deleted_assignments.push_back(asg.id());
+  auto job_it = jobs_.find(asg.job_id());
+  if (job_it != jobs_.end() && !IsTerminal(job_it->second.state()) && job_it->second.attempt() == asg.attempt()) {
+    v1::Job& job = m.jobs.emplace_back(job_it->second);
+    v1::JobError error = request.error();
+    error.set_attempt(asg.attempt());
+    error.set_rank(asg.rank());
+    if (error.code().empty()) error.set_code("UNKNOWN");
+    if (error.log_tail().size() > 64 * 1024) error.set_log_tail(error.log_tail().substr(error.log_tail().size() - 64 * 1024));
+    EndAttempt(m, job, error, request.retryable());
+  }
+  return Commit(m);
+}
+
+// ---------------------------------------------------------------- scheduling
+
+void Coordinator::ReapWorkers(StoreMutation& m) {
+  const absl::Time now = absl::Now();
+  for (const auto& [wid, w] : workers_) {
+    if (now - w.last_seen <= options_.heartbeat_timeout) continue;
+    workers_lost_->Increment();
+    m.deleted_workers.push_back(wid);
+    for (const auto& [aid, a] : assignments_) {
+      if (a.worker_id != wid || Contains(m.deleted_assignments, aid)) continue;
+      m.deleted_assignments.push_back(aid);
+      auto job_it = jobs_.find(a.assignment.job_id());
+      if (job_it == jobs_.end() || IsTerminal(job_it->second.state()) ||
+          job_it->second.attempt() != a.assignment.attempt()) {
+        continue;
+      }
+      v1::Job* job = nullptr;
+      for (v1::Job& j : m.jobs) {
+        if (j.id() == job_it->first) job = &j;
+      }
+      if (job != nullptr && (IsTerminal(job->state()) || job->state() == v1::QUEUED)) continue;  // ended this round
+      if (job == nullptr) job = &m.jobs.emplace_back(job_it->second);
+      v1::JobError error;
+      error.set_code("UNAVAILABLE");
+      error.set_message(absl::StrCat("worker ", w.stored.registration.name(), " (", wid, ") was lost: no heartbeat for ",
+                                     absl::FormatDuration(now - w.last_seen)));
+      error.set_rank(a.assignment.rank());
+      error.set_attempt(a.assignment.attempt());
+      EndAttempt(m, *job, error, /*retryable=*/true);
+    }
+  }
+}
+
+int Coordinator::PickPort(const Worker& worker, const std::set<int>& taken) {
+  const v1::RegisterWorkerRequest& r = worker.stored.registration;
+  const int first = r.rendezvous_port_first(), span = r.rendezvous_port_last() - first + 1;
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  const int start = static_cast<int>(rng() % static_cast<unsigned>(span));
+  for (int i = 0; i < span; ++i) {
+    const int port = first + (start + i) % span;
+    if (!taken.count(port)) return port;
+  }
+  return first + start;  // every port taken: reuse one; a clash fails the attempt, which is retried
+}
+
+absl::Status Coordinator::BuildAssignmentInputs(const v1::Job& job, v1::Assignment& a) {
+  v1::JobSpec& spec = *a.mutable_spec();
+  auto rewrite = [&](const std::string& field, std::string* path) -> absl::Status {
+    auto ref = ParseUploadRef(field, *path);
+    if (!ref.ok()) return ref.status();
+    if (!ref->has_value()) return absl::OkStatus();
+    const std::string prefix = absl::StrCat("uploads/", (*ref)->upload_id, "/");
+    const std::string local = absl::StrCat("inputs/", (*ref)->upload_id);
+    auto files = artifacts_->List((*ref)->name.empty() ? prefix : prefix + (*ref)->name);
+    if (!files.ok()) return files.status();
+    bool found = false;
+    for (const ArtifactInfo& f : *files) {
+      if (!(*ref)->name.empty() && f.key != prefix + (*ref)->name) continue;
+      found = true;
+      bool have = false;
+      for (const v1::InputFile& in : a.inputs()) have |= in.name() == f.key;
+      if (have) continue;
+      v1::InputFile* in = a.add_inputs();
+      in->set_name(f.key);
+      in->set_path(absl::StrCat(local, "/", f.key.substr(prefix.size())));
+      in->set_size(f.size);
+      in->set_sha256(f.sha256);
+    }
+    if (!found) return absl::FailedPreconditionError(absl::StrCat(field, ": ", *path, " no longer exists"));
+    *path = (*ref)->name.empty() ? local : absl::StrCat(local, "/", (*ref)->name);
+    return absl::OkStatus();
+  };
+  if (absl::Status s = rewrite("spec.model", spec.mutable_model()); !s.ok()) return s;
+  if (absl::Status s = rewrite("spec.data.train", spec.mutable_data()->mutable_train()); !s.ok()) return s;
+  if (spec.data().has_validation()) {
+    if (absl::Status s = rewrite("spec.data.validation", spec.mutable_data()->mutable_validation()); !s.ok()) return s;
+  }
+  if (job.checkpoint_step() > 0) {
+    const std::string dir = absl::StrCat("checkpoints/step-", job.checkpoint_step());
+    const std::string prefix = absl::StrCat("jobs/", job.id(), "/", dir, "/");
+    auto files = artifacts_->List(prefix);
+    if (!files.ok()) return files.status();
+    if (!files->empty()) {
+      for (const ArtifactInfo& f : *files) {
+        v1::InputFile* in = a.add_inputs();
+        in->set_name(f.key);
+        in->set_path(absl::StrCat("resume/", dir, "/", f.key.substr(prefix.size())));
+        in->set_size(f.size);
+        in->set_sha256(f.sha256);
+      }
+      a.set_resume_from(absl::StrCat("resume/", dir));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::PlaceQueued(StoreMutation& m) {
+  std::vector<const v1::Job*> queued;
+  std::map<std::string, size_t> order;
+  for (size_t i = 0; i < job_order_.size(); ++i) {
+    const v1::Job& job = jobs_.at(job_order_[i]);
+    order[job.id()] = i;
+    if (job.state() == v1::QUEUED) queued.push_back(&job);
+  }
+  if (queued.empty()) return;
+  std::stable_sort(queued.begin(), queued.end(), [&](const v1::Job* a, const v1::Job* b) {
+    if (a->priority() != b->priority()) return a->priority() > b->priority();
+    return order[a->id()] < order[b->id()];
+  });
+  std::map<std::string, std::set<int>> busy;  // by worker
+  std::map<std::string, std::set<int>> ports;  // by host
+  for (const auto& [id, a] : assignments_) {
+    busy[a.worker_id].insert(a.assignment.slot());
+    if (a.assignment.rank() == 0) ports[a.assignment.master_addr()].insert(a.assignment.master_port());
+  }
+  std::vector<WorkerSlots> slots;
+  for (const auto& [wid, w] : workers_) {
+    WorkerSlots s{wid, {}, w.stored.registration.slots_size()};
+    for (const v1::Slot& slot : w.stored.registration.slots()) {
+      if (!busy[wid].count(slot.index())) s.free_slots.push_back(slot.index());
+    }
+    slots.push_back(std::move(s));
+  }
+  std::vector<QueuedJob> queue;
+  for (const v1::Job* job : queued) queue.push_back({job->id(), job->world_size()});
+  const absl::Time now = absl::Now();
+  for (const Placement& p : PlaceJobs(queue, slots)) {
+    v1::Job& job = m.jobs.emplace_back(jobs_.at(p.job_id));
+    job.set_attempt(job.attempt() + 1);
+    *job.mutable_schedule_time() = TimeUtil::GetCurrentTime();
+    job.clear_workers();
+    const Worker& rank0 = workers_.at(p.ranks[0].first);
+    const std::string host = rank0.stored.registration.host();
+    const int port = PickPort(rank0, ports[host]);
+    ports[host].insert(port);
+    v1::Assignment base;
+    base.set_job_id(job.id());
+    base.set_attempt(job.attempt());
+    base.set_world_size(job.world_size());
+    base.set_master_addr(host);
+    base.set_master_port(port);
+    *base.mutable_spec() = job.spec();
+    absl::Status inputs = BuildAssignmentInputs(job, base);
+    if (!inputs.ok()) {
+      v1::JobError error;
+      error.set_code("FAILED_PRECONDITION");
+      error.set_message(std::string(inputs.message()));
+      error.set_attempt(job.attempt());
+      error.set_rank(-1);
+      *job.mutable_error() = error;
+      SetState(m, job, v1::FAILED, absl::StrCat("cannot start: ", inputs.message()));
+      continue;
+    }
+    for (size_t r = 0; r < p.ranks.size(); ++r) {
+      StoredAssignment& a = m.assignments.emplace_back();
+      a.worker_id = p.ranks[r].first;
+      a.assignment = base;
+      a.assignment.set_id(NewAssignmentId());
+      a.assignment.set_rank(static_cast<int>(r));
+      a.assignment.set_slot(p.ranks[r].second);
+      a.assignment.set_local_rank(p.ranks[r].second);
+      job.add_workers(p.ranks[r].first);
+    }
+    SetState(m, job, v1::SCHEDULED,
+             absl::StrCat("attempt ", job.attempt(), " placed on ", p.ranks.size(), " slot(s); rank 0 at ", host, ":",
+                          port, job.checkpoint_step() > 0 ? absl::StrCat(", resuming from step ", job.checkpoint_step())
+                                                         : std::string()));
+    scheduling_latency_->Observe(absl::ToDoubleSeconds(now - runtime_[job.id()].queued_at));
+  }
+}
+
+void Coordinator::ScheduleNow() {
+  std::lock_guard<std::mutex> lock(mu_);
+  StoreMutation reap;
+  ReapWorkers(reap);
+  if (absl::Status s = Commit(reap); !s.ok()) return;  // the store is failing; try again next round
+  StoreMutation place;
+  PlaceQueued(place);
+  if (absl::Status s = Commit(place); !s.ok()) return;
+  UpdateGauges();
+}
+
+}  // namespace d2lora::server

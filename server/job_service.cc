@@ -1,0 +1,144 @@
+#include "server/job_service.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/rpc/status_convert.h"
+#include "common/status_macros.h"
+#include "server/artifact_streaming.h"
+#include "server/job_ids.h"
+
+namespace d2lora::server {
+namespace {
+
+using rpc::ToGrpcStatus;
+
+// The store key of a job's artifact, or of an upload (job_id "").
+absl::StatusOr<std::string> ArtifactKey(Coordinator& coordinator, const std::string& job_id, const std::string& name) {
+  if (absl::Status s = ValidateArtifactKey(name); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("name: ", s.message()));
+  if (job_id.empty()) {
+    if (!absl::StartsWith(name, "uploads/")) {
+      return absl::InvalidArgumentError("job_id: required (or name \"uploads/ID/NAME\" for an upload)");
+    }
+    return name;
+  }
+  D2_RETURN_IF_ERROR(coordinator.CheckJobExists(job_id));
+  return absl::StrCat("jobs/", job_id, "/", name);
+}
+
+}  // namespace
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
+                                       v1::Job* response) {
+  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  auto job = coordinator_->Submit(*request);
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request, v1::Job* response) {
+  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  auto job = coordinator_->GetJob(request->id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                                      v1::ListJobsResponse* response) {
+  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  auto list = coordinator_->ListJobs(*request);
+  if (!list.ok()) return ToGrpcStatus(list.status());
+  *response = *std::move(list);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
+                                       v1::Job* response) {
+  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  auto job = coordinator_->Cancel(request->id(), request->reason());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                                      grpc::ServerWriter<v1::JobEvent>* writer) {
+  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  int64_t after = request->after_seq();
+  while (!context->IsCancelled()) {
+    auto batch = coordinator_->WaitEvents(request->id(), after, request->follow() ? absl::Seconds(1) : absl::ZeroDuration());
+    if (!batch.ok()) return ToGrpcStatus(batch.status());
+    for (const v1::JobEvent& e : batch->events) {
+      if (!writer->Write(e)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      after = e.seq();
+    }
+    if (batch->job_ended) break;
+    if (!request->follow() && batch->events.empty()) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* context, const v1::ListArtifactsRequest* request,
+                                           v1::ListArtifactsResponse* response) {
+  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = coordinator_->CheckJobExists(request->job_id()); !s.ok()) return ToGrpcStatus(s);
+  const std::string& prefix = request->prefix();
+  if (prefix.size() > 1024 || absl::StrContains(prefix, "..") || absl::StartsWith(prefix, "/")) {
+    return ToGrpcStatus(absl::InvalidArgumentError("prefix: must be a relative path without \"..\""));
+  }
+  const std::string root = absl::StrCat("jobs/", request->job_id(), "/");
+  auto files = artifacts_->List(root + prefix);
+  if (!files.ok()) return ToGrpcStatus(files.status());
+  for (const ArtifactInfo& f : *files) *response->add_artifacts() = ToProto(f, f.key.substr(root.size()));
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::DownloadArtifact(grpc::ServerContext* context, const v1::DownloadArtifactRequest* request,
+                                              grpc::ServerWriter<v1::FileChunk>* writer) {
+  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  auto key = ArtifactKey(*coordinator_, request->job_id(), request->name());
+  if (!key.ok()) return ToGrpcStatus(key.status());
+  return ToGrpcStatus(StreamArtifact(*artifacts_, *key, request->offset(), *context, *writer));
+}
+
+grpc::Status JobServiceImpl::UploadFile(grpc::ServerContext* context, grpc::ServerReader<v1::UploadFileRequest>* reader,
+                                        v1::UploadFileResponse* response) {
+  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  v1::UploadFileRequest message;
+  if (!reader->Read(&message) || !message.has_header()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("the first message must be the header"));
+  }
+  const v1::UploadHeader header = message.header();
+  if (absl::Status s = ValidateArtifactKey(header.name()); !s.ok()) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("header.name: ", s.message())));
+  }
+  std::string upload_id = header.upload_id();
+  if (upload_id.empty()) {
+    upload_id = NewUploadId();
+  } else {
+    if (!LooksLikeId(upload_id)) return ToGrpcStatus(absl::InvalidArgumentError("header.upload_id: not an upload id"));
+    auto existing = artifacts_->List(absl::StrCat("uploads/", upload_id, "/"));
+    if (!existing.ok()) return ToGrpcStatus(existing.status());
+    if (existing->empty()) return ToGrpcStatus(absl::NotFoundError(absl::StrCat("upload ", upload_id, " not found")));
+  }
+  const std::string key = absl::StrCat("uploads/", upload_id, "/", header.name());
+  auto info = ReceiveArtifact(*artifacts_, key, header.size(), header.sha256(),
+                              coordinator_->options().max_upload_bytes, [&](std::string* data) {
+                                v1::UploadFileRequest next;
+                                while (reader->Read(&next)) {
+                                  if (next.has_data()) {
+                                    *data = std::move(*next.mutable_data());
+                                    return true;
+                                  }
+                                }
+                                return false;
+                              });
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  response->set_upload_id(upload_id);
+  *response->mutable_file() = ToProto(*info, header.name());
+  response->set_reference(absl::StrCat("upload:", upload_id, "/", header.name()));
+  return grpc::Status::OK;
+}
+
+}  // namespace d2lora::server

@@ -1,0 +1,37 @@
+// JobService over gRPC: checks the token, translates, calls the coordinator
+// and the artifact store, maps the Status (rpc::ToGrpcStatus).
+#pragma once
+
+#include "d2lora/v1/job_service.grpc.pb.h"
+#include "server/artifact_store.h"
+#include "server/auth.h"
+#include "server/coordinator.h"
+
+namespace d2lora::server {
+
+class JobServiceImpl final : public v1::JobService::Service {
+ public:
+  JobServiceImpl(Coordinator* coordinator, ArtifactStore* artifacts, const TokenAuth* auth)
+      : coordinator_(coordinator), artifacts_(artifacts), auth_(auth) {}
+
+  grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request, v1::Job* response) override;
+  grpc::Status GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request, v1::Job* response) override;
+  grpc::Status ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* response) override;
+  grpc::Status CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request, v1::Job* response) override;
+  grpc::Status WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                        grpc::ServerWriter<v1::JobEvent>* writer) override;
+  grpc::Status ListArtifacts(grpc::ServerContext* context, const v1::ListArtifactsRequest* request,
+                             v1::ListArtifactsResponse* response) override;
+  grpc::Status DownloadArtifact(grpc::ServerContext* context, const v1::DownloadArtifactRequest* request,
+                                grpc::ServerWriter<v1::FileChunk>* writer) override;
+  grpc::Status UploadFile(grpc::ServerContext* context, grpc::ServerReader<v1::UploadFileRequest>* reader,
+                          v1::UploadFileResponse* response) override;
+
+ private:
+  Coordinator* coordinator_;
+  ArtifactStore* artifacts_;
+  const TokenAuth* auth_;
+};
+
+}  // namespace d2lora::server

@@ -1,0 +1,36 @@
+// Gang placement, a pure function: which queued jobs start now and on which
+// worker slots. A job of world size N starts only when N slots are free at
+// once; jobs start in queue order (priority, then submission), and a job that
+// does not fit yet holds back the ones behind it, so a large job is never
+// starved by a stream of small ones. A job larger than every slot the cluster
+// has is passed over (it waits for more workers without blocking the queue).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace d2lora::server {
+
+struct WorkerSlots {
+  std::string worker_id;
+  std::vector<int> free_slots;  // slot indices
+  int total_slots = 0;
+};
+
+struct QueuedJob {
+  std::string job_id;
+  int world_size = 1;
+};
+
+struct Placement {
+  std::string job_id;
+  // (worker_id, slot) per rank; rank 0 first. Ranks are packed onto as few
+  // workers as possible (fast intra-host collectives), fullest-free first.
+  std::vector<std::pair<std::string, int>> ranks;
+};
+
+// `queue` in start order; `workers` alive.
+std::vector<Placement> PlaceJobs(const std::vector<QueuedJob>& queue, std::vector<WorkerSlots> workers);
+
+}  // namespace d2lora::server

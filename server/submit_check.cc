@@ -1,0 +1,130 @@
+#include "server/submit_check.h"
+
+#include <cctype>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/rpc/spec_convert.h"
+#include "server/job_ids.h"
+
+namespace d2lora::server {
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+bool ValidLabelKey(const std::string& key) {
+  if (key.empty() || key.size() > 63) return false;
+  for (size_t i = 0; i < key.size(); ++i) {
+    const char c = key[i];
+    const bool alnum = std::isalnum(static_cast<unsigned char>(c));
+    if (!(alnum || (i > 0 && (c == '_' || c == '.' || c == '-' || c == '/')))) return false;
+  }
+  return true;
+}
+
+absl::Status CheckPath(const std::string& field, const std::string& path, ArtifactStore& artifacts, bool model) {
+  auto ref = ParseUploadRef(field, path);
+  if (!ref.ok()) return ref.status();
+  if (!ref->has_value()) {
+    if (path.empty() || path[0] != '/') {
+      return Invalid(field, absl::StrCat("\"", path, "\" is not an absolute path: give a path every worker can ",
+                                         "read (a shared volume), or upload it (d2lora upload) and use upload:ID"));
+    }
+    return absl::OkStatus();
+  }
+  const UploadRef& r = **ref;
+  const std::string prefix = absl::StrCat("uploads/", r.upload_id, "/");
+  if (!r.name.empty()) {
+    auto info = artifacts.Stat(prefix + r.name);
+    if (!info.ok()) return Invalid(field, absl::StrCat("upload ", path, " not found"));
+    return absl::OkStatus();
+  }
+  auto files = artifacts.List(prefix);
+  if (!files.ok()) return files.status();
+  if (files->empty()) return Invalid(field, absl::StrCat("upload ", r.upload_id, " not found"));
+  if (model) {
+    bool has_config = false;
+    for (const ArtifactInfo& f : *files) has_config |= f.key == prefix + "config.json";
+    if (!has_config) return Invalid(field, absl::StrCat("upload ", r.upload_id, " has no config.json: not a model directory"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<UploadRef>> ParseUploadRef(const std::string& field, const std::string& path) {
+  if (!absl::StartsWith(path, kUploadScheme)) return std::optional<UploadRef>();
+  const std::string rest = path.substr(sizeof(kUploadScheme) - 1);
+  UploadRef ref;
+  const size_t slash = rest.find('/');
+  ref.upload_id = rest.substr(0, slash);
+  if (slash != std::string::npos) ref.name = rest.substr(slash + 1);
+  if (!LooksLikeId(ref.upload_id)) {
+    return Invalid(field, absl::StrCat("\"", path, "\": expected upload:ID or upload:ID/NAME"));
+  }
+  if (slash != std::string::npos) {
+    if (absl::Status s = ValidateArtifactKey(ref.name); !s.ok()) return Invalid(field, absl::StrCat("\"", path, "\": ", s.message()));
+  }
+  return std::optional<UploadRef>(ref);
+}
+
+absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, ArtifactStore& artifacts,
+                                           int default_max_retries) {
+  if (!request.has_spec()) return Invalid("spec", "required");
+  auto spec = rpc::SpecFromProto(request.spec());
+  if (!spec.ok()) return absl::InvalidArgumentError(spec.status().message());
+
+  int world_size = request.world_size();
+  if (world_size < 0 || world_size > 1024) {
+    return Invalid("world_size", absl::StrCat(world_size, ": must be in [1, 1024], or 0 for the spec's"));
+  }
+  const bool spec_sets_world = request.spec().has_resources() && request.spec().resources().has_world_size();
+  if (world_size == 0) {
+    world_size = static_cast<int>(spec->resources.world_size);
+  } else if (spec_sets_world && spec->resources.world_size != world_size) {
+    return Invalid("world_size", absl::StrCat(world_size, " but spec.resources.world_size = ",
+                                              spec->resources.world_size, ": give one, or the same in both"));
+  }
+  spec->resources.world_size = world_size;
+  if (absl::Status s = engine::ValidateJobSpec(*spec); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec: ", s.message()));
+  }
+  if (request.priority() < -1000 || request.priority() > 1000) {
+    return Invalid("priority", absl::StrCat(request.priority(), ": must be in [-1000, 1000]"));
+  }
+  const int max_retries = request.has_max_retries() ? request.max_retries() : default_max_retries;
+  if (max_retries < 0 || max_retries > 100) {
+    return Invalid("max_retries", absl::StrCat(max_retries, ": must be in [0, 100]"));
+  }
+  if (request.labels_size() > 64) return Invalid("labels", "more than 64");
+  for (const auto& [k, v] : request.labels()) {
+    if (!ValidLabelKey(k)) return Invalid(absl::StrCat("labels[\"", k.substr(0, 80), "\"]"), "keys are 1-63 of [A-Za-z0-9_.-/], starting with a letter or digit");
+    if (v.size() > 256) return Invalid(absl::StrCat("labels[\"", k, "\"]"), "value longer than 256 bytes");
+  }
+  if (request.idempotency_key().size() > 256) return Invalid("idempotency_key", "longer than 256 bytes");
+
+  const std::vector<std::pair<std::string, std::string>> paths = {
+      {"spec.model", spec->model}, {"spec.data.train", spec->data.train}, {"spec.data.validation", spec->data.validation}};
+  for (const auto& [field, path] : paths) {
+    if (field == "spec.data.validation" && path.empty()) continue;
+    if (absl::Status s = CheckPath(field, path, artifacts, field == "spec.model"); !s.ok()) return s;
+  }
+
+  v1::Job job;
+  auto canonical = rpc::SpecToProto(*spec);
+  if (!canonical.ok()) return canonical.status();
+  *job.mutable_spec() = *std::move(canonical);
+  job.set_name(spec->name);
+  job.set_world_size(world_size);
+  job.set_priority(request.priority());
+  job.set_max_retries(max_retries);
+  *job.mutable_labels() = request.labels();
+  job.set_idempotency_key(request.idempotency_key());
+  return job;
+}
+
+}  // namespace d2lora::server

@@ -1,0 +1,415 @@
+// The coordinator's state machine against a real SQLite job store and the
+// in-memory artifact store: validation, gang scheduling, leases, progress,
+// retries from checkpoints, lost workers, cancellation and restarts.
+#include "server/coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "server/artifact_store_memory.h"
+#include "server/job_store_sqlite.h"
+#include "tests/support/test_support.h"
+
+namespace d2lora::server {
+namespace {
+
+v1::SubmitJobRequest Request(int world_size = 1) {
+  v1::SubmitJobRequest r;
+  r.mutable_spec()->set_name("t");
+  r.mutable_spec()->set_model("/models/m");
+  r.mutable_spec()->mutable_data()->set_train("/data/train.jsonl");
+  r.mutable_spec()->mutable_train()->set_batch_size(4);
+  r.mutable_spec()->mutable_train()->set_micro_batch_size(1);
+  r.set_world_size(world_size);
+  return r;
+}
+
+void Put(ArtifactStore& store, const std::string& key, const std::string& data) {
+  auto w = store.OpenWriter(key);
+  ASSERT_TRUE(w.ok()) << w.status();
+  D2_ASSERT_OK((*w)->Append(data));
+  ASSERT_TRUE((*w)->Commit().ok());
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.schedule_period = absl::Hours(1);  // rounds run when the test says
+    options_.heartbeat_timeout = absl::Seconds(30);
+    Open();
+  }
+  void Open() {
+    coordinator_.reset();
+    store_.reset();
+    auto store = SqliteJobStore::Create(dir_.file("jobs.db"));
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    registry_ = std::make_shared<prometheus::Registry>();
+    auto c = Coordinator::Create(options_, store_.get(), &artifacts_, registry_.get());
+    ASSERT_TRUE(c.ok()) << c.status();
+    coordinator_ = *std::move(c);
+  }
+  std::string AddWorker(int slots, const std::string& host = "127.0.0.1") {
+    v1::RegisterWorkerRequest r;
+    r.set_name("w");
+    r.set_host(host);
+    for (int i = 0; i < slots; ++i) r.add_slots()->set_index(i);
+    r.set_rendezvous_port_first(29500);
+    r.set_rendezvous_port_last(29510);
+    auto answer = coordinator_->Register(r);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    return answer->worker_id();
+  }
+  v1::Assignment Lease(const std::string& worker) {
+    v1::LeaseAssignmentRequest r;
+    r.set_worker_id(worker);
+    auto answer = coordinator_->Lease(r);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    return answer->assignment();
+  }
+  void Start(const std::string& worker, const v1::Assignment& a) {
+    v1::ReportProgressRequest r;
+    r.set_worker_id(worker);
+    r.set_assignment_id(a.id());
+    r.set_started(true);
+    ASSERT_TRUE(coordinator_->Report(r).ok());
+  }
+  v1::JobState State(const std::string& id) { return coordinator_->GetJob(id)->state(); }
+  std::string Submit(const v1::SubmitJobRequest& r) {
+    auto job = coordinator_->Submit(r);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->id() : "";
+  }
+  absl::Status Fail(const std::string& worker, const v1::Assignment& a, bool retryable, const std::string& code = "INTERNAL") {
+    v1::FailAssignmentRequest r;
+    r.set_worker_id(worker);
+    r.set_assignment_id(a.id());
+    r.mutable_error()->set_code(code);
+    r.mutable_error()->set_message("boom");
+    r.set_retryable(retryable);
+    return coordinator_->Fail(r);
+  }
+
+  d2lora::testing::TempDir dir_;
+  CoordinatorOptions options_;
+  MemoryArtifactStore artifacts_;
+  std::unique_ptr<SqliteJobStore> store_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<Coordinator> coordinator_;
+};
+
+TEST_F(CoordinatorTest, SubmitRefusesBadRequestsNamingTheField) {
+  auto expect = [&](v1::SubmitJobRequest r, const std::string& field) {
+    auto job = coordinator_->Submit(r);
+    ASSERT_FALSE(job.ok()) << field;
+    EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(job.status().message().find(field), std::string::npos) << job.status();
+  };
+  auto r = Request();
+  r.mutable_spec()->mutable_train()->set_batch_size(0);
+  expect(r, "train.batch_size");
+  r = Request();
+  r.mutable_spec()->set_model("models/m");
+  expect(r, "spec.model");
+  r = Request();
+  r.mutable_spec()->mutable_data()->set_train("upload:up-missing/train.jsonl");
+  expect(r, "spec.data.train");
+  r = Request(2);
+  r.mutable_spec()->mutable_resources()->set_world_size(1);
+  expect(r, "world_size");
+  r = Request();
+  r.set_priority(5000);
+  expect(r, "priority");
+  r = Request();
+  r.mutable_spec()->set_method("qlora");
+  expect(r, "method");
+  r = Request();
+  (*r.mutable_labels())["bad key!"] = "x";
+  expect(r, "labels");
+  r = Request(3);  // batch 4 is not divisible by 1 x 3 ranks
+  expect(r, "batch_size");
+}
+
+TEST_F(CoordinatorTest, GangSchedulesTwoRanksAndRunsToSuccess) {
+  const std::string w1 = AddWorker(1), w2 = AddWorker(1);
+  const std::string id = Submit(Request(2));
+  EXPECT_EQ(State(id), v1::QUEUED);
+  coordinator_->ScheduleNow();
+  EXPECT_EQ(State(id), v1::SCHEDULED);
+  const v1::Assignment a1 = Lease(w1), a2 = Lease(w2);
+  ASSERT_FALSE(a1.id().empty());
+  ASSERT_FALSE(a2.id().empty());
+  EXPECT_TRUE(Lease(w1).id().empty());  // nothing leased twice
+  EXPECT_EQ(a1.master_port(), a2.master_port());
+  EXPECT_EQ(a1.master_addr(), "127.0.0.1");
+  EXPECT_EQ(a1.rank() + a2.rank(), 1);
+  EXPECT_EQ(a1.spec().resources().world_size(), 2);
+  Start(w1, a1);
+  EXPECT_EQ(State(id), v1::SCHEDULED);
+  Start(w2, a2);
+  EXPECT_EQ(State(id), v1::RUNNING);
+
+  const auto& [w0, rank0] = a1.rank() == 0 ? std::pair(w1, a1) : std::pair(w2, a2);
+  v1::ReportProgressRequest progress;
+  progress.set_worker_id(w0);
+  progress.set_assignment_id(rank0.id());
+  progress.mutable_metrics()->set_step(3);
+  progress.mutable_metrics()->set_loss(1.5);
+  progress.add_logs()->set_text("hello");
+  ASSERT_TRUE(coordinator_->Report(progress).ok());
+  EXPECT_EQ(coordinator_->GetJob(id)->metrics().step(), 3);
+
+  for (const auto& [w, a] : {std::pair(w1, a1), std::pair(w2, a2)}) {
+    v1::CompleteAssignmentRequest done;
+    done.set_worker_id(w);
+    done.set_assignment_id(a.id());
+    if (a.rank() == 0) done.set_summary_json("{\"ok\": true}");
+    D2_ASSERT_OK(coordinator_->Complete(done));
+  }
+  auto job = coordinator_->GetJob(id);
+  EXPECT_EQ(job->state(), v1::SUCCEEDED);
+  EXPECT_EQ(job->summary_json(), "{\"ok\": true}");
+  EXPECT_TRUE(job->has_end_time());
+
+  auto events = coordinator_->WaitEvents(id, 0, absl::ZeroDuration());
+  ASSERT_TRUE(events.ok());
+  EXPECT_TRUE(events->job_ended);
+  std::vector<v1::JobState> states;
+  int seq = 0;
+  bool saw_log = false;
+  for (const v1::JobEvent& e : events->events) {
+    EXPECT_EQ(e.seq(), ++seq);
+    if (e.has_state()) states.push_back(e.state().state());
+    saw_log |= e.has_log() && e.log().text() == "hello";
+  }
+  EXPECT_EQ(states, (std::vector<v1::JobState>{v1::QUEUED, v1::SCHEDULED, v1::RUNNING, v1::SUCCEEDED}));
+  EXPECT_TRUE(saw_log);
+}
+
+TEST_F(CoordinatorTest, QueueIsFifoWithinPriorityAndBigJobsAreNotStarved) {
+  const std::string big = Submit(Request(2));
+  auto low = Request(1);
+  const std::string small = Submit(low);
+  auto urgent = Request(1);
+  urgent.set_priority(10);
+  const std::string first = Submit(urgent);
+  const std::string w = AddWorker(2);  // after the submits: the scheduler thread sees the whole queue
+  coordinator_->ScheduleNow();
+  // The urgent job takes one slot; the 2-rank job waits for both and holds the
+  // small one back.
+  EXPECT_EQ(State(first), v1::SCHEDULED);
+  EXPECT_EQ(State(big), v1::QUEUED);
+  EXPECT_EQ(State(small), v1::QUEUED);
+  auto too_big = Submit(Request(4));  // larger than the cluster: passed over, blocks nobody
+  const v1::Assignment a = Lease(w);
+  v1::CompleteAssignmentRequest done;
+  done.set_worker_id(w);
+  done.set_assignment_id(a.id());
+  D2_ASSERT_OK(coordinator_->Complete(done));
+  coordinator_->ScheduleNow();
+  EXPECT_EQ(State(big), v1::SCHEDULED);
+  EXPECT_EQ(State(small), v1::QUEUED);
+  EXPECT_EQ(State(too_big), v1::QUEUED);
+}
+
+TEST_F(CoordinatorTest, FailedRankRetriesFromTheLastCheckpoint) {
+  const std::string w1 = AddWorker(1), w2 = AddWorker(1);
+  auto r = Request(2);
+  r.set_max_retries(1);
+  const std::string id = Submit(r);
+  coordinator_->ScheduleNow();
+  v1::Assignment a1 = Lease(w1), a2 = Lease(w2);
+  std::string rank0_worker = w1, rank1_worker = w2;
+  if (a1.rank() != 0) {
+    std::swap(a1, a2);
+    std::swap(rank0_worker, rank1_worker);
+  }
+  Put(artifacts_, "jobs/" + id + "/checkpoints/step-2/parameters.safetensors", "p");
+  Put(artifacts_, "jobs/" + id + "/checkpoints/step-2/trainer_state.json", "{}");
+  D2_ASSERT_OK(coordinator_->ArtifactStored(a1, "checkpoints/step-2/trainer_state.json"));
+  EXPECT_EQ(coordinator_->GetJob(id)->checkpoint_step(), 2);
+
+  D2_ASSERT_OK(Fail(rank1_worker, a2, /*retryable=*/true));
+  EXPECT_EQ(State(id), v1::QUEUED);
+  EXPECT_EQ(coordinator_->GetJob(id)->error().message(), "boom");
+  // The surviving rank is told to stop; its slot is busy until it reports.
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(rank0_worker);
+  hb.add_running_assignments(a1.id());
+  auto beat = coordinator_->Heartbeat(hb);
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->commands_size(), 1);
+  EXPECT_EQ(beat->commands(0).type(), v1::WorkerCommand::STOP);
+  EXPECT_EQ(beat->commands(0).assignment_id(), a1.id());
+  coordinator_->ScheduleNow();
+  EXPECT_EQ(State(id), v1::QUEUED);
+  D2_ASSERT_OK(Fail(rank0_worker, a1, true, "ABORTED"));
+  coordinator_->ScheduleNow();
+  auto job = coordinator_->GetJob(id);
+  EXPECT_EQ(job->state(), v1::SCHEDULED);
+  EXPECT_EQ(job->attempt(), 2);
+  const v1::Assignment retry = Lease(w1);
+  EXPECT_EQ(retry.attempt(), 2);
+  EXPECT_EQ(retry.resume_from(), "resume/checkpoints/step-2");
+  ASSERT_EQ(retry.inputs_size(), 2);
+  EXPECT_EQ(retry.inputs(1).path(), "resume/checkpoints/step-2/trainer_state.json");
+
+  // The second failure uses up the retries.
+  D2_ASSERT_OK(Fail(w1, retry, true));
+  EXPECT_EQ(State(id), v1::FAILED);
+}
+
+TEST_F(CoordinatorTest, NonRetryableFailureEndsTheJob) {
+  const std::string w = AddWorker(1);
+  const std::string id = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  D2_ASSERT_OK(Fail(w, Lease(w), /*retryable=*/false, "FAILED_PRECONDITION"));
+  auto job = coordinator_->GetJob(id);
+  EXPECT_EQ(job->state(), v1::FAILED);
+  EXPECT_EQ(job->error().code(), "FAILED_PRECONDITION");
+  EXPECT_EQ(job->error().attempt(), 1);
+}
+
+TEST_F(CoordinatorTest, LostWorkerFailsItsAttemptAndStopsThePeers) {
+  options_.heartbeat_timeout = absl::Milliseconds(300);
+  Open();
+  const std::string w1 = AddWorker(1), w2 = AddWorker(1);
+  const std::string id = Submit(Request(2));
+  coordinator_->ScheduleNow();
+  const v1::Assignment a1 = Lease(w1), a2 = Lease(w2);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(w1);
+  hb.add_running_assignments(a1.id());
+  for (int i = 0; i < 5; ++i) {  // w1 keeps beating, w2 has gone silent
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(coordinator_->Heartbeat(hb).ok());
+  }
+  coordinator_->ScheduleNow();
+  auto job = coordinator_->GetJob(id);
+  EXPECT_EQ(job->state(), v1::QUEUED);
+  EXPECT_EQ(job->error().code(), "UNAVAILABLE");
+  auto beat = coordinator_->Heartbeat(hb);
+  ASSERT_EQ(beat->commands_size(), 1);
+  EXPECT_EQ(beat->commands(0).assignment_id(), a1.id());
+  v1::HeartbeatRequest gone;
+  gone.set_worker_id(w2);
+  EXPECT_EQ(coordinator_->Heartbeat(gone).status().code(), absl::StatusCode::kNotFound);
+  (void)a2;
+}
+
+TEST_F(CoordinatorTest, CancelStopsRanksAtTheNextHeartbeat) {
+  const std::string w = AddWorker(1);
+  const std::string queued_then_cancelled = Submit(Request(1));
+  auto c = coordinator_->Cancel(queued_then_cancelled, "");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->state(), v1::CANCELLED);
+
+  const std::string id = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  const v1::Assignment a = Lease(w);
+  Start(w, a);
+  ASSERT_EQ(State(id), v1::RUNNING);
+  ASSERT_TRUE(coordinator_->Cancel(id, "changed my mind").ok());
+  EXPECT_EQ(State(id), v1::CANCELLED);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(w);
+  hb.add_running_assignments(a.id());
+  auto beat = coordinator_->Heartbeat(hb);
+  ASSERT_EQ(beat->commands_size(), 1);
+  EXPECT_EQ(beat->commands(0).reason(), "job cancelled");
+  D2_ASSERT_OK(Fail(w, a, true, "ABORTED"));
+  EXPECT_EQ(State(id), v1::CANCELLED);
+  EXPECT_EQ(coordinator_->Cancel("job-nope", "").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoordinatorTest, RestartLosesNothingAcknowledged) {
+  const std::string w = AddWorker(1);
+  const std::string id = Submit(Request(1));
+  const std::string waiting = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  const v1::Assignment a = Lease(w);
+  Start(w, a);
+  auto before = coordinator_->WaitEvents(id, 0, absl::ZeroDuration());
+  Open();  // a new coordinator on the same database
+  EXPECT_EQ(State(id), v1::RUNNING);
+  EXPECT_EQ(State(waiting), v1::QUEUED);
+  v1::HeartbeatRequest hb;  // the worker is re-adopted with its running rank
+  hb.set_worker_id(w);
+  hb.add_running_assignments(a.id());
+  auto beat = coordinator_->Heartbeat(hb);
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_EQ(beat->commands_size(), 0);
+  v1::CompleteAssignmentRequest done;
+  done.set_worker_id(w);
+  done.set_assignment_id(a.id());
+  D2_ASSERT_OK(coordinator_->Complete(done));
+  EXPECT_EQ(State(id), v1::SUCCEEDED);
+  auto after = coordinator_->WaitEvents(id, 0, absl::ZeroDuration());
+  ASSERT_EQ(after->events.size(), before->events.size() + 1);  // sequence numbers continue
+  EXPECT_EQ(after->events.back().seq(), static_cast<int64_t>(after->events.size()));
+}
+
+TEST_F(CoordinatorTest, IdempotencyKeyReturnsTheFirstJob) {
+  auto r = Request();
+  r.set_idempotency_key("k1");
+  const std::string id = Submit(r);
+  EXPECT_EQ(Submit(r), id);
+  r.set_priority(3);
+  EXPECT_EQ(coordinator_->Submit(r).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(CoordinatorTest, ListJobsFiltersAndPages) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto r = Request();
+    (*r.mutable_labels())["team"] = i % 2 ? "a" : "b";
+    ids.push_back(Submit(r));
+  }
+  coordinator_->Cancel(ids[0], "").IgnoreError();
+  v1::ListJobsRequest list;
+  list.set_page_size(2);
+  std::vector<std::string> seen;
+  while (true) {
+    auto page = coordinator_->ListJobs(list);
+    ASSERT_TRUE(page.ok());
+    for (const v1::Job& j : page->jobs()) seen.push_back(j.id());
+    if (page->next_page_token().empty()) break;
+    list.set_page_token(page->next_page_token());
+  }
+  EXPECT_EQ(seen, std::vector<std::string>(ids.rbegin(), ids.rend()));
+  v1::ListJobsRequest filtered;
+  filtered.add_states(v1::QUEUED);
+  (*filtered.mutable_labels())["team"] = "b";
+  auto page = coordinator_->ListJobs(filtered);
+  ASSERT_EQ(page->jobs_size(), 2);  // ids[4], ids[2]; ids[0] was cancelled
+  EXPECT_EQ(page->jobs(0).id(), ids[4]);
+  list.set_page_token("garbage");
+  EXPECT_EQ(coordinator_->ListJobs(list).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CoordinatorTest, UploadReferencesBecomeAssignmentInputs) {
+  Put(artifacts_, "uploads/up-model/config.json", "{}");
+  Put(artifacts_, "uploads/up-model/model.safetensors", "w");
+  Put(artifacts_, "uploads/up-data/train.jsonl", "{}\n");
+  const std::string w = AddWorker(1);
+  auto r = Request();
+  r.mutable_spec()->set_model("upload:up-model");
+  r.mutable_spec()->mutable_data()->set_train("upload:up-data/train.jsonl");
+  Submit(r);
+  auto no_config = Request();
+  no_config.mutable_spec()->set_model("upload:up-data");
+  EXPECT_EQ(coordinator_->Submit(no_config).status().code(), absl::StatusCode::kInvalidArgument);
+  coordinator_->ScheduleNow();
+  const v1::Assignment a = Lease(w);
+  EXPECT_EQ(a.spec().model(), "inputs/up-model");
+  EXPECT_EQ(a.spec().data().train(), "inputs/up-data/train.jsonl");
+  ASSERT_EQ(a.inputs_size(), 3);
+  EXPECT_EQ(a.inputs(0).name(), "uploads/up-model/config.json");
+  EXPECT_EQ(a.inputs(0).path(), "inputs/up-model/config.json");
+  EXPECT_EQ(a.inputs(2).path(), "inputs/up-data/train.jsonl");
+  EXPECT_FALSE(a.inputs(2).sha256().empty());
+}
+
+}  // namespace
+}  // namespace d2lora::server
