@@ -19,6 +19,9 @@ PACKAGES=(
   libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
   libabsl-dev nlohmann-json3-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev libcli11-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the service: gRPC, Protobuf, prometheus-cpp, SQLite; promtool, curl and jq for its end-to-end test
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev libsqlite3-dev
+  prometheus curl jq
 )
 
 missing=()

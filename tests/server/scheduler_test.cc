@@ -1,0 +1,32 @@
+#include "server/scheduler.h"
+
+#include <gtest/gtest.h>
+
+namespace d2lora::server {
+namespace {
+
+TEST(PlaceJobsTest, PacksRanksOntoTheFewestWorkers) {
+  auto p = PlaceJobs({{"j", 3}}, {{"a", {0}, 1}, {"b", {0, 1, 2}, 4}});
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].ranks, (std::vector<std::pair<std::string, int>>{{"b", 0}, {"b", 1}, {"b", 2}}));
+}
+
+TEST(PlaceJobsTest, AHeadThatDoesNotFitHoldsBackTheQueue) {
+  auto p = PlaceJobs({{"big", 3}, {"small", 1}}, {{"a", {0, 1}, 2}, {"b", {}, 2}});
+  EXPECT_TRUE(p.empty());
+}
+
+TEST(PlaceJobsTest, AJobLargerThanTheClusterIsPassedOver) {
+  auto p = PlaceJobs({{"huge", 9}, {"small", 1}, {"pair", 2}}, {{"a", {0, 1}, 2}});
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].job_id, "small");  // then "pair" waits for two free slots
+}
+
+TEST(PlaceJobsTest, NoSlotIsGivenTwice) {
+  auto p = PlaceJobs({{"x", 1}, {"y", 1}, {"z", 1}}, {{"a", {0, 1}, 2}});
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_NE(p[0].ranks[0], p[1].ranks[0]);
+}
+
+}  // namespace
+}  // namespace d2lora::server
