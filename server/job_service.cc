@@ -82,12 +82,20 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
 grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* context, const v1::ListArtifactsRequest* request,
                                            v1::ListArtifactsResponse* response) {
   if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
-  if (absl::Status s = coordinator_->CheckJobExists(request->job_id()); !s.ok()) return ToGrpcStatus(s);
   const std::string& prefix = request->prefix();
   if (prefix.size() > 1024 || absl::StrContains(prefix, "..") || absl::StartsWith(prefix, "/")) {
     return ToGrpcStatus(absl::InvalidArgumentError("prefix: must be a relative path without \"..\""));
   }
-  const std::string root = absl::StrCat("jobs/", request->job_id(), "/");
+  // job_id "" lists an upload: prefix "uploads/ID/"; names come back as "uploads/ID/NAME".
+  std::string root;
+  if (request->job_id().empty()) {
+    if (!absl::StartsWith(prefix, "uploads/") || prefix.size() <= 8) {
+      return ToGrpcStatus(absl::InvalidArgumentError("job_id: required (or prefix \"uploads/ID/\" to list an upload)"));
+    }
+  } else {
+    if (absl::Status s = coordinator_->CheckJobExists(request->job_id()); !s.ok()) return ToGrpcStatus(s);
+    root = absl::StrCat("jobs/", request->job_id(), "/");
+  }
   auto files = artifacts_->List(root + prefix);
   if (!files.ok()) return ToGrpcStatus(files.status());
   for (const ArtifactInfo& f : *files) *response->add_artifacts() = ToProto(f, f.key.substr(root.size()));

@@ -82,13 +82,8 @@ absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, 
   if (world_size < 0 || world_size > 1024) {
     return Invalid("world_size", absl::StrCat(world_size, ": must be in [1, 1024], or 0 for the spec's"));
   }
-  const bool spec_sets_world = request.spec().has_resources() && request.spec().resources().has_world_size();
-  if (world_size == 0) {
-    world_size = static_cast<int>(spec->resources.world_size);
-  } else if (spec_sets_world && spec->resources.world_size != world_size) {
-    return Invalid("world_size", absl::StrCat(world_size, " but spec.resources.world_size = ",
-                                              spec->resources.world_size, ": give one, or the same in both"));
-  }
+  // The request's world size wins over the spec's (job_spec.proto).
+  if (world_size == 0) world_size = static_cast<int>(spec->resources.world_size);
   spec->resources.world_size = world_size;
   if (absl::Status s = engine::ValidateJobSpec(*spec); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("spec: ", s.message()));

@@ -21,7 +21,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # the service: gRPC, Protobuf, prometheus-cpp, SQLite; promtool, curl and jq for its end-to-end test
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev libsqlite3-dev
-  prometheus curl jq
+  prometheus curl jq openssl
 )
 
 missing=()

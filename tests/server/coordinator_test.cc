@@ -115,9 +115,6 @@ TEST_F(CoordinatorTest, SubmitRefusesBadRequestsNamingTheField) {
   r = Request();
   r.mutable_spec()->mutable_data()->set_train("upload:up-missing/train.jsonl");
   expect(r, "spec.data.train");
-  r = Request(2);
-  r.mutable_spec()->mutable_resources()->set_world_size(1);
-  expect(r, "world_size");
   r = Request();
   r.set_priority(5000);
   expect(r, "priority");
