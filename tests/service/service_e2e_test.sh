@@ -36,13 +36,16 @@ YAML
 echo "secret-$RANDOM$RANDOM" >token
 ports=$((40000 + RANDOM % 20000))
 
+starts=0
 start_coordinator() {
+  starts=$((starts + 1))
+  local log="coord-$starts.log"
   "$COORD" --listen "127.0.0.1:${1:-0}" --metrics-listen 127.0.0.1:0 --data-dir data --token-file token \
-    --heartbeat-interval 0.5 --heartbeat-timeout 3 >>coord.log 2>&1 &
+    --heartbeat-interval 0.5 --heartbeat-timeout 3 >"$log" 2>&1 &
   COORD_PID=$!
-  wait_for coord.log "listening on" 20 || { fail "coordinator start: $(cat coord.log)"; exit 1; }
-  ENDPOINT=$(grep "listening on" coord.log | tail -1 | sed 's/.*listening on //')
-  COORD_METRICS=$(grep "metrics on" coord.log | tail -1 | sed 's/.*metrics on //')
+  wait_for "$log" "metrics on" 20 || { fail "coordinator start: $(cat "$log")"; exit 1; }
+  ENDPOINT=$(grep "listening on" "$log" | sed 's/.*listening on //')
+  COORD_METRICS=$(grep "metrics on" "$log" | sed 's/.*metrics on //')
 }
 # start_worker NAME: one CPU slot, its own work directory.
 start_worker() {
@@ -129,7 +132,7 @@ until_true 180 is_state "$RJOB" SUCCEEDED && pass "job submitted before the rest
   fail "after restart: $(cli get "$RJOB" 2>&1 | tail -10)"
 
 # 6. /metrics of the coordinator and a worker parse, with the series the dashboards use.
-curl -sf "http://$COORD_METRICS/metrics" >coord.metrics || fail "coordinator /metrics"
+curl -sf "http://$COORD_METRICS/metrics" >coord.metrics || fail "coordinator /metrics at $COORD_METRICS: $(tail -5 coord-$starts.log)"
 WORKER_METRICS=$(grep "metrics on" worker-a.log | sed 's/.*metrics on //')
 curl -sf "http://$WORKER_METRICS/metrics" >worker.metrics || fail "worker /metrics"
 for m in d2lora_jobs d2lora_queue_depth d2lora_workers_alive d2lora_scheduling_latency_seconds_bucket \

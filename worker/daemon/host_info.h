@@ -1,0 +1,28 @@
+// What the worker learns about its machine: cores, memory, names, and where
+// the trainer binary is.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace d2lora::worker {
+
+// CPUs this process may run on (its affinity mask), at least 1.
+int64_t AvailableCpuCores();
+// Physical memory in bytes.
+int64_t TotalMemoryBytes();
+// gethostname(), "localhost" if that fails.
+std::string HostName();
+
+// The host part of "HOST:PORT", "[V6]:PORT" or "dns:///HOST:PORT".
+std::string EndpointHost(const std::string& endpoint);
+// localhost, 127.0.0.0/8, ::1.
+bool IsLoopbackHost(const std::string& host);
+
+// The d2lora binary: `flag` when given (must be executable); else `d2lora` next
+// to this executable, then ../client/d2lora from it (the build tree), then PATH.
+absl::StatusOr<std::string> FindTrainer(const std::string& flag);
+
+}  // namespace d2lora::worker

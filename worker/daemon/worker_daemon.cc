@@ -1,0 +1,371 @@
+#include "worker/daemon/worker_daemon.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include <grpcpp/client_context.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/rpc/status_convert.h"
+#include "worker/daemon/daemon_log.h"
+#include "worker/daemon/host_info.h"
+
+namespace d2lora::worker {
+namespace fs = std::filesystem;
+
+namespace {
+
+// After the ranks were told to stop: time for their last uploads and reports.
+constexpr absl::Duration kShutdownReportTime = absl::Seconds(30);
+
+bool RefusedOutright(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kUnimplemented:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(Options options, prometheus::Registry& registry) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = rpc::MakeChannel(options.coordinator);
+  if (!channel.ok()) return channel.status();
+  return Create(std::move(options), registry, v1::WorkerService::NewStub(*channel));
+}
+
+absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(
+    Options options, prometheus::Registry& registry, std::shared_ptr<v1::WorkerService::StubInterface> stub) {
+  if (options.slots < 1) return absl::InvalidArgumentError(absl::StrCat("--slots ", options.slots, ": must be >= 1"));
+  if (options.device != "cpu" && options.device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("--device ", options.device, ": must be cpu or cuda"));
+  }
+  if (options.rendezvous_port_first < 1 || options.rendezvous_port_last > 65535 ||
+      options.rendezvous_port_first > options.rendezvous_port_last) {
+    return absl::InvalidArgumentError(absl::StrCat("--rendezvous-ports ", options.rendezvous_port_first, "-",
+                                                   options.rendezvous_port_last, ": not a port range"));
+  }
+  if (options.trainer.empty()) return absl::InvalidArgumentError("no trainer binary");
+  if (options.work_dir.empty()) return absl::InvalidArgumentError("--work-dir is required");
+  if (options.stop_grace < absl::ZeroDuration()) options.stop_grace = absl::ZeroDuration();
+  if (options.report_interval < absl::Milliseconds(10)) options.report_interval = absl::Milliseconds(10);
+  std::error_code ec;
+  options.work_dir = fs::absolute(options.work_dir, ec).lexically_normal().string();
+  if (!options.work_dir.empty() && options.work_dir.size() > 1 && options.work_dir.back() == '/') {
+    options.work_dir.pop_back();
+  }
+  fs::create_directories(options.work_dir + "/jobs", ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("--work-dir ", options.work_dir, ": ", ec.message()));
+  if (access(options.work_dir.c_str(), W_OK) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("--work-dir ", options.work_dir, ": not writable"));
+  }
+  return std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options), registry, std::move(stub)));
+}
+
+WorkerDaemon::WorkerDaemon(Options options, prometheus::Registry& registry,
+                           std::shared_ptr<v1::WorkerService::StubInterface> stub)
+    : options_(std::move(options)),
+      client_{std::move(stub), options_.coordinator},
+      metrics_(registry, options_.slots),
+      slot_cores_(std::max<int64_t>(1, AvailableCpuCores() / options_.slots)) {
+  metrics_.SetUp(false);
+  metrics_.SetSlotsBusy(0);
+}
+
+WorkerDaemon::~WorkerDaemon() { AbandonAll(); }
+
+std::string WorkerDaemon::worker_id() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return worker_id_;
+}
+
+void WorkerDaemon::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutdown_ = true;
+  cv_.notify_all();
+}
+
+bool WorkerDaemon::shutting_down() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return shutdown_;
+}
+
+void WorkerDaemon::Wake() {
+  std::lock_guard<std::mutex> lock(mu_);
+  wake_ = true;
+  cv_.notify_all();
+}
+
+void WorkerDaemon::WaitFor(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, absl::ToChronoMilliseconds(std::max(timeout, absl::Milliseconds(1))),
+               [this] { return wake_ || shutdown_; });
+  wake_ = false;
+}
+
+v1::RegisterWorkerRequest WorkerDaemon::RegistrationRequest() const {
+  v1::RegisterWorkerRequest request;
+  request.set_name(options_.name.empty() ? absl::StrCat(HostName(), "-", getpid()) : options_.name);
+  std::string host = options_.advertise_host;
+  if (host.empty()) host = IsLoopbackHost(EndpointHost(options_.coordinator.endpoint)) ? "127.0.0.1" : HostName();
+  request.set_host(host);
+  const int64_t memory = TotalMemoryBytes() / options_.slots;
+  for (int i = 0; i < options_.slots; ++i) {
+    v1::Slot* slot = request.add_slots();
+    slot->set_index(i);
+    slot->set_device(options_.device == "cuda" ? absl::StrCat("cuda:", i) : "cpu");
+    slot->set_cores(static_cast<int32_t>(slot_cores_));
+    slot->set_memory_bytes(memory);
+  }
+  for (const auto& [key, value] : options_.labels) (*request.mutable_labels())[key] = value;
+  request.set_rendezvous_port_first(options_.rendezvous_port_first);
+  request.set_rendezvous_port_last(options_.rendezvous_port_last);
+  request.set_version(kWorkerVersion);
+  return request;
+}
+
+absl::Status WorkerDaemon::Register() {
+  const v1::RegisterWorkerRequest request = RegistrationRequest();
+  grpc::ClientContext context;
+  client_.Prepare(context, absl::Seconds(15));
+  v1::RegisterWorkerResponse response;
+  absl::Status status = rpc::FromGrpcStatus(client_.stub->RegisterWorker(&context, request, &response));
+  if (!status.ok()) return status;
+  if (response.worker_id().empty()) return absl::InternalError("the coordinator answered without a worker id");
+  std::lock_guard<std::mutex> lock(mu_);
+  worker_id_ = response.worker_id();
+  heartbeat_interval_ =
+      response.heartbeat_interval_ms() > 0 ? absl::Milliseconds(response.heartbeat_interval_ms()) : absl::Seconds(5);
+  heartbeat_failing_ = false;
+  Log(absl::StrCat("registered as ", worker_id_, " (", request.slots_size(), " slots, host ", request.host(),
+                   ", heartbeat every ", absl::FormatDuration(heartbeat_interval_), ")"));
+  return absl::OkStatus();
+}
+
+absl::Status WorkerDaemon::Run(const std::function<void(const std::string&)>& on_registered) {
+  Backoff backoff(absl::Milliseconds(500), absl::Seconds(10));
+  bool ever_registered = false;
+  std::string last_error;
+  while (!shutting_down()) {
+    if (worker_id().empty()) {
+      absl::Status status = Register();
+      if (!status.ok()) {
+        if (!ever_registered && RefusedOutright(status)) {
+          return absl::Status(status.code(), absl::StrCat("registration refused: ", status.message()));
+        }
+        const std::string error = absl::StrCat(rpc::StatusCodeName(status.code()), ": ", status.message());
+        if (error != last_error) Log(absl::StrCat("cannot register with ", options_.coordinator.endpoint, ": ", error, " (retrying)"));
+        last_error = error;
+        WaitFor(backoff.Next());
+        continue;
+      }
+      backoff.Reset();
+      last_error.clear();
+      ever_registered = true;
+      metrics_.SetUp(true);
+      if (on_registered) on_registered(worker_id());
+    }
+    Heartbeat(/*lease=*/true);
+    ReapFinished();
+    absl::Duration interval;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      interval = heartbeat_interval_;
+    }
+    if (!worker_id().empty()) WaitFor(interval);
+  }
+
+  // Shutting down: stop every rank, keep heartbeating while they report.
+  const absl::Time give_up = absl::Now() + options_.stop_grace + kShutdownReportTime;
+  StopAll("the worker is shutting down", give_up);
+  while (ActiveRunners() > 0 && absl::Now() < give_up + absl::Seconds(5)) {
+    if (!worker_id().empty()) Heartbeat(/*lease=*/false);
+    ReapFinished();
+    if (ActiveRunners() == 0) break;
+    absl::Duration interval;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      interval = std::min(heartbeat_interval_, absl::Seconds(1));
+    }
+    WaitFor(interval);
+  }
+  AbandonAll();
+  metrics_.SetUp(false);
+  Log("stopped");
+  return absl::OkStatus();
+}
+
+void WorkerDaemon::Heartbeat(bool lease) {
+  v1::HeartbeatRequest request;
+  std::string id;
+  absl::Duration interval;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    id = worker_id_;
+    interval = heartbeat_interval_;
+  }
+  request.set_worker_id(id);
+  for (const std::string& running : RunningIds()) request.add_running_assignments(running);
+  grpc::ClientContext context;
+  client_.Prepare(context, std::clamp(interval, absl::Seconds(1), absl::Seconds(10)));
+  v1::HeartbeatResponse response;
+  const absl::Status status = rpc::FromGrpcStatus(client_.stub->Heartbeat(&context, request, &response));
+  if (status.code() == absl::StatusCode::kNotFound) {
+    Forget(absl::StrCat("heartbeat: ", status.message()));
+    return;
+  }
+  if (!status.ok()) {
+    metrics_.HeartbeatFailed();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!heartbeat_failing_) {
+      Log(absl::StrCat("heartbeat failed: ", rpc::StatusCodeName(status.code()), ": ", status.message(),
+                       " (ranks keep running; retrying)"));
+    }
+    heartbeat_failing_ = true;
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (heartbeat_failing_) Log("heartbeat answered again");
+    heartbeat_failing_ = false;
+  }
+  for (const v1::WorkerCommand& command : response.commands()) {
+    if (command.type() != v1::WorkerCommand::STOP) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runners_.find(command.assignment_id());
+    if (it == runners_.end() || it->second->done() || it->second->stopping()) continue;
+    Log(absl::StrCat("STOP ", command.assignment_id(), command.reason().empty() ? "" : ": ", command.reason()));
+    it->second->Stop(command.reason().empty() ? "stopped by the coordinator" : command.reason());
+  }
+  if (lease && response.work_available()) Lease();
+}
+
+void WorkerDaemon::Lease() {
+  while (!shutting_down() && ActiveRunners() < options_.slots) {
+    v1::LeaseAssignmentRequest request;
+    request.set_worker_id(worker_id());
+    if (request.worker_id().empty()) return;
+    grpc::ClientContext context;
+    client_.Prepare(context);
+    v1::LeaseAssignmentResponse response;
+    const absl::Status status = rpc::FromGrpcStatus(client_.stub->LeaseAssignment(&context, request, &response));
+    if (status.code() == absl::StatusCode::kNotFound) {
+      Forget(absl::StrCat("lease: ", status.message()));
+      return;
+    }
+    if (!status.ok()) {
+      Log(absl::StrCat("lease failed: ", rpc::StatusCodeName(status.code()), ": ", status.message()));
+      return;
+    }
+    if (!response.has_assignment() || response.assignment().id().empty()) return;
+    StartRunner(response.assignment());
+  }
+}
+
+void WorkerDaemon::StartRunner(const v1::Assignment& assignment) {
+  RunnerOptions runner;
+  runner.client = client_;
+  runner.worker_id = worker_id();
+  runner.work_dir = options_.work_dir;
+  runner.trainer = options_.trainer;
+  runner.slot_cores = slot_cores_;
+  runner.stop_grace = options_.stop_grace;
+  runner.report_interval = options_.report_interval;
+  runner.clean_up = options_.clean_work_dirs;
+  runner.metrics = &metrics_;
+  runner.on_not_found = [this] { Wake(); };  // the next heartbeat tells whether this worker is gone
+  runner.on_done = [this] { Wake(); };
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runners_.find(assignment.id());
+    if (it != runners_.end() && !it->second->done()) {
+      Log(absl::StrCat("assignment ", assignment.id(), " leased again while it runs; ignored"));
+      return;
+    }
+  }
+  ReapFinished();  // a finished runner of the same id goes first
+  Log(absl::StrCat("leased assignment ", assignment.id(), ": job ", assignment.job_id(), " attempt ",
+                   assignment.attempt(), " rank ", assignment.rank(), "/", assignment.world_size(), " on slot ",
+                   assignment.slot()));
+  auto created = std::make_unique<AssignmentRunner>(std::move(runner), assignment);
+  AssignmentRunner* started = created.get();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    runners_[assignment.id()] = std::move(created);
+  }
+  started->Start();
+  UpdateBusy();
+}
+
+void WorkerDaemon::Forget(const std::string& why) {
+  Log(absl::StrCat("the coordinator no longer knows worker ", worker_id(), " (", why,
+                   "): killing every rank, dropping their assignments, registering again"));
+  AbandonAll();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    worker_id_.clear();
+  }
+  metrics_.SetUp(false);
+}
+
+void WorkerDaemon::ReapFinished() {
+  std::vector<std::unique_ptr<AssignmentRunner>> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = runners_.begin(); it != runners_.end();) {
+      if (it->second->done()) {
+        finished.push_back(std::move(it->second));
+        it = runners_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  finished.clear();  // joins, without the lock (a runner's last act takes it)
+  UpdateBusy();
+}
+
+void WorkerDaemon::AbandonAll() {
+  std::map<std::string, std::unique_ptr<AssignmentRunner>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all.swap(runners_);
+  }
+  for (auto& [id, runner] : all) runner->Abandon();
+  all.clear();
+  UpdateBusy();
+}
+
+void WorkerDaemon::StopAll(const std::string& reason, absl::Time give_up) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, runner] : runners_) runner->Stop(reason, give_up);
+}
+
+int WorkerDaemon::ActiveRunners() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int n = 0;
+  for (const auto& [id, runner] : runners_) n += runner->done() ? 0 : 1;
+  return n;
+}
+
+std::vector<std::string> WorkerDaemon::RunningIds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, runner] : runners_) {
+    if (!runner->done()) ids.push_back(id);
+  }
+  return ids;
+}
+
+void WorkerDaemon::UpdateBusy() { metrics_.SetSlotsBusy(std::min(ActiveRunners(), options_.slots)); }
+
+}  // namespace d2lora::worker

@@ -1,0 +1,113 @@
+// The worker daemon: registers its slots with the coordinator, heartbeats,
+// leases assignments while it has free slots and runs each one
+// (assignment_runner.h), following the coordinator's commands.
+//
+//   - Registration is retried with backoff while the coordinator is
+//     unreachable; a first registration refused outright (bad token, bad
+//     request) ends Run with that error.
+//   - Heartbeat every heartbeat_interval_ms with the assignments in progress
+//     (from lease to their final report). STOP stops one; work_available
+//     leases until a call comes back empty or every slot is busy.
+//   - NOT_FOUND from the coordinator (it declared this worker dead): every
+//     rank is killed, its assignment dropped unreported, and the worker
+//     registers again. UNAVAILABLE / DEADLINE_EXCEEDED: the ranks keep running
+//     and the calls are retried under the same worker id.
+//   - Shutdown(): every rank is stopped (SIGTERM, SIGKILL after the grace) and
+//     reported failed with ABORTED, retryable; then Run returns.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <prometheus/registry.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/rpc/channel.h"
+#include "d2lora/v1/worker_service.grpc.pb.h"
+#include "worker/daemon/assignment_runner.h"
+#include "worker/daemon/coordinator_client.h"
+#include "worker/daemon/worker_metrics.h"
+
+namespace d2lora::worker {
+
+inline constexpr char kWorkerVersion[] = "0.1.0";
+
+class WorkerDaemon {
+ public:
+  struct Options {
+    rpc::ClientOptions coordinator;
+    int slots = 1;
+    std::string device = "cpu";  // "cpu" | "cuda" (slot i is cuda:i)
+    std::string work_dir;
+    std::string advertise_host;  // "" = 127.0.0.1 for a loopback coordinator, else the host name
+    std::string name;            // "" = HOSTNAME-PID
+    int rendezvous_port_first = 29500;
+    int rendezvous_port_last = 29999;
+    std::string trainer;  // the d2lora binary (host_info.h FindTrainer)
+    absl::Duration stop_grace = absl::Seconds(30);
+    absl::Duration report_interval = absl::Seconds(1);
+    bool clean_work_dirs = false;  // remove an assignment's directory once reported
+    std::map<std::string, std::string> labels;
+  };
+
+  // Checks the options, creates the work directory and the channel.
+  static absl::StatusOr<std::unique_ptr<WorkerDaemon>> Create(Options options, prometheus::Registry& registry);
+  // The same over a stub of the caller's (tests).
+  static absl::StatusOr<std::unique_ptr<WorkerDaemon>> Create(
+      Options options, prometheus::Registry& registry, std::shared_ptr<v1::WorkerService::StubInterface> stub);
+
+  WorkerDaemon(const WorkerDaemon&) = delete;
+  WorkerDaemon& operator=(const WorkerDaemon&) = delete;
+  ~WorkerDaemon();
+
+  // Runs until Shutdown(). `on_registered` is called with the worker id after
+  // each successful registration.
+  absl::Status Run(const std::function<void(const std::string& worker_id)>& on_registered = {});
+  // Thread-safe (not async-signal-safe: call it from a signal-waiting thread).
+  void Shutdown();
+
+  std::string worker_id() const;
+  // What RegisterWorker sends.
+  v1::RegisterWorkerRequest RegistrationRequest() const;
+
+ private:
+  WorkerDaemon(Options options, prometheus::Registry& registry, std::shared_ptr<v1::WorkerService::StubInterface> stub);
+
+  absl::Status Register();
+  void Heartbeat(bool lease);
+  void Lease();
+  void StartRunner(const v1::Assignment& assignment);
+  void Forget(const std::string& why);  // NOT_FOUND: drop everything, register again
+  void ReapFinished();
+  void AbandonAll();
+  void StopAll(const std::string& reason, absl::Time give_up);
+  void UpdateBusy();
+  int ActiveRunners() const;
+  std::vector<std::string> RunningIds() const;
+  void WaitFor(absl::Duration timeout);  // until then, Wake() or Shutdown()
+  void Wake();
+  bool shutting_down() const;
+
+  const Options options_;
+  CoordinatorClient client_;
+  WorkerMetrics metrics_;
+  const int64_t slot_cores_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool shutdown_ = false;
+  bool wake_ = false;
+  std::string worker_id_;
+  absl::Duration heartbeat_interval_ = absl::Seconds(5);
+  bool heartbeat_failing_ = false;
+  std::map<std::string, std::unique_ptr<AssignmentRunner>> runners_;  // by assignment id
+};
+
+}  // namespace d2lora::worker
