@@ -26,6 +26,21 @@ absl::StatusOr<ArtifactInfo> ReceiveArtifact(ArtifactStore& store, const std::st
                                              const std::string& sha256, int64_t max_bytes,
                                              const std::function<bool(std::string* data)>& next);
 
+// The data parts of a client stream whose header was read (for ReceiveArtifact).
+template <typename Request>
+std::function<bool(std::string* data)> DataParts(grpc::ServerReaderInterface<Request>* reader) {
+  return [reader](std::string* data) {
+    Request next;
+    while (reader->Read(&next)) {
+      if (next.has_data()) {
+        *data = std::move(*next.mutable_data());
+        return true;
+      }
+    }
+    return false;
+  };
+}
+
 v1::Artifact ToProto(const ArtifactInfo& info, const std::string& name);
 
 }  // namespace d2lora::server

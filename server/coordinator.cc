@@ -83,7 +83,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const Coordinat
                                                                  prometheus::Registry* registry) {
   std::unique_ptr<Coordinator> c(new Coordinator(options, jobs, artifacts, registry));
   if (absl::Status s = c->LoadState(); !s.ok()) return s;
-  c->thread_ = std::thread([p = c.get()] { p->Loop(); });
+  if (options.scheduler_thread) c->thread_ = std::thread([p = c.get()] { p->Loop(); });
   return c;
 }
 

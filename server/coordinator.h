@@ -13,6 +13,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,7 @@ struct CoordinatorOptions {
   absl::Duration schedule_period = absl::Milliseconds(200);
   int default_max_retries = 2;
   int64_t max_upload_bytes = 16LL << 30;
+  bool scheduler_thread = true;  // false: rounds run only on ScheduleNow() (tests)
 };
 
 struct EventBatch {
@@ -110,7 +112,8 @@ class Coordinator {
   void ApplyCommitted(const StoreMutation& m);
   void EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError& error, bool retryable);
   void StopAssignmentsOf(StoreMutation& m, const std::string& job_id, int attempt);
-  void ReleaseAssignment(StoreMutation& m, const std::string& assignment_id);
+  absl::Status EndAssignment(const std::string& worker_id, const std::string& assignment_id,
+                             const std::function<void(StoreMutation&, v1::Job&, const v1::Assignment&)>& update);
   void ReapWorkers(StoreMutation& m);
   void PlaceQueued(StoreMutation& m);
   absl::Status BuildAssignmentInputs(const v1::Job& job, v1::Assignment& a);

@@ -1,6 +1,7 @@
 // The worker side of the coordinator: registration, heartbeats, leases,
 // progress, completion and failure, and the scheduler round.
 #include <algorithm>
+#include <functional>
 #include <random>
 
 #include <google/protobuf/util/time_util.h>
@@ -218,51 +219,54 @@ absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::Complete(const v1::CompleteAssignmentRequest& request) {
-  if (request.summary_json().size() > (4 << 20)) return absl::InvalidArgumentError("summary_json: larger than 4 MiB");
-  auto checked = CheckAssignment(request.worker_id(), request.assignment_id());
+// Both ends of an assignment: it is released (its slot is free), and while its
+// attempt is still the job's current one, `update` decides what that means.
+absl::Status Coordinator::EndAssignment(
+    const std::string& worker_id, const std::string& assignment_id,
+    const std::function<void(StoreMutation&, v1::Job&, const v1::Assignment&)>& update) {
+  auto checked = CheckAssignment(worker_id, assignment_id);
   if (!checked.ok()) return checked.status();
   std::lock_guard<std::mutex> lock(mu_);
-  StoredAssignment* a = FindAssignment(request.assignment_id());
+  StoredAssignment* a = FindAssignment(assignment_id);
   if (a == nullptr) return absl::OkStatus();
   const v1::Assignment asg = a->assignment;
   StoreMutation m;
   m.deleted_assignments.push_back(asg.id());
   auto job_it = jobs_.find(asg.job_id());
   if (job_it != jobs_.end() && !IsTerminal(job_it->second.state()) && job_it->second.attempt() == asg.attempt()) {
-    v1::Job& job = m.jobs.emplace_back(job_it->second);
-    if (asg.rank() == 0) job.set_summary_json(request.summary_json());
-    bool others_left = false;
-    for (const auto& [id, other] : assignments_) {
-      if (id != asg.id() && other.assignment.job_id() == asg.job_id() && other.assignment.attempt() == asg.attempt()) {
-        others_left = true;
-      }
-    }
-    if (!others_left) SetState(m, job, v1::SUCCEEDED, absl::StrCat("all ", job.world_size(), " ranks completed"));
+    update(m, m.jobs.emplace_back(job_it->second), asg);
   }
   return Commit(m);
 }
 
+absl::Status Coordinator::Complete(const v1::CompleteAssignmentRequest& request) {
+  if (request.summary_json().size() > (4 << 20)) return absl::InvalidArgumentError("summary_json: larger than 4 MiB");
+  return EndAssignment(request.worker_id(), request.assignment_id(),
+                       [&](StoreMutation& m, v1::Job& job, const v1::Assignment& asg) {
+                         if (asg.rank() == 0) job.set_summary_json(request.summary_json());
+                         for (const auto& [id, other] : assignments_) {
+                           if (id != asg.id() && other.assignment.job_id() == asg.job_id() &&
+                               other.assignment.attempt() == asg.attempt()) {
+                             return;  // other ranks are still at work
+                           }
+                         }
+                         SetState(m, job, v1::SUCCEEDED, absl::StrCat("all ", job.world_size(), " ranks completed"));
+                       });
+}
+
 absl::Status Coordinator::Fail(const v1::FailAssignmentRequest& request) {
-  auto checked = CheckAssignment(request.worker_id(), request.assignment_id());
-  if (!checked.ok()) return checked.status();
-  std::lock_guard<std::mutex> lock(mu_);
-  StoredAssignment* a = FindAssignment(request.assignment_id());
-  if (a == nullptr) return absl::OkStatus();
-  const v1::Assignment asg = a->assignment;
-  StoreMutation m;
-  m.deleted_assignments.push_back(asg.id());
-  auto job_it = jobs_.find(asg.job_id());
-  if (job_it != jobs_.end() && !IsTerminal(job_it->second.state()) && job_it->second.attempt() == asg.attempt()) {
-    v1::Job& job = m.jobs.emplace_back(job_it->second);
-    v1::JobError error = request.error();
-    error.set_attempt(asg.attempt());
-    error.set_rank(asg.rank());
-    if (error.code().empty()) error.set_code("UNKNOWN");
-    if (error.log_tail().size() > 64 * 1024) error.set_log_tail(error.log_tail().substr(error.log_tail().size() - 64 * 1024));
-    EndAttempt(m, job, error, request.retryable());
-  }
-  return Commit(m);
+  return EndAssignment(request.worker_id(), request.assignment_id(),
+                       [&](StoreMutation& m, v1::Job& job, const v1::Assignment& asg) {
+                         v1::JobError error = request.error();
+                         error.set_attempt(asg.attempt());
+                         error.set_rank(asg.rank());
+                         if (error.code().empty()) error.set_code("UNKNOWN");
+                         constexpr size_t kMaxTail = 64 * 1024;
+                         if (error.log_tail().size() > kMaxTail) {
+                           error.set_log_tail(error.log_tail().substr(error.log_tail().size() - kMaxTail));
+                         }
+                         EndAttempt(m, job, error, request.retryable());
+                       });
 }
 
 // ---------------------------------------------------------------- scheduling

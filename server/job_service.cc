@@ -132,16 +132,7 @@ grpc::Status JobServiceImpl::UploadFile(grpc::ServerContext* context, grpc::Serv
   }
   const std::string key = absl::StrCat("uploads/", upload_id, "/", header.name());
   auto info = ReceiveArtifact(*artifacts_, key, header.size(), header.sha256(),
-                              coordinator_->options().max_upload_bytes, [&](std::string* data) {
-                                v1::UploadFileRequest next;
-                                while (reader->Read(&next)) {
-                                  if (next.has_data()) {
-                                    *data = std::move(*next.mutable_data());
-                                    return true;
-                                  }
-                                }
-                                return false;
-                              });
+                              coordinator_->options().max_upload_bytes, DataParts(reader));
   if (!info.ok()) return ToGrpcStatus(info.status());
   response->set_upload_id(upload_id);
   *response->mutable_file() = ToProto(*info, header.name());

@@ -84,16 +84,7 @@ grpc::Status WorkerServiceImpl::UploadArtifact(grpc::ServerContext* context,
   }
   const std::string key = absl::StrCat("jobs/", assignment->job_id(), "/", header.name());
   auto info = ReceiveArtifact(*artifacts_, key, header.size(), header.sha256(), coordinator_->options().max_upload_bytes,
-                              [&](std::string* data) {
-                                v1::UploadArtifactRequest next;
-                                while (reader->Read(&next)) {
-                                  if (next.has_data()) {
-                                    *data = std::move(*next.mutable_data());
-                                    return true;
-                                  }
-                                }
-                                return false;
-                              });
+                              DataParts(reader));
   if (!info.ok()) return ToGrpcStatus(info.status());
   if (absl::Status s = coordinator_->ArtifactStored(*assignment, header.name()); !s.ok()) return ToGrpcStatus(s);
   *response = ToProto(*info, header.name());

@@ -54,14 +54,6 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
-std::string FormatDuration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0 || seconds > 1e15) return "?";
-  const int64_t s = std::llround(seconds);
-  if (s < 60) return absl::StrCat(s, "s");
-  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
-  return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
-}
-
 std::string FormatAge(absl::Time then, absl::Time now) {
   if (then == absl::InfinitePast()) return "-";
   const int64_t s = std::max<int64_t>(0, absl::ToInt64Seconds(now - then));
@@ -69,17 +61,6 @@ std::string FormatAge(absl::Time then, absl::Time now) {
   if (s < 3600) return absl::StrCat(s / 60, "m");
   if (s < 86400) return absl::StrCat(s / 3600, "h");
   return absl::StrCat(s / 86400, "d");
-}
-
-std::string FormatCount(int64_t n) {
-  const uint64_t u = n < 0 ? uint64_t{0} - static_cast<uint64_t>(n) : static_cast<uint64_t>(n);
-  const std::string digits = absl::StrCat(u);
-  std::string out = n < 0 ? "-" : "";
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return out;
 }
 
 std::string FormatBytes(int64_t bytes) {

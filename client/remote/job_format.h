@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/text_format.h"
 #include "d2lora/v1/job.pb.h"
 
 namespace d2lora::cli {
@@ -17,12 +18,10 @@ namespace d2lora::cli {
 // padded); the first row is the header. Each line ends with '\n'.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
-// "45s", "3m12s", "1h02m" ("?" when negative or not finite).
-std::string FormatDuration(double seconds);
+using ::d2lora::FormatCount;  // common/text_format.h
+using ::d2lora::FormatDuration;
 // A coarse age: "45s", "12m", "3h", "5d" ("-" when `then` is unset).
 std::string FormatAge(absl::Time then, absl::Time now);
-// 1234567 -> "1,234,567".
-std::string FormatCount(int64_t n);
 // 1536 -> "1.5 KiB"; below 1 KiB "N B".
 std::string FormatBytes(int64_t bytes);
 // %.4g; non-finite values as nan/inf.

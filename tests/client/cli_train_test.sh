@@ -8,26 +8,13 @@ set -uo pipefail
 D2="$1"
 T="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-failures=0
-pass() { echo "ok: $1"; }
-fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
+source "$(cd "$(dirname "$0")/.." && pwd)/lib.sh"
 cd "$T"
 
-printf 'the cat sat on the mat\nthe dog sat on the log\na bird in the hand is worth two in the bush\n' >corpus.txt
-"$D2" init-model --preset tiny --out m --seed 1 --corpus corpus.txt >/dev/null || { fail "init-model"; exit 1; }
+make_tiny_model "$D2" m || { fail "init-model"; exit 1; }
 
-# Multiple choice: "Which is X?" over three words, the label pointing at X.
-words=(cat dog bird fish cow horse mat log hand bush)
-gen() {
-  RANDOM=$2
-  for ((i = 0; i < $1; i++)); do
-    local a=${words[$((RANDOM % 10))]} b=${words[$((RANDOM % 10))]} c=${words[$((RANDOM % 10))]} l=$((RANDOM % 3))
-    local arr=($a $b $c)
-    echo "{\"question\": \"Which is ${arr[$l]}?\", \"choices\": [\"$a\", \"$b\", \"$c\"], \"label\": $l}"
-  done
-}
-gen 64 1 >train.jsonl
-gen 16 2 >val.jsonl
+gen_choices 64 1 >train.jsonl
+gen_choices 16 2 >val.jsonl
 cat >spec.yaml <<'YAML'
 name: cli-train
 model: ./m
@@ -40,11 +27,6 @@ output: {dir: ./out}
 resources: {threads: 1}
 YAML
 sha() { sha256sum "$1" | cut -d' ' -f1; }
-# wait_for FILE PATTERN: until FILE contains PATTERN (60 s at most).
-wait_for() {
-  for _ in $(seq 600); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
 
 # 1. A run: outputs, summary, JSON progress lines on a non-TTY stderr.
 if "$D2" train --config spec.yaml >out.log 2>err.log; then
@@ -69,13 +51,6 @@ reference=$(sha out/adapter/adapter_model.safetensors)
   pass "merge + eval of the trained adapter" || fail "merge/eval of the trained adapter"
 
 # 2. Errors name the key, the file or the directory; nothing is overwritten.
-expect() {
-  local code="$1" pattern="$2"; shift 3
-  "$@" >/dev/null 2>err2.log
-  local got=$?
-  [ "$got" -eq "$code" ] && grep -q -- "$pattern" err2.log && pass "$pattern -> $code" ||
-    fail "$* exited $got (wanted $code), stderr: $(cat err2.log)"
-}
 expect 1 "train.lr" -- "$D2" train --config spec.yaml --set train.lr=fast --set output.dir=./x
 expect 1 "train.bogus" -- "$D2" train --config spec.yaml --set train.bogus=1 --set output.dir=./x
 expect 1 "already holds files" -- "$D2" train --config spec.yaml

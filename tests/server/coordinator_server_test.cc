@@ -151,10 +151,11 @@ TEST(CoordinatorServerTest, ServesTlsWithTheGivenCertificate) {
     EXPECT_EQ(v1::JobService::NewStub(*plain)->ListJobs(&context, {}, &response).error_code(),
               grpc::StatusCode::UNAVAILABLE);
   }
-  EXPECT_EQ(CoordinatorServer::Start({"127.0.0.1:0", dir.file("d2"), "", cert, ""},
-                                     std::make_shared<prometheus::Registry>())
-                .status()
-                .code(),
+  CoordinatorServerOptions half;  // a certificate without its key
+  half.listen = "127.0.0.1:0";
+  half.data_dir = dir.file("d2");
+  half.tls_cert_file = cert;
+  EXPECT_EQ(CoordinatorServer::Start(half, std::make_shared<prometheus::Registry>()).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -35,7 +35,7 @@ void Put(ArtifactStore& store, const std::string& key, const std::string& data) 
 class CoordinatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    options_.schedule_period = absl::Hours(1);  // rounds run when the test says
+    options_.scheduler_thread = false;  // rounds run when the test says
     options_.heartbeat_timeout = absl::Seconds(30);
     Open();
   }

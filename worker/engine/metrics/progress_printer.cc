@@ -62,32 +62,12 @@ std::vector<std::string> SummaryItems(const json& summary) {
 
 }  // namespace
 
-std::string FormatDuration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0 || seconds > 1e15) return "?";
-  const int64_t s = std::llround(seconds);
-  if (s < 60) return absl::StrCat(s, "s");
-  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
-  return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
-}
-
 std::string FormatBar(double fraction, int width) {
   width = std::max(width, 0);
   if (std::isnan(fraction)) fraction = 0;
   fraction = std::clamp(fraction, 0.0, 1.0);
   const int filled = std::min(width, static_cast<int>(std::floor(fraction * width)));
   return absl::StrCat("[", std::string(filled, '#'), std::string(width - filled, '.'), "]");
-}
-
-std::string FormatCount(int64_t n) {
-  // Digits of |n| without overflow for INT64_MIN.
-  const uint64_t u = n < 0 ? uint64_t{0} - static_cast<uint64_t>(n) : static_cast<uint64_t>(n);
-  const std::string digits = absl::StrCat(u);
-  std::string out = n < 0 ? "-" : "";
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return out;
 }
 
 std::string ProgressPrinter::StatusLine(const StepMetrics& m, int width) {

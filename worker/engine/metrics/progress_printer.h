@@ -21,18 +21,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text_format.h"
 #include "worker/engine/metrics/callbacks.h"
+
 
 namespace d2lora::engine {
 
-// "45s", "3m12s", "1h02m" (rounded to whole seconds; "?" if negative, not
-// finite or absurdly large).
-std::string FormatDuration(double seconds);
+using ::d2lora::FormatCount;     // common/text_format.h
+using ::d2lora::FormatDuration;
 // "[#####.....]": `width` cells between brackets, floor(fraction * width) of
 // them '#'; fraction clamped to [0, 1] (NaN as 0).
 std::string FormatBar(double fraction, int width);
-// 1234567 -> "1,234,567"; -1234 -> "-1,234".
-std::string FormatCount(int64_t n);
 
 class ProgressPrinter : public TrainingCallback {
  public:
