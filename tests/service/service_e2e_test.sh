@@ -3,7 +3,8 @@
 # required) and two CPU workers run a 2-rank D2-LoRA job submitted with the CLI
 # to SUCCEEDED; its merged model downloads and evaluates. Then: refused calls
 # (no token, bad specs), cancel mid-run, a worker SIGKILLed mid-job (the job is
-# retried from its checkpoint and succeeds), a coordinator SIGKILLed and
+# retried from its checkpoint and succeeds), a path no worker can read (the job
+# fails at once), a coordinator SIGKILLed and
 # restarted (nothing lost), and both /metrics endpoints (promtool check metrics).
 #
 #   service_e2e_test.sh D2LORA COORDINATOR WORKER
@@ -96,6 +97,14 @@ fi
 cli download "$JOB" summary.json --out summary.json >/dev/null 2>&1 &&
   [ "$(jq -r .world_size summary.json)" == "2" ] && pass "summary.json says world_size 2" || fail "summary.json"
 cli logs "$JOB" >logs.txt 2>&1 && pass "logs" || fail "logs: $(head -5 logs.txt)"
+
+# A path no worker can read fails the job before training, naming the field, without retries.
+cli submit spec.yaml --set data.train=/nonexistent/train.jsonl --max-retries 2 --json >bad.json 2>&1
+BAD=$(jq -r .id bad.json)
+until_true 60 is_state "$BAD" FAILED && [ "$(field "$BAD" .attempt)" == "1" ] &&
+  field "$BAD" .error.message | grep -q "data.train: /nonexistent/train.jsonl" &&
+  [ "$(field "$BAD" .error.code)" == "FAILED_PRECONDITION" ] && pass "unreadable data.train -> FAILED at once" ||
+  fail "unreadable path: $(cli get "$BAD" 2>&1 | tail -8)"
 
 # 3. Cancel mid-run: the job ends CANCELLED and its rank processes go away.
 cli submit spec.yaml --upload-inputs --set train.max_steps=100000 --set train.checkpoint_every=0 --json >long.json 2>&1
