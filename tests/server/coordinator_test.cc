@@ -257,6 +257,30 @@ TEST_F(CoordinatorTest, FailedRankRetriesFromTheLastCheckpoint) {
   EXPECT_EQ(State(id), v1::FAILED);
 }
 
+TEST_F(CoordinatorTest, KeepsTheNewestCheckpointsOfAJob) {
+  const std::string w = AddWorker(1);
+  auto r = Request();
+  r.mutable_spec()->mutable_train()->set_keep_checkpoints(2);
+  const std::string id = Submit(r);
+  coordinator_->ScheduleNow();
+  const v1::Assignment a = Lease(w);
+  for (int step : {2, 4, 6}) {
+    const std::string dir = "checkpoints/step-" + std::to_string(step);
+    Put(artifacts_, "jobs/" + id + "/" + dir + "/parameters.safetensors", "p");
+    Put(artifacts_, "jobs/" + id + "/" + dir + "/trainer_state.json", "{}");
+    D2_ASSERT_OK(coordinator_->ArtifactStored(a, dir + "/trainer_state.json"));
+  }
+  // A stale attempt's late upload of an older step changes nothing.
+  D2_ASSERT_OK(coordinator_->ArtifactStored(a, "checkpoints/step-4/trainer_state.json"));
+  EXPECT_EQ(coordinator_->GetJob(id)->checkpoint_step(), 6);
+  auto files = artifacts_.List("jobs/" + id + "/checkpoints/");
+  ASSERT_TRUE(files.ok());
+  std::vector<std::string> keys;
+  for (const ArtifactInfo& f : *files) keys.push_back(f.key.substr(("jobs/" + id + "/checkpoints/").size()));
+  EXPECT_EQ(keys, (std::vector<std::string>{"step-4/parameters.safetensors", "step-4/trainer_state.json",
+                                            "step-6/parameters.safetensors", "step-6/trainer_state.json"}));
+}
+
 TEST_F(CoordinatorTest, NonRetryableFailureEndsTheJob) {
   const std::string w = AddWorker(1);
   const std::string id = Submit(Request(1));
