@@ -43,3 +43,18 @@ gen_choices() {
     echo "{\"question\": \"Which is ${arr[$l]}?\", \"choices\": [\"$a\", \"$b\", \"$c\"], \"label\": $l}"
   done
 }
+
+# tiny_spec NAME TRAIN EVAL RESOURCES: a multiple-choice D2-LoRA spec on ./m,
+# ./train.jsonl and ./val.jsonl; TRAIN, EVAL and RESOURCES are YAML flow maps.
+tiny_spec() {
+  cat <<YAML
+name: $1
+model: ./m
+method: d2lora
+adapter: {r: 4, alpha: 8, target_modules: [all-linear]}
+data: {train: ./train.jsonl, validation: ./val.jsonl, format: multiple_choice, max_seq_len: 64}
+train: $2
+eval: $3
+resources: $4
+YAML
+}

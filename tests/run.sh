@@ -22,7 +22,11 @@ PACKAGES=(
   # the service: gRPC, Protobuf, prometheus-cpp, SQLite; promtool, curl and jq for its end-to-end test
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev libsqlite3-dev
   prometheus curl jq openssl
+  python3-yaml  # the deployment checks (tests/deploy/)
 )
+# `kubectl kustomize` renders deploy/kubernetes; Debian's kubectl is in
+# kubernetes-client (a machine may already have another kubectl package).
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -24,16 +24,8 @@ export OMP_NUM_THREADS=1 D2LORA_DIST_TIMEOUT_S=20
 make_tiny_model "$D2" m || { fail "init-model"; exit 1; }
 gen_choices 64 1 >train.jsonl
 gen_choices 16 2 >val.jsonl
-cat >spec.yaml <<'YAML'
-name: svc
-model: ./m
-method: d2lora
-adapter: {r: 4, alpha: 8, target_modules: [all-linear]}
-data: {train: ./train.jsonl, validation: ./val.jsonl, format: multiple_choice, max_seq_len: 64}
-train: {epochs: 0, max_steps: 12, batch_size: 8, micro_batch_size: 4, lr: 5.0e-3, warmup_steps: 2, checkpoint_every: 4}
-eval: {every: 6}
-resources: {threads: 1, world_size: 2}
-YAML
+tiny_spec svc "{epochs: 0, max_steps: 12, batch_size: 8, micro_batch_size: 4, lr: 5.0e-3, warmup_steps: 2, checkpoint_every: 4}" \
+  "{every: 6}" "{threads: 1, world_size: 2}" >spec.yaml
 echo "secret-$RANDOM$RANDOM" >token
 ports=$((40000 + RANDOM % 20000))
 
