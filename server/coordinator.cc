@@ -1,7 +1,6 @@
 #include "server/coordinator.h"
 
 #include <algorithm>
-#include <functional>
 #include <random>
 
 #include <google/protobuf/util/message_differencer.h>
@@ -10,15 +9,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/rpc/job_state.h"
 #include "server/job_ids.h"
 #include "server/submit_check.h"
 
 namespace d2lora::server {
 namespace {
 
-using google::protobuf::util::TimeUtil;
+using rpc::IsTerminal;
 
-bool IsTerminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
+using google::protobuf::util::TimeUtil;
 
 google::protobuf::Timestamp Now() { return TimeUtil::GetCurrentTime(); }
 
@@ -110,7 +110,7 @@ absl::Status Coordinator::LoadState() {
     runtime_[job.id()] = JobRuntime{state->last_event_seq[i], now};
     if (!IsTerminal(job.state())) training_->Set(job.id(), job.metrics());
   }
-  for (const StoredWorker& w : state->workers) workers_[w.id] = Worker{w, now, {}};
+  for (const StoredWorker& w : state->workers) workers_[w.id] = Worker{w, now};
   for (const StoredAssignment& a : state->assignments) assignments_[a.assignment.id()] = a;
   UpdateGauges();
   return absl::OkStatus();
@@ -152,18 +152,6 @@ void Coordinator::SetState(StoreMutation& m, v1::Job& job, v1::JobState state, c
   change->set_message(message);
 }
 
-namespace {
-
-template <typename T, typename Key>
-T& Stage(std::deque<T>& staged, const Key& key, const std::function<const T&()>& current) {
-  for (T& t : staged) {
-    if (key(t)) return t;
-  }
-  return staged.emplace_back(current());
-}
-
-}  // namespace
-
 absl::Status Coordinator::Commit(StoreMutation& m) {
   if (m.empty()) return absl::OkStatus();
   if (absl::Status s = store_->Apply(m); !s.ok()) return s;
@@ -200,7 +188,7 @@ void Coordinator::ApplyCommitted(const StoreMutation& m) {
   for (const StoredWorker& w : m.workers) {
     auto it = workers_.find(w.id);
     if (it == workers_.end()) {
-      workers_[w.id] = Worker{w, now, {}};
+      workers_[w.id] = Worker{w, now};
     } else {
       it->second.stored = w;
     }
@@ -233,10 +221,12 @@ void Coordinator::StopAssignmentsOf(StoreMutation& m, const std::string& job_id,
       m.deleted_assignments.push_back(id);
       continue;
     }
-    StoredAssignment& staged = Stage<StoredAssignment>(
-        m.assignments, [&](const StoredAssignment& s) { return s.assignment.id() == id; },
-        [&]() -> const StoredAssignment& { return a; });
-    staged.stop_requested = true;
+    StoredAssignment* staged = nullptr;
+    for (StoredAssignment& s : m.assignments) {
+      if (s.assignment.id() == id) staged = &s;
+    }
+    if (staged == nullptr) staged = &m.assignments.emplace_back(a);
+    staged->stop_requested = true;
   }
 }
 

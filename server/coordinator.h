@@ -93,7 +93,6 @@ class Coordinator {
   struct Worker {
     StoredWorker stored;
     absl::Time last_seen;
-    std::set<int> busy_slots;
   };
   struct JobRuntime {
     int64_t last_seq = 0;
@@ -121,6 +120,11 @@ class Coordinator {
   absl::Status CheckSubmit(const v1::SubmitJobRequest& request, v1::Job& job);
   void UpdateGauges();
   StoredAssignment* FindAssignment(const std::string& id);
+  // The worker, its heartbeat clock reset; NOT_FOUND when it is not registered.
+  absl::StatusOr<Worker*> TouchWorker(const std::string& worker_id);
+  // The assignment if it belongs to `worker_id` (whose clock is reset).
+  absl::StatusOr<StoredAssignment*> CheckAssignmentLocked(const std::string& worker_id,
+                                                          const std::string& assignment_id);
 
   const CoordinatorOptions options_;
   JobStore* store_;
@@ -137,7 +141,6 @@ class Coordinator {
   std::map<std::string, std::string> idempotency_;  // key -> job id
   std::map<std::string, Worker> workers_;
   std::map<std::string, StoredAssignment> assignments_;
-  std::map<std::string, std::set<int>> ports_in_use_;  // by host
 
   // metrics
   prometheus::Family<prometheus::Gauge>* jobs_by_state_;

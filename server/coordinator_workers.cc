@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/coordinator.h"
+#include "common/rpc/job_state.h"
 #include "server/job_ids.h"
 #include "server/scheduler.h"
 #include "server/submit_check.h"
@@ -17,9 +18,9 @@
 namespace d2lora::server {
 namespace {
 
-using google::protobuf::util::TimeUtil;
+using rpc::IsTerminal;
 
-bool IsTerminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
+using google::protobuf::util::TimeUtil;
 
 bool Contains(const std::deque<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
@@ -66,9 +67,7 @@ absl::Status UnknownWorker(const std::string& id) {
 
 absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto w = workers_.find(request.worker_id());
-  if (w == workers_.end()) return UnknownWorker(request.worker_id());
-  w->second.last_seen = absl::Now();
+  if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
   v1::HeartbeatResponse response;
   for (const auto& [id, a] : assignments_) {
     if (a.worker_id != request.worker_id()) continue;
@@ -94,9 +93,7 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
 
 absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAssignmentRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto w = workers_.find(request.worker_id());
-  if (w == workers_.end()) return UnknownWorker(request.worker_id());
-  w->second.last_seen = absl::Now();
+  if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
   v1::LeaseAssignmentResponse response;
   for (const auto& [id, a] : assignments_) {
     if (a.worker_id != request.worker_id() || a.state != AssignmentState::kPending) continue;
@@ -110,27 +107,38 @@ absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAs
   return response;
 }
 
-absl::StatusOr<v1::Assignment> Coordinator::CheckAssignment(const std::string& worker_id,
-                                                            const std::string& assignment_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+absl::StatusOr<Coordinator::Worker*> Coordinator::TouchWorker(const std::string& worker_id) {
   auto w = workers_.find(worker_id);
   if (w == workers_.end()) return UnknownWorker(worker_id);
   w->second.last_seen = absl::Now();
-  const StoredAssignment* a = FindAssignment(assignment_id);
+  return &w->second;
+}
+
+absl::StatusOr<StoredAssignment*> Coordinator::CheckAssignmentLocked(const std::string& worker_id,
+                                                                     const std::string& assignment_id) {
+  if (auto w = TouchWorker(worker_id); !w.ok()) return w.status();
+  StoredAssignment* a = FindAssignment(assignment_id);
   if (a == nullptr) return absl::NotFoundError(absl::StrCat("assignment ", assignment_id, " is no longer active"));
   if (a->worker_id != worker_id) {
     return absl::PermissionDeniedError(absl::StrCat("assignment ", assignment_id, " belongs to another worker"));
   }
-  return a->assignment;
+  return a;
+}
+
+absl::StatusOr<v1::Assignment> Coordinator::CheckAssignment(const std::string& worker_id,
+                                                            const std::string& assignment_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto a = CheckAssignmentLocked(worker_id, assignment_id);
+  if (!a.ok()) return a.status();
+  return (*a)->assignment;
 }
 
 absl::StatusOr<v1::ReportProgressResponse> Coordinator::Report(const v1::ReportProgressRequest& request) {
   if (request.logs_size() > 10000) return absl::InvalidArgumentError("logs: more than 10000 lines in one report");
-  auto checked = CheckAssignment(request.worker_id(), request.assignment_id());
-  if (!checked.ok()) return checked.status();
   std::lock_guard<std::mutex> lock(mu_);
-  StoredAssignment* a = FindAssignment(request.assignment_id());
-  if (a == nullptr) return absl::NotFoundError(absl::StrCat("assignment ", request.assignment_id(), " is no longer active"));
+  auto checked = CheckAssignmentLocked(request.worker_id(), request.assignment_id());
+  if (!checked.ok()) return checked.status();
+  StoredAssignment* a = *checked;
   v1::ReportProgressResponse response;
   response.set_stop(a->stop_requested);
   const v1::Assignment& asg = a->assignment;
@@ -224,12 +232,10 @@ absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const
 absl::Status Coordinator::EndAssignment(
     const std::string& worker_id, const std::string& assignment_id,
     const std::function<void(StoreMutation&, v1::Job&, const v1::Assignment&)>& update) {
-  auto checked = CheckAssignment(worker_id, assignment_id);
-  if (!checked.ok()) return checked.status();
   std::lock_guard<std::mutex> lock(mu_);
-  StoredAssignment* a = FindAssignment(assignment_id);
-  if (a == nullptr) return absl::OkStatus();
-  const v1::Assignment asg = a->assignment;
+  auto checked = CheckAssignmentLocked(worker_id, assignment_id);
+  if (!checked.ok()) return checked.status();
+  const v1::Assignment asg = (*checked)->assignment;
   StoreMutation m;
   m.deleted_assignments.push_back(asg.id());
   auto job_it = jobs_.find(asg.job_id());

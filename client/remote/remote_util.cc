@@ -111,7 +111,6 @@ std::string JobStateName(v1::JobState state) {
   return name.empty() ? absl::StrCat("STATE_", static_cast<int>(state)) : name;
 }
 
-bool IsTerminal(v1::JobState state) { return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED; }
 
 std::string MessageToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "client/remote/client_config.h"
 #include "common/rpc/channel.h"
+#include "common/rpc/job_state.h"
 #include "d2lora/v1/job_service.grpc.pb.h"
 
 namespace CLI {
@@ -67,7 +68,7 @@ CLI::Validator NonNegativeValidator(bool positive = false);
 // "running", "RUNNING", "Running" -> RUNNING. Errors list the names.
 absl::StatusOr<v1::JobState> ParseJobStateName(const std::string& name);
 std::string JobStateName(v1::JobState state);
-bool IsTerminal(v1::JobState state);
+using rpc::IsTerminal;  // common/rpc/job_state.h
 
 // One line of JSON, field names as in the .proto files.
 std::string MessageToJson(const google::protobuf::Message& message);
