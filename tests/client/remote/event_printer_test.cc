@@ -1,4 +1,5 @@
 #include "client/remote/event_printer.h"
+#include "tests/support/captured_file.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,25 +13,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// What an EventPrinter wrote, through open_memstream.
-class Capture {
- public:
-  Capture() { out_ = ::open_memstream(&buf_, &size_); }
-  ~Capture() {
-    if (out_ != nullptr) std::fclose(out_);
-    std::free(buf_);
-  }
-  FILE* file() { return out_; }
-  std::string text() {
-    std::fflush(out_);
-    return std::string(buf_, size_);
-  }
-
- private:
-  FILE* out_ = nullptr;
-  char* buf_ = nullptr;
-  size_t size_ = 0;
-};
+using Capture = ::d2lora::testing::CapturedFile;
 
 v1::JobEvent Progress(int64_t seq, int64_t step, int64_t seconds) {
   v1::JobEvent e;

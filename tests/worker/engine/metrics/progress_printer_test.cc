@@ -1,4 +1,5 @@
 #include "worker/engine/metrics/progress_printer.h"
+#include "tests/support/captured_file.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -94,25 +95,7 @@ TEST(ProgressPrinterTest, StatusLine) {
   EXPECT_THAT(line, EndsWith("skipped"));
 }
 
-// Everything a printer wrote to an in-memory FILE.
-class Captured {
- public:
-  Captured() : out_(open_memstream(&buf_, &size_)) {}
-  ~Captured() {
-    std::fclose(out_);
-    std::free(buf_);
-  }
-  FILE* file() { return out_; }
-  std::string text() {
-    std::fflush(out_);
-    return std::string(buf_, size_);
-  }
-
- private:
-  char* buf_ = nullptr;
-  size_t size_ = 0;
-  FILE* out_;
-};
+using Captured = ::d2lora::testing::CapturedFile;
 
 TEST(ProgressPrinterTest, TtyRedrawsOneLineAndPrintsEventsAboveIt) {
   Captured cap;
