@@ -33,5 +33,6 @@ void AddMergeCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddGenerateCommand(CLI::App& app, int* exit_code);
 void AddTrainCommand(CLI::App& app, int* exit_code);
+void AddPrepareWordNetCommand(CLI::App& app, int* exit_code);
 
 }  // namespace d2lora::cli

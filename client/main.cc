@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   AddMergeCommand(app, &exit_code);
   AddEvalCommand(app, &exit_code);
   AddGenerateCommand(app, &exit_code);
+  AddPrepareWordNetCommand(app, &exit_code);
 #ifdef D2LORA_WITH_REMOTE
   AddRemoteCommands(app, &exit_code);
 #endif

@@ -1,0 +1,599 @@
+#include "datasets/wordnet/wordnet_tasks.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace d2lora::datasets::wordnet {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// A seed for one purpose ("definition/train", "definition/train/cap"), so that
+// one task's draws never shift another's.
+uint64_t DeriveSeed(uint64_t seed, absl::string_view purpose) { return Mix(Mix(seed) ^ HashString(purpose)); }
+
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+bool IsHypernymPointer(const Pointer& p) { return p.symbol == "@" || p.symbol == "@i"; }
+
+// Whether a definition gives `lemma` away: it holds the lemma, or one of the
+// lemma's parts of three letters or more ("crisis" of "crisis intervention").
+bool GivesAway(absl::string_view definition, absl::string_view lemma) {
+  if (ContainsWholeWord(definition, lemma)) return true;
+  for (absl::string_view part : absl::StrSplit(lemma, absl::ByAnyChar(" -"))) {
+    if (part.size() >= 3 && part.size() < lemma.size() && ContainsWholeWord(definition, part)) return true;
+  }
+  return false;
+}
+
+using WordSet = std::unordered_set<std::string_view>;
+
+void SortUnique(std::vector<std::string_view>* v) {
+  std::sort(v->begin(), v->end());
+  v->erase(std::unique(v->begin(), v->end()), v->end());
+}
+
+// What every task needs: where each lemma occurs and the distractor pools.
+class Builder {
+ public:
+  Builder(const WordNet& wn, const Options& options) : wn_(wn), options_(options) {
+    senses_.reserve(wn.synsets.size() * 2);
+    std::vector<std::string_view> all[2];
+    for (size_t i = 0; i < wn.synsets.size(); ++i) {
+      const Synset& s = wn.synsets[i];
+      for (const Word& w : s.words) {
+        std::vector<int>& senses = senses_[w.lemma];
+        if (senses.empty() || senses.back() != static_cast<int>(i)) senses.push_back(static_cast<int>(i));
+        if (!IsPlainLemma(w.lemma)) continue;
+        size_t split = static_cast<size_t>(SplitOf(w.lemma));
+        pools_[split][static_cast<size_t>(s.pos)].push_back(w.lemma);
+        all[split].push_back(w.lemma);
+      }
+    }
+    for (size_t split = 0; split < 2; ++split) {
+      for (auto& pool : pools_[split]) SortUnique(&pool);
+      SortUnique(&all[split]);
+      pool_words_[split] = all[split].size();
+    }
+  }
+
+  Split SplitOf(std::string_view lemma) const {
+    return WordSplit(absl::string_view(lemma.data(), lemma.size()), options_);
+  }
+
+  const Synset& synset(int i) const { return wn_.synsets[static_cast<size_t>(i)]; }
+
+  // Synsets that hold `lemma`, in WordNet's order.
+  const std::vector<int>& Senses(std::string_view lemma) const {
+    static const std::vector<int> kNone;
+    auto it = senses_.find(lemma);
+    return it == senses_.end() ? kNone : it->second;
+  }
+
+  void AddLemmas(int synset_index, WordSet* set) const {
+    for (const Word& w : synset(synset_index).words) set->insert(w.lemma);
+  }
+
+  // Fills q->choices and q->label with `answer` and choices - 1 distractors of
+  // `pos` from `split`'s pool, none in `excluded`. False when the pool has too few.
+  bool Draw(SplitMix64& rng, Split split, Pos pos, std::string_view answer, const WordSet& excluded,
+            Question* q) const {
+    const std::vector<std::string_view>& pool = pools_[static_cast<size_t>(split)][static_cast<size_t>(pos)];
+    const size_t want = static_cast<size_t>(options_.choices - 1);
+    std::vector<std::string_view> picked;
+    const int max_draws = 64 * options_.choices;
+    for (int draws = 0; picked.size() < want && draws < max_draws && !pool.empty(); ++draws) {
+      std::string_view c = pool[rng.Uniform(pool.size())];
+      if (c == answer || excluded.count(c) > 0 || std::find(picked.begin(), picked.end(), c) != picked.end()) {
+        continue;
+      }
+      picked.push_back(c);
+    }
+    if (picked.size() < want) return false;
+    q->label = static_cast<int>(rng.Uniform(static_cast<uint64_t>(options_.choices)));
+    q->pos = pos;
+    q->choices.clear();
+    size_t next = 0;
+    for (int i = 0; i < options_.choices; ++i) {
+      q->choices.emplace_back(i == q->label ? answer : picked[next++]);
+    }
+    return true;
+  }
+
+  // Distinct plain lemmas of `split`, all parts of speech.
+  size_t PoolWords(Split split) const { return pool_words_[static_cast<size_t>(split)]; }
+
+ private:
+  const WordNet& wn_;
+  const Options& options_;
+  std::unordered_map<std::string_view, std::vector<int>> senses_;
+  std::array<std::array<std::vector<std::string_view>, 4>, 2> pools_;  // sorted, distinct
+  std::array<size_t, 2> pool_words_ = {0, 0};
+};
+
+class TaskRun {
+ public:
+  TaskRun(const Builder& b, Task task, const Options& options) : b_(b), options_(options) {
+    result_.task = task;
+    for (Split split : {Split::kTrain, Split::kValidation}) {
+      rngs_[static_cast<size_t>(split)] =
+          SplitMix64(DeriveSeed(options.seed, absl::StrCat(TaskName(task), "/", SplitName(split))));
+    }
+  }
+
+  // A distinct question whose words all fall in `split`.
+  void Emit(Question q, std::string_view answer, Split split, const WordSet& excluded) {
+    ++result_.candidates;
+    if (!b_.Draw(rngs_[static_cast<size_t>(split)], split, q.pos, answer, excluded, &q)) {
+      ++result_.no_distractors;
+      return;
+    }
+    result_.splits[static_cast<size_t>(split)].push_back(std::move(q));
+  }
+  // A distinct question with no answer in its word's split.
+  void Straddles() {
+    ++result_.candidates;
+    ++result_.straddling;
+  }
+
+  TaskResult Finish() {
+    for (Split split : {Split::kTrain, Split::kValidation}) {
+      std::vector<Question>& qs = result_.splits[static_cast<size_t>(split)];
+      int64_t cap = split == Split::kTrain ? options_.max_train : options_.max_val;
+      if (cap <= 0 || static_cast<int64_t>(qs.size()) <= cap) continue;
+      // A seeded sample of `cap` questions, kept in WordNet's order.
+      SplitMix64 rng(
+          DeriveSeed(options_.seed, absl::StrCat(TaskName(result_.task), "/", SplitName(split), "/sample")));
+      std::vector<size_t> idx(qs.size());
+      for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+      for (size_t i = 0; i < static_cast<size_t>(cap); ++i) {
+        size_t j = i + rng.Uniform(idx.size() - i);
+        std::swap(idx[i], idx[j]);
+      }
+      idx.resize(static_cast<size_t>(cap));
+      std::sort(idx.begin(), idx.end());
+      std::vector<Question> kept;
+      kept.reserve(idx.size());
+      for (size_t i : idx) kept.push_back(std::move(qs[i]));
+      result_.capped[static_cast<size_t>(split)] = static_cast<int64_t>(qs.size()) - cap;
+      qs = std::move(kept);
+    }
+    return std::move(result_);
+  }
+
+ private:
+  const Builder& b_;
+  const Options& options_;
+  TaskResult result_;
+  std::array<SplitMix64, 2> rngs_ = {SplitMix64(0), SplitMix64(0)};
+};
+
+// definition: Which word means "{definition}"? Answer: the first plain word of
+// the synset that the definition does not give away (GivesAway). Distractors: never a word
+// of a synset with the same definition.
+TaskResult BuildDefinition(const WordNet& wn, const Builder& b, const Options& options) {
+  TaskRun run(b, Task::kDefinition, options);
+  std::unordered_map<std::string_view, std::vector<int>> by_definition;
+  for (size_t i = 0; i < wn.synsets.size(); ++i) {
+    by_definition[wn.synsets[i].definition].push_back(static_cast<int>(i));
+  }
+  std::unordered_set<std::string> seen;
+  for (const Synset& s : wn.synsets) {
+    if (s.definition.empty()) continue;
+    std::string text = absl::StrCat("Which word means \"", s.definition, "\"?");
+    if (seen.count(text) > 0) continue;
+    const Word* answer = nullptr;
+    for (const Word& w : s.words) {
+      if (IsPlainLemma(w.lemma) && !GivesAway(s.definition, w.lemma)) {
+        answer = &w;
+        break;
+      }
+    }
+    if (answer == nullptr) continue;
+    seen.insert(text);
+    WordSet excluded;
+    for (int i : by_definition[s.definition]) b.AddLemmas(i, &excluded);
+    Question q;
+    q.question = std::move(text);
+    q.pos = s.pos;
+    run.Emit(std::move(q), answer->lemma, b.SplitOf(answer->lemma), excluded);
+  }
+  return run.Finish();
+}
+
+// hypernym (nouns and verbs): What is "{word}" a kind of? Answer: a word of a
+// direct hypernym of one sense of the word (senses where the word comes first
+// in its synset preferred, then WordNet's order), in the word's split.
+// Distractors: never the word, its synonyms, or a word of any ancestor of any
+// noun or verb sense of the word (so "animal" is no distractor for "dog").
+TaskResult BuildHypernym(const WordNet& wn, const Builder& b, const Options& options) {
+  TaskRun run(b, Task::kHypernym, options);
+  std::unordered_set<std::string_view> seen;
+  auto is_noun_or_verb = [](const Synset& s) { return s.pos == Pos::kNoun || s.pos == Pos::kVerb; };
+  for (const Synset& s : wn.synsets) {
+    if (!is_noun_or_verb(s)) continue;
+    for (const Word& w : s.words) {
+      if (!IsPlainLemma(w.lemma) || !seen.insert(w.lemma).second) continue;
+      Split split = b.SplitOf(w.lemma);
+      // The word's noun and verb senses, first-word senses first.
+      std::vector<std::pair<int, int>> senses;  // (not first word, synset index)
+      for (int i : b.Senses(w.lemma)) {
+        const Synset& t = b.synset(i);
+        if (!is_noun_or_verb(t)) continue;
+        senses.emplace_back(t.words.front().lemma == w.lemma ? 0 : 1, i);
+      }
+      std::sort(senses.begin(), senses.end());
+      WordSet excluded = {w.lemma};
+      for (const auto& sense : senses) b.AddLemmas(sense.second, &excluded);
+      const Word* answer = nullptr;
+      Pos answer_pos = s.pos;  // that of the sense the answer came from
+      bool any_answer = false;
+      for (const auto& sense : senses) {
+        for (const Pointer& p : b.synset(sense.second).pointers) {
+          if (!IsHypernymPointer(p)) continue;
+          for (const Word& h : b.synset(p.target_index).words) {
+            if (!IsPlainLemma(h.lemma) || excluded.count(h.lemma) > 0) continue;
+            any_answer = true;
+            if (answer == nullptr && b.SplitOf(h.lemma) == split) {
+              answer = &h;
+              answer_pos = b.synset(sense.second).pos;
+            }
+          }
+        }
+        if (answer != nullptr) break;
+      }
+      if (answer == nullptr) {
+        if (any_answer) run.Straddles();
+        continue;
+      }
+      // Every ancestor of every sense.
+      std::vector<int> stack;
+      std::unordered_set<int> visited;
+      for (const auto& sense : senses) stack.push_back(sense.second);
+      while (!stack.empty()) {
+        int i = stack.back();
+        stack.pop_back();
+        for (const Pointer& p : b.synset(i).pointers) {
+          if (IsHypernymPointer(p) && visited.insert(p.target_index).second) {
+            b.AddLemmas(p.target_index, &excluded);
+            stack.push_back(p.target_index);
+          }
+        }
+      }
+      Question q;
+      q.question = absl::StrCat("What is \"", w.lemma, "\" a kind of?");
+      q.word = w.lemma;
+      q.pos = answer_pos;
+      run.Emit(std::move(q), answer->lemma, split, excluded);
+    }
+  }
+  return run.Finish();
+}
+
+// antonym: What is the opposite of "{word}"? Answer: a lexical antonym (`!`) of
+// the word in the word's split. Distractors: never the word, any of its
+// antonyms, their synonyms, or the synsets similar (`&`) to those (the
+// indirect antonyms of adjectives: "frigid" for "hot").
+TaskResult BuildAntonym(const WordNet& wn, const Builder& b, const Options& options) {
+  TaskRun run(b, Task::kAntonym, options);
+  std::unordered_set<std::string_view> seen;
+  for (const Synset& s : wn.synsets) {
+    for (const Pointer& first : s.pointers) {
+      if (first.symbol != "!" || !first.lexical()) continue;
+      const std::string& word = s.words[static_cast<size_t>(first.source - 1)].lemma;
+      if (!IsPlainLemma(word) || !seen.insert(word).second) continue;
+      Split split = b.SplitOf(word);
+      WordSet excluded = {word};
+      const Word* answer = nullptr;
+      Pos answer_pos = s.pos;
+      bool any_answer = false;
+      for (int i : b.Senses(word)) {
+        const Synset& t = b.synset(i);
+        for (const Pointer& p : t.pointers) {
+          if (p.symbol != "!" || !p.lexical() || t.words[static_cast<size_t>(p.source - 1)].lemma != word) continue;
+          const Synset& target = b.synset(p.target_index);
+          b.AddLemmas(p.target_index, &excluded);
+          for (const Pointer& sim : target.pointers) {
+            if (sim.symbol == "&") b.AddLemmas(sim.target_index, &excluded);
+          }
+          const Word& a = target.words[static_cast<size_t>(p.target - 1)];
+          if (!IsPlainLemma(a.lemma) || a.lemma == word) continue;
+          any_answer = true;
+          if (answer == nullptr && b.SplitOf(a.lemma) == split) {
+            answer = &a;
+            answer_pos = target.pos;
+          }
+        }
+      }
+      if (answer == nullptr) {
+        if (any_answer) run.Straddles();
+        continue;
+      }
+      Question q;
+      q.question = absl::StrCat("What is the opposite of \"", word, "\"?");
+      q.word = word;
+      q.pos = answer_pos;
+      run.Emit(std::move(q), answer->lemma, split, excluded);
+    }
+  }
+  return run.Finish();
+}
+
+}  // namespace
+
+absl::string_view TaskName(Task task) {
+  switch (task) {
+    case Task::kDefinition: return "definition";
+    case Task::kHypernym: return "hypernym";
+    case Task::kAntonym: return "antonym";
+  }
+  return "?";
+}
+
+absl::StatusOr<Task> ParseTask(absl::string_view name) {
+  for (Task t : kAllTasks) {
+    if (TaskName(t) == name) return t;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown task '", name, "' (expected definition, hypernym or antonym)"));
+}
+
+absl::string_view SplitName(Split split) { return split == Split::kTrain ? "train" : "validation"; }
+
+absl::Status Options::Validate() const {
+  if (!(val_fraction >= 0.0 && val_fraction <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("val_fraction ", val_fraction, " is not in [0, 1]"));
+  }
+  if (choices < 2 || choices > 26) {
+    return absl::InvalidArgumentError(absl::StrCat("choices ", choices, " is not in [2, 26]"));
+  }
+  if (max_train < 0) return absl::InvalidArgumentError(absl::StrCat("max_train ", max_train, " is negative"));
+  if (max_val < 0) return absl::InvalidArgumentError(absl::StrCat("max_val ", max_val, " is negative"));
+  return absl::OkStatus();
+}
+
+uint64_t SplitMix64::Next() {
+  state_ += 0x9e3779b97f4a7c15ULL;
+  uint64_t z = state_;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t SplitMix64::Uniform(uint64_t n) {
+  // Lemire's multiply-shift with rejection: exactly uniform.
+  uint64_t x = Next();
+  __uint128_t m = static_cast<__uint128_t>(x) * n;
+  uint64_t low = static_cast<uint64_t>(m);
+  if (low < n) {
+    uint64_t threshold = (0 - n) % n;
+    while (low < threshold) {
+      x = Next();
+      m = static_cast<__uint128_t>(x) * n;
+      low = static_cast<uint64_t>(m);
+    }
+  }
+  return static_cast<uint64_t>(m >> 64);
+}
+
+double SplitMix64::UniformDouble() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+uint64_t HashString(absl::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+bool IsPlainLemma(absl::string_view lemma) {
+  if (lemma.empty() || lemma.size() > 30) return false;
+  if (!absl::ascii_islower(lemma.front()) || !absl::ascii_islower(lemma.back())) return false;
+  char prev = 0;
+  for (char c : lemma) {
+    bool ok = absl::ascii_islower(c) || c == '-' || c == '\'' || (c == ' ' && prev != ' ');
+    if (!ok) return false;
+    prev = c;
+  }
+  return true;
+}
+
+Split WordSplit(absl::string_view lemma, const Options& options) {
+  double u = static_cast<double>(Mix(HashString(lemma) ^ Mix(options.seed ^ 0x5eedULL)) >> 11) * 0x1.0p-53;
+  return u < options.val_fraction ? Split::kValidation : Split::kTrain;
+}
+
+bool ContainsWholeWord(absl::string_view text, absl::string_view word) {
+  if (word.empty()) return false;
+  std::string hay = absl::AsciiStrToLower(text);
+  std::string needle = absl::AsciiStrToLower(word);
+  auto is_word_char = [](char c) { return absl::ascii_isalnum(c); };
+  for (size_t pos = hay.find(needle); pos != std::string::npos; pos = hay.find(needle, pos + 1)) {
+    size_t end = pos + needle.size();
+    bool left = pos == 0 || !is_word_char(hay[pos - 1]);
+    bool right = end == hay.size() || !is_word_char(hay[end]);
+    if (left && right) return true;
+  }
+  return false;
+}
+
+std::string GlossText(const Synset& synset) {
+  std::vector<absl::string_view> lemmas;
+  for (const Word& w : synset.words) lemmas.push_back(w.lemma);
+  std::vector<std::string> parts;
+  if (!synset.definition.empty()) parts.push_back(synset.definition);
+  for (const std::string& ex : synset.examples) parts.push_back(absl::StrCat("\"", ex, "\""));
+  std::string text = absl::StrCat(absl::StrJoin(lemmas, ", "), " (", PosName(synset.pos), ")");
+  if (!parts.empty()) absl::StrAppend(&text, ": ", absl::StrJoin(parts, "; "));
+  return text;
+}
+
+std::string CorpusJsonLine(const Synset& synset) {
+  Json j = Json::object();
+  j["text"] = GlossText(synset);
+  return Dump(j);
+}
+
+std::string QuestionJsonLine(const Question& question) {
+  Json j = Json::object();
+  j["question"] = question.question;
+  j["choices"] = question.choices;
+  j["label"] = question.label;
+  return Dump(j);
+}
+
+absl::StatusOr<TaskResult> BuildTask(const WordNet& wordnet, Task task, const Options& options) {
+  D2_RETURN_IF_ERROR(options.Validate());
+  Builder b(wordnet, options);
+  switch (task) {
+    case Task::kDefinition: return BuildDefinition(wordnet, b, options);
+    case Task::kHypernym: return BuildHypernym(wordnet, b, options);
+    case Task::kAntonym: return BuildAntonym(wordnet, b, options);
+  }
+  return absl::InvalidArgumentError("unknown task");
+}
+
+namespace {
+
+size_t DistinctWords(const std::vector<Question>& qs) {
+  std::vector<std::string_view> words;
+  for (const Question& q : qs) {
+    if (!q.word.empty()) words.push_back(q.word);
+    for (const std::string& c : q.choices) words.push_back(c);
+  }
+  SortUnique(&words);
+  return words.size();
+}
+
+std::string JsonLines(const std::vector<std::string>& lines) {
+  size_t size = 0;
+  for (const std::string& l : lines) size += l.size() + 1;
+  std::string out;
+  out.reserve(size);
+  for (const std::string& l : lines) {
+    out += l;
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<WrittenFile>> WriteDataset(const WordNet& wordnet, const DatasetRequest& request) {
+  namespace fs = std::filesystem;
+  const Options& options = request.options;
+  D2_RETURN_IF_ERROR(options.Validate());
+  std::string out_dir = request.out_dir;
+  while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();  // "out/" is "out"
+  if (out_dir.empty()) return absl::InvalidArgumentError("no output directory");
+  std::vector<Task> tasks;
+  for (Task t : request.tasks) {
+    if (std::find(tasks.begin(), tasks.end(), t) == tasks.end()) tasks.push_back(t);
+  }
+  if (tasks.empty()) return absl::InvalidArgumentError("no tasks");
+
+  std::error_code ec;
+  fs::file_status st = fs::status(out_dir, ec);
+  bool exists = fs::exists(st);
+  if (exists && !fs::is_directory(st)) {
+    return absl::FailedPreconditionError(absl::StrCat(out_dir, " exists and is not a directory"));
+  }
+  if (exists && !request.overwrite && !fs::is_empty(out_dir, ec)) {
+    return absl::AlreadyExistsError(absl::StrCat(out_dir, " is not empty (--overwrite replaces it)"));
+  }
+  D2_ASSIGN_OR_RETURN(StagedDirectory staged, StagedDirectory::Create(out_dir));
+  std::vector<WrittenFile> written;
+  auto write = [&](const std::string& rel, const std::string& contents, int64_t records,
+                   std::string summary) -> absl::Status {
+    std::string path = absl::StrCat(staged.path(), "/", rel);
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot create ", fs::path(path).parent_path().string(), ": ",
+                                                    ec.message()));
+    D2_RETURN_IF_ERROR(WriteFileAtomically(path, contents));
+    written.push_back({absl::StrCat(out_dir, "/", rel), records, std::move(summary)});
+    return absl::OkStatus();
+  };
+
+  std::vector<std::string> lines;
+  lines.reserve(wordnet.synsets.size());
+  for (const Synset& s : wordnet.synsets) lines.push_back(CorpusJsonLine(s));
+  D2_RETURN_IF_ERROR(write("corpus.jsonl", JsonLines(lines), static_cast<int64_t>(lines.size()),
+                           absl::StrCat(lines.size(), " glosses")));
+
+  Builder b(wordnet, options);
+  Json stats = Json::object();
+  stats["wordnet_dir"] = request.wordnet_dir;
+  stats["seed"] = options.seed;
+  Json opts = Json::object();
+  opts["val_fraction"] = options.val_fraction;
+  opts["choices"] = options.choices;
+  opts["max_train"] = options.max_train;
+  opts["max_val"] = options.max_val;
+  opts["tasks"] = Json::array();
+  for (Task t : tasks) opts["tasks"].push_back(std::string(TaskName(t)));
+  stats["options"] = opts;
+  Json synsets = Json::object();
+  synsets["total"] = wordnet.synsets.size();
+  for (Pos pos : kAllPos) synsets[std::string(PosName(pos))] = wordnet.Count(pos);
+  stats["synsets"] = synsets;
+  stats["corpus_records"] = lines.size();
+  Json words = Json::object();
+  words["train"] = b.PoolWords(Split::kTrain);
+  words["validation"] = b.PoolWords(Split::kValidation);
+  stats["plain_words"] = words;
+  stats["tasks"] = Json::object();
+
+  for (Task task : tasks) {
+    TaskResult r;
+    switch (task) {
+      case Task::kDefinition: r = BuildDefinition(wordnet, b, options); break;
+      case Task::kHypernym: r = BuildHypernym(wordnet, b, options); break;
+      case Task::kAntonym: r = BuildAntonym(wordnet, b, options); break;
+    }
+    Json t = Json::object();
+    for (Split split : {Split::kTrain, Split::kValidation}) {
+      const std::vector<Question>& qs = r.splits[static_cast<size_t>(split)];
+      lines.clear();
+      for (const Question& q : qs) lines.push_back(QuestionJsonLine(q));
+      size_t n_words = DistinctWords(qs);
+      D2_RETURN_IF_ERROR(write(absl::StrCat(TaskName(task), "/", SplitName(split), ".jsonl"), JsonLines(lines),
+                               static_cast<int64_t>(qs.size()),
+                               absl::StrCat(qs.size(), " questions, ", n_words, " words")));
+      Json s = Json::object();
+      s["questions"] = qs.size();
+      s["words"] = n_words;
+      s["capped"] = r.capped[static_cast<size_t>(split)];
+      t[std::string(SplitName(split))] = s;
+    }
+    t["candidates"] = r.candidates;
+    t["dropped_straddling"] = r.straddling;
+    t["dropped_no_distractors"] = r.no_distractors;
+    stats["tasks"][std::string(TaskName(task))] = t;
+  }
+  std::string stats_text = stats.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+  D2_RETURN_IF_ERROR(write("stats.json", stats_text, 0, "statistics"));
+  D2_RETURN_IF_ERROR(staged.Commit(/*replace=*/exists));
+  return written;
+}
+
+}  // namespace d2lora::datasets::wordnet
