@@ -1,0 +1,45 @@
+# Debian 12 packages d2lora needs, in one place: tests/run.sh and
+# deploy/quickstart.sh source this file. Keep the README's lists in sync.
+#
+#   D2LORA_BUILD_PACKAGES    build the engine, the CLI and the service
+#   D2LORA_QUICKSTART_EXTRA  what the quickstart adds: WordNet (its data), curl and jq
+#   D2LORA_TEST_EXTRA        what the tests add: promtool, a TLS certificate, manifest checks
+D2LORA_BUILD_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
+  libabsl-dev nlohmann-json3-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev libcli11-dev libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # the service: gRPC, Protobuf, prometheus-cpp, SQLite
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev libsqlite3-dev
+)
+D2LORA_QUICKSTART_EXTRA=(wordnet-base curl jq)
+D2LORA_TEST_EXTRA=(prometheus openssl python3-yaml)
+# `kubectl kustomize` renders deploy/kubernetes; Debian's kubectl is in
+# kubernetes-client (a machine may already have another kubectl package).
+command -v kubectl >/dev/null || D2LORA_TEST_EXTRA+=(kubernetes-client)
+
+# install_missing WHO PACKAGE...: apt-get installs (non-interactive, sudo when
+# not root) the packages that are not installed yet.
+install_missing() {
+  local who="$1" p missing=()
+  shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  echo "$who: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# configure_build ROOT BUILD_DIR SERVICE: the one CMake configuration both
+# scripts use (so a quickstart build is reused by the tests and back).
+# Optimised without debug info: -g makes LibTorch-heavy files ~25% slower to
+# compile, and CI's whole run must stay well inside its limit on 2 cores.
+configure_build() {
+  export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+    -DD2LORA_SERVICE="$3"
+}
