@@ -549,13 +549,11 @@ TEST(WordNetTasksTest, WritesTheDatasetDirectory) {
   EXPECT_THAT(WriteDataset(wn, empty).status().message(), HasSubstr("exists and is not a directory"));
 }
 
-constexpr char kDebianWordNet[] = "/usr/share/wordnet";
-
 TEST(WordNetTasksRealTest, TasksOnWordNet30) {
-  if (!std::filesystem::exists(std::string(kDebianWordNet) + "/data.noun")) {
-    GTEST_SKIP() << "no WordNet in " << kDebianWordNet << " (Debian package wordnet-base)";
+  if (!testdata::HaveDebianWordNet()) {
+    GTEST_SKIP() << "no WordNet in " << testdata::kDebianWordNet << " (Debian package wordnet-base)";
   }
-  absl::StatusOr<WordNet> wn = LoadWordNet(kDebianWordNet);
+  absl::StatusOr<WordNet> wn = LoadWordNet(testdata::kDebianWordNet);
   D2_ASSERT_OK(wn.status());
   Options o;  // the defaults: seed 1, 20% validation words, 4 choices
   struct Expect {

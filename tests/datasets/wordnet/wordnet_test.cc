@@ -234,13 +234,11 @@ TEST(WordNetTest, EmptyFilesAreAnEmptyDatabase) {
   EXPECT_TRUE(wn->synsets.empty());
 }
 
-constexpr char kDebianWordNet[] = "/usr/share/wordnet";
-
 TEST(WordNetRealTest, ParsesWordNet30) {
-  if (!std::filesystem::exists(std::string(kDebianWordNet) + "/data.noun")) {
-    GTEST_SKIP() << "no WordNet in " << kDebianWordNet << " (Debian package wordnet-base)";
+  if (!testdata::HaveDebianWordNet()) {
+    GTEST_SKIP() << "no WordNet in " << testdata::kDebianWordNet << " (Debian package wordnet-base)";
   }
-  absl::StatusOr<WordNet> wn = LoadWordNet(kDebianWordNet);
+  absl::StatusOr<WordNet> wn = LoadWordNet(testdata::kDebianWordNet);
   D2_ASSERT_OK(wn.status());
   EXPECT_EQ(wn->synsets.size(), 117659u);
   EXPECT_EQ(wn->Count(Pos::kNoun), 82115u);

@@ -2,6 +2,7 @@
 // wndb(5) lays them out, so that every test goes through the real parser.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -107,5 +108,9 @@ inline Files Generated(int nouns, int pairs, int verbs) {
   }
   return f;
 }
+
+// Debian's WordNet 3.0 (wordnet-base), for the tests over the real database.
+inline constexpr char kDebianWordNet[] = "/usr/share/wordnet";
+inline bool HaveDebianWordNet() { return std::filesystem::exists(std::string(kDebianWordNet) + "/data.noun"); }
 
 }  // namespace d2lora::datasets::wordnet::testdata
