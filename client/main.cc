@@ -1,13 +1,30 @@
 // d2lora: the command-line client. `d2lora --help` lists the subcommands.
 #include <CLI/CLI.hpp>
 
+#include <cstring>
+
 #include "client/cli_util.h"
+#include "worker/engine/runtime.h"
 #ifdef D2LORA_WITH_REMOTE
 #include "client/remote/remote_commands.h"
 #endif
 
+namespace {
+
+// The subcommands that run LibTorch in this process.
+bool RunsEngine(int argc, char** argv) {
+  if (argc < 2) return false;
+  for (const char* name : {"init-model", "train", "merge", "eval", "generate"}) {
+    if (std::strcmp(argv[1], name) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace d2lora::cli;
+  if (RunsEngine(argc, argv)) d2lora::engine::ReexecWithThreadingDefaults(argv);
   CLI::App app{"d2lora: D2-LoRA fine-tuning, locally or through the d2lora service"};
   app.require_subcommand(1);
   int exit_code = kExitOk;

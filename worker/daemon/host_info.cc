@@ -1,7 +1,6 @@
 #include "worker/daemon/host_info.h"
 
 #include <limits.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -25,17 +24,6 @@ bool IsExecutableFile(const std::string& path) {
 }
 
 }  // namespace
-
-int64_t AvailableCpuCores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
-  const long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? n : 1;
-}
 
 int64_t TotalMemoryBytes() {
   const long pages = sysconf(_SC_PHYS_PAGES);

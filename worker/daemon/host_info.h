@@ -9,8 +9,6 @@
 
 namespace d2lora::worker {
 
-// CPUs this process may run on (its affinity mask), at least 1.
-int64_t AvailableCpuCores();
 // Physical memory in bytes.
 int64_t TotalMemoryBytes();
 // gethostname(), "localhost" if that fails.

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/cpu_cores.h"
 #include "common/rpc/status_convert.h"
 #include "worker/daemon/daemon_log.h"
 #include "worker/daemon/host_info.h"
@@ -76,7 +77,7 @@ WorkerDaemon::WorkerDaemon(Options options, prometheus::Registry& registry,
     : options_(std::move(options)),
       client_{std::move(stub), options_.coordinator},
       metrics_(registry, options_.slots),
-      slot_cores_(std::max<int64_t>(1, AvailableCpuCores() / options_.slots)) {
+      slot_cores_(std::max<int64_t>(1, d2lora::AvailableCpuCores() / options_.slots)) {
   metrics_.SetUp(false);
   metrics_.SetSlotsBusy(0);
 }

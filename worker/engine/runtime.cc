@@ -1,24 +1,38 @@
 #include "worker/engine/runtime.h"
 
 #include <ATen/Parallel.h>
-#include <sched.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/cpu_cores.h"
 
 namespace d2lora::engine {
 
-int AvailableCores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    int n = CPU_COUNT(&set);
-    if (n > 0) return n;
+void ReexecWithThreadingDefaults(char** argv) {
+  const char* opt_out = std::getenv(kThreadingDefaultsOptOut);
+  if (opt_out != nullptr && std::strcmp(opt_out, "0") == 0) return;
+  static const char* const kDefaults[][2] = {{"OMP_WAIT_POLICY", "PASSIVE"}, {"OPENBLAS_THREAD_TIMEOUT", "4"}};
+  bool changed = false;
+  for (const auto& [name, value] : kDefaults) {
+    if (std::getenv(name) == nullptr) {
+      setenv(name, value, 0);
+      changed = true;
+    }
   }
-  return 1;
+  if (!changed) return;
+  execv("/proc/self/exe", argv);
+  std::fprintf(stderr, "warning: could not re-execute with the threading defaults (%s); threads may spin\n",
+               std::strerror(errno));
 }
+
+int AvailableCores() { return AvailableCpuCores(); }
 
 int ConfigureThreads(int threads) {
   const int n = threads > 0 ? threads : AvailableCores();

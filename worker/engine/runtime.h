@@ -9,7 +9,25 @@
 
 namespace d2lora::engine {
 
-// The number of cores this process may run on (its CPU affinity mask).
+// Environment defaults for the two thread pools a training process runs:
+// LibTorch's OpenMP pool and OpenBLAS's own pthreads. By default both spin
+// after each parallel region (libgomp ~300k iterations, OpenBLAS 2^28 cycles),
+// so on a host with few cores each pool burns the cores the other needs, and
+// two intra-op threads ran slower than one (DESIGN-level finding, issue 8).
+// The defaults: OMP_WAIT_POLICY=PASSIVE, OPENBLAS_THREAD_TIMEOUT=4 (the
+// shortest spin). Variables the user set are kept.
+inline constexpr const char* kThreadingDefaultsOptOut = "D2LORA_THREADING_DEFAULTS";  // "0" = leave alone
+
+// Both libraries read these variables when they are loaded, before main(), so
+// they only take effect in a new process image: when one of them is missing
+// this sets it and re-executes the program (same pid, same arguments) through
+// /proc/self/exe. Returns when nothing needs to change, when
+// D2LORA_THREADING_DEFAULTS=0, or when the exec fails (it then warns on stderr).
+// Call first thing in main(), before any thread starts.
+void ReexecWithThreadingDefaults(char** argv);
+
+// The number of cores this process may use: its CPU affinity mask, capped by
+// its cgroup's CPU limit (common/cpu_cores.h).
 int AvailableCores();
 
 // Sets LibTorch's intra-op threads: `threads` > 0 as given, 0 = AvailableCores().

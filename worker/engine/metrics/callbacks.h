@@ -56,6 +56,11 @@ struct StepMetrics {
   int64_t tokens = 0;    // real tokens in the global batch
   double tokens_per_second = 0;
   double step_seconds = 0;
+  // Parts of step_seconds on this rank (rank 0 reports its own): forward and
+  // backward of its micro-batches, and the one gradient all-reduce, which
+  // includes waiting for the slowest rank (0 with one rank).
+  double compute_seconds = 0;
+  double allreduce_seconds = 0;
   double elapsed_seconds = 0;  // since the start of this process's run
   std::optional<double> eta_seconds;
   std::optional<TauStats> tau;  // D2-LoRA only

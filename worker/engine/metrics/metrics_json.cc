@@ -44,6 +44,8 @@ json ToJson(const StepMetrics& m) {
       {"tokens", m.tokens},
       {"tokens_per_second", Num(m.tokens_per_second)},
       {"step_seconds", Num(m.step_seconds)},
+      {"compute_seconds", Num(m.compute_seconds)},
+      {"allreduce_seconds", Num(m.allreduce_seconds)},
       {"elapsed_seconds", Num(m.elapsed_seconds)},
       {"spikes_in_window", m.volatility.spikes_in_window},
       {"spikes_total", m.volatility.spikes_total},

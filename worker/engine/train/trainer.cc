@@ -201,6 +201,8 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested) {
     tokens += b.num_tokens;
   }
 
+  const double compute_seconds = Seconds(start);
+
   // One bucket: every gradient, then [loss sum, tokens, stop].
   std::vector<torch::Tensor> pieces;
   int64_t grad_numel = 0;
@@ -213,7 +215,12 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested) {
   pieces.push_back(torch::tensor({static_cast<float>(loss_sum), static_cast<float>(tokens), stop_here ? 1.0f : 0.0f},
                                  torch::TensorOptions().dtype(torch::kFloat32)).to(device_));
   torch::Tensor bucket = torch::cat(pieces);
-  if (group_->world_size() > 1) D2_RETURN_IF_ERROR(group_->AllReduceSum(bucket));
+  double allreduce_seconds = 0;
+  if (group_->world_size() > 1) {
+    const auto reduce_start = Clock::now();
+    D2_RETURN_IF_ERROR(group_->AllReduceSum(bucket));
+    allreduce_seconds = Seconds(reduce_start);
+  }
   torch::Tensor stats = bucket.narrow(0, grad_numel, 3).to(torch::kCPU, torch::kFloat64);
   auto acc = stats.accessor<double, 1>();
   *stop_requested = acc[2] > 0;
@@ -256,6 +263,8 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested) {
   m.volatility = m.skipped ? volatility_.Add(NAN) : volatility_.Add(m.loss);
   m.tau = CollectTau();
   m.step_seconds = Seconds(start);
+  m.compute_seconds = compute_seconds;
+  m.allreduce_seconds = allreduce_seconds;
   session_seconds_ += m.step_seconds;
   ++session_steps_;
   m.tokens_per_second = m.step_seconds > 0 ? static_cast<double>(m.tokens) / m.step_seconds : 0;

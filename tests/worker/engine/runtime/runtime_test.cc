@@ -1,0 +1,98 @@
+#include "worker/engine/runtime.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace d2lora::engine {
+namespace {
+
+constexpr const char* kProbeOut = "D2LORA_TEST_REEXEC_PROBE_OUT";
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? "(unset)" : v;
+}
+
+// Runs only inside the re-executed test binary (see RunReexec): records what
+// the new process image sees.
+TEST(ReexecProbe, WritesEnvironment) {
+  const char* out = std::getenv(kProbeOut);
+  if (out == nullptr) GTEST_SKIP() << "only run by the re-execution tests";
+  std::ofstream(out) << getpid() << " " << Env("OMP_WAIT_POLICY") << " " << Env("OPENBLAS_THREAD_TIMEOUT") << "\n";
+}
+
+struct ProbeResult {
+  pid_t child = 0;
+  std::string text;  // "<pid> <OMP_WAIT_POLICY> <OPENBLAS_THREAD_TIMEOUT>", or "" if the probe never ran
+};
+
+// Forks; the child sets `env` (value nullptr = unset), calls
+// ReexecWithThreadingDefaults with this test binary's probe as argv, and, if
+// that returns, writes what it sees itself.
+ProbeResult RunReexec(const std::vector<std::pair<const char*, const char*>>& env) {
+  const std::string out = ::testing::TempDir() + "/reexec_probe_" + std::to_string(getpid());
+  std::remove(out.c_str());
+  const std::string self = "/proc/" + std::to_string(getpid()) + "/exe";
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv(kProbeOut, out.c_str(), 1);
+    for (const auto& [name, value] : env) {
+      if (value == nullptr) unsetenv(name);
+      else setenv(name, value, 1);
+    }
+    std::string filter = "--gtest_filter=ReexecProbe.WritesEnvironment";
+    char* argv[] = {const_cast<char*>(self.c_str()), filter.data(), nullptr};
+    ReexecWithThreadingDefaults(argv);
+    // Not re-executed: record this process's view.
+    std::ofstream(out) << getpid() << " " << Env("OMP_WAIT_POLICY") << " " << Env("OPENBLAS_THREAD_TIMEOUT")
+                       << " not-reexecuted\n";
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ProbeResult r;
+  r.child = pid;
+  std::ifstream in(out);
+  std::getline(in, r.text);
+  std::remove(out.c_str());
+  return r;
+}
+
+TEST(ReexecWithThreadingDefaults, SetsMissingVariablesInTheSameProcess) {
+  ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", nullptr}, {"OPENBLAS_THREAD_TIMEOUT", nullptr},
+                             {kThreadingDefaultsOptOut, nullptr}});
+  EXPECT_EQ(r.text, std::to_string(r.child) + " PASSIVE 4");
+}
+
+TEST(ReexecWithThreadingDefaults, KeepsWhatTheUserSet) {
+  ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", "ACTIVE"}, {"OPENBLAS_THREAD_TIMEOUT", nullptr},
+                             {kThreadingDefaultsOptOut, nullptr}});
+  EXPECT_EQ(r.text, std::to_string(r.child) + " ACTIVE 4");
+}
+
+TEST(ReexecWithThreadingDefaults, DoesNothingWhenAllAreSet) {
+  ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", "ACTIVE"}, {"OPENBLAS_THREAD_TIMEOUT", "10"},
+                             {kThreadingDefaultsOptOut, nullptr}});
+  EXPECT_EQ(r.text, std::to_string(r.child) + " ACTIVE 10 not-reexecuted");
+}
+
+TEST(ReexecWithThreadingDefaults, OptOutLeavesTheEnvironmentAlone) {
+  ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", nullptr}, {"OPENBLAS_THREAD_TIMEOUT", nullptr},
+                             {kThreadingDefaultsOptOut, "0"}});
+  EXPECT_EQ(r.text, std::to_string(r.child) + " (unset) (unset) not-reexecuted");
+}
+
+TEST(ConfigureThreads, ZeroMeansTheCoresThisProcessMayUse) {
+  EXPECT_EQ(ConfigureThreads(0), AvailableCores());
+  EXPECT_EQ(ConfigureThreads(1), 1);
+}
+
+}  // namespace
+}  // namespace d2lora::engine
