@@ -3,6 +3,8 @@
 # WordNet definition task, global batch 16) run as
 #   one_rank_1core   1 rank, 1 intra-op thread, pinned to core 0
 #   one_rank_all     1 rank, every core
+#   one_rank_all_spin  the same with D2LORA_THREADING_DEFAULTS=0: OpenMP and
+#                    OpenBLAS threads spin-wait as their libraries default to
 #   two_ranks        2 Gloo ranks, 1 thread each, pinned to cores 0 and 1
 # through the real `d2lora train`, alternating the variants repetition by
 # repetition. From each run's metrics.jsonl (steps after the warm-up ones):
@@ -76,6 +78,10 @@ run_variant() {
     one_rank_all)
       spec "$out" 1 0 >"$out.yaml"
       "$D2" train --config "$out.yaml" --quiet ;;
+    one_rank_all_spin)
+      spec "$out" 1 0 >"$out.yaml"
+      env -u OMP_WAIT_POLICY -u OPENBLAS_THREAD_TIMEOUT D2LORA_THREADING_DEFAULTS=0 \
+        "$D2" train --config "$out.yaml" --quiet ;;
     two_ranks)
       spec "$out" 2 1 >"$out.yaml"
       MASTER_PORT=$((MASTER_PORT + 1))
@@ -91,7 +97,7 @@ run_variant() {
   esac
 }
 
-VARIANTS=(one_rank_1core two_ranks one_rank_all)
+VARIANTS=(one_rank_1core two_ranks one_rank_all one_rank_all_spin)
 for ((rep = 1; rep <= REPS; rep++)); do
   for v in "${VARIANTS[@]}"; do
     echo "dp_bench: rep $rep/$REPS $v ($STEPS steps)" >&2
@@ -105,7 +111,7 @@ import json, statistics, sys
 runs, reps, warmup, out, quick = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
 result = {"bench": "dp", "quick": quick, "preset": "small", "method": "d2lora", "global_batch": 16,
           "max_seq_len": 128, "warmup_steps_dropped": warmup, "reps": reps, "variants": {}}
-for v in ("one_rank_1core", "one_rank_all", "two_ranks"):
+for v in ("one_rank_1core", "one_rank_all", "one_rank_all_spin", "two_ranks"):
     steps = []
     for rep in range(1, reps + 1):
         with open(f"{runs}/{v}-{rep}/metrics.jsonl") as f:
@@ -125,13 +131,15 @@ V = result["variants"]
 result["two_ranks_over_one_rank_1core"] = V["two_ranks"]["tokens_per_second"] / V["one_rank_1core"]["tokens_per_second"]
 result["scaling_efficiency"] = result["two_ranks_over_one_rank_1core"] / 2
 result["two_ranks_over_one_rank_all"] = V["two_ranks"]["tokens_per_second"] / V["one_rank_all"]["tokens_per_second"]
-print(f"{'variant':<16} {'steps':>5} {'tokens/s':>9} {'step s':>8} {'allreduce s':>11} {'allreduce %':>11}")
+result["passive_over_spin"] = V["one_rank_all"]["tokens_per_second"] / V["one_rank_all_spin"]["tokens_per_second"]
+print(f"{'variant':<18} {'steps':>5} {'tokens/s':>9} {'step s':>8} {'allreduce s':>11} {'allreduce %':>11}")
 for v, r in V.items():
-    print(f"{v:<16} {r['steps']:>5} {r['tokens_per_second']:>9.0f} {r['median_step_seconds']:>8.3f} "
+    print(f"{v:<18} {r['steps']:>5} {r['tokens_per_second']:>9.0f} {r['median_step_seconds']:>8.3f} "
           f"{r['median_allreduce_seconds']:>11.4f} {100 * r['allreduce_share']:>10.1f}%")
 print(f"2 ranks / 1 rank (1 core): {result['two_ranks_over_one_rank_1core']:.2f}x "
       f"(scaling efficiency {100 * result['scaling_efficiency']:.0f}%); "
-      f"2 ranks / 1 rank (all cores): {result['two_ranks_over_one_rank_all']:.2f}x")
+      f"2 ranks / 1 rank (all cores): {result['two_ranks_over_one_rank_all']:.2f}x; "
+      f"all cores, passive / spinning threads: {result['passive_over_spin']:.2f}x")
 if out:
     with open(out + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
