@@ -48,6 +48,17 @@ class AdaptedLinearImpl : public torch::nn::Module {
  protected:
   // The adapter input: dropout in training mode, cast to the adapter dtype.
   torch::Tensor AdapterInput(const torch::Tensor& x);
+  // x W0^T (+ `bias` when defined) + scaling (a A^T) B^T, flattened to
+  // [tokens, out] in the base dtype; `a` is AdapterInput(x). When the adapter
+  // and base dtypes agree, the low-rank product accumulates into the base
+  // GEMM's output inside one in-place addmm (scaling as its alpha): no
+  // full-size temporary and no element-wise pass over the output, forward or
+  // backward. Otherwise (bf16 base, fp32 adapter) the low-rank path runs in the
+  // adapter dtype and is cast before the add.
+  torch::Tensor BasePlusLowRank(const torch::Tensor& x, const torch::Tensor& a, const torch::Tensor& A,
+                                const torch::Tensor& B, double scaling, const torch::Tensor& bias) const;
+  // [tokens, out] back to x's leading shape.
+  torch::Tensor UnflattenLike(const torch::Tensor& y, const torch::Tensor& x) const;
   // Copies `src` into `dst` after checking its shape; error names `where.key`.
   static absl::Status CopyChecked(torch::Tensor& dst, const std::map<std::string, torch::Tensor>& tensors,
                                   const std::string& key, const std::string& where);

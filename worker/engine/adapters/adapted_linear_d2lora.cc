@@ -66,8 +66,10 @@ LowRankUpdate D2LoraLinearImpl::Update() const {
   return StackD2Lora(a_pos_, b_pos_, a_neg_, b_neg_, tau(), options_.scaling());
 }
 
-torch::Tensor D2LoraLinearImpl::RowScale() const {
-  torch::Tensor norm = RowNormsLowRank(base_weight_, w0_sq_norms_, Update());
+torch::Tensor D2LoraLinearImpl::RowScale() const { return RowScale(Update()); }
+
+torch::Tensor D2LoraLinearImpl::RowScale(const LowRankUpdate& u) const {
+  torch::Tensor norm = RowNormsLowRank(base_weight_, w0_sq_norms_, u);
   if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
   torch::Tensor ratio = m0_.to(norm.scalar_type()) / norm;
   const double lambda = options_.projection_strength;
@@ -76,13 +78,11 @@ torch::Tensor D2LoraLinearImpl::RowScale() const {
 
 torch::Tensor D2LoraLinearImpl::forward(const torch::Tensor& x) {
   const LowRankUpdate u = Update();
-  torch::Tensor y = torch::nn::functional::linear(x, base_weight_);
-  const auto dt = y.scalar_type();
-  torch::Tensor xa = torch::matmul(AdapterInput(x), u.A.t());  // [..., 2r]
-  y = y + (torch::matmul(xa, u.B.t()) * u.scaling).to(dt);
-  if (options_.projection_strength != 0.0) return ScaleRowsAddBias(y, RowScale(), base_bias_);
-  if (base_bias_.defined()) y = y + base_bias_;
-  return y;
+  if (options_.projection_strength == 0.0) {
+    return UnflattenLike(BasePlusLowRank(x, AdapterInput(x), u.A, u.B, u.scaling, base_bias_), x);
+  }
+  torch::Tensor y = BasePlusLowRank(x, AdapterInput(x), u.A, u.B, u.scaling, torch::Tensor());
+  return UnflattenLike(ScaleRowsAddBias(y, RowScale(u), base_bias_), x);
 }
 
 torch::Tensor D2LoraLinearImpl::effective_weight() const {

@@ -28,6 +28,7 @@ class D2LoraLinearImpl : public AdaptedLinearImpl {
   torch::Tensor RowScale() const;
 
  private:
+  torch::Tensor RowScale(const LowRankUpdate& u) const;
   LowRankUpdate Update() const;
 
   torch::Tensor a_pos_, b_pos_, a_neg_, b_neg_;

@@ -27,17 +27,17 @@ torch::Tensor DoraLinearImpl::RowScale() const {
 
 torch::Tensor DoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor scale = RowScale();
+  if (!is_training() || options_.dropout == 0.0) {
+    torch::Tensor y = BasePlusLowRank(x, x.to(options_.dtype), lora_a_, lora_b_, options_.scaling(), torch::Tensor());
+    return UnflattenLike(ScaleRowsAddBias(y, scale, base_bias_), x);
+  }
+  // PEFT's DoRA with dropout: the base term sees x, the update sees dropout(x).
   torch::Tensor base = torch::nn::functional::linear(x, base_weight_);
   const auto dt = base.scalar_type();
-  torch::Tensor y;
-  if (is_training() && options_.dropout > 0.0) {
-    torch::Tensor x_d = torch::dropout(x, options_.dropout, /*train=*/true);
-    torch::Tensor base_d = torch::nn::functional::linear(x_d, base_weight_);
-    torch::Tensor low = LowRankPath(x_d.to(options_.dtype));
-    y = base + (scale - 1).to(dt) * base_d + (scale * low).to(dt);
-  } else {
-    return ScaleRowsAddBias(base + LowRankPath(x.to(options_.dtype)).to(dt), scale, base_bias_);
-  }
+  torch::Tensor x_d = torch::dropout(x, options_.dropout, /*train=*/true);
+  torch::Tensor base_d = torch::nn::functional::linear(x_d, base_weight_);
+  torch::Tensor low = LowRankPath(x_d.to(options_.dtype));
+  torch::Tensor y = base + (scale - 1).to(dt) * base_d + (scale * low).to(dt);
   if (base_bias_.defined()) y = y + base_bias_;
   return y;
 }

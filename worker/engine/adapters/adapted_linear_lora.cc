@@ -17,8 +17,7 @@ torch::Tensor LoraLinearImpl::LowRankPath(const torch::Tensor& adapter_input) co
 }
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = torch::nn::functional::linear(x, base_weight_, base_bias_);
-  return y + LowRankPath(AdapterInput(x)).to(y.scalar_type());
+  return UnflattenLike(BasePlusLowRank(x, AdapterInput(x), lora_a_, lora_b_, options_.scaling(), base_bias_), x);
 }
 
 torch::Tensor LoraLinearImpl::effective_weight() const {
