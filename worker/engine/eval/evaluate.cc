@@ -2,7 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -61,6 +63,30 @@ torch::Tensor ScoredLogProbs(CausalLMImpl& model, const Padded& p) {
   torch::Tensor logp = torch::log_softmax(logits.narrow(1, 0, t - 1).to(torch::kFloat32), -1);
   torch::Tensor picked = logp.gather(2, p.targets.to(device).unsqueeze(2)).squeeze(2).to(torch::kFloat64).cpu();
   return (picked * p.weights).sum(1);
+}
+
+// Log p(target) per row, fp64 on the CPU: logits [N, V] (any float dtype),
+// targets [N] int64 on the logits' device. Through logsumexp rather than a
+// whole log_softmax tensor; gather refuses an id outside [0, V).
+torch::Tensor PickedLogProbs(const torch::Tensor& logits, const torch::Tensor& targets) {
+  torch::Tensor l = logits.to(torch::kFloat32);
+  torch::Tensor picked = l.gather(1, targets.unsqueeze(1)).squeeze(1) - l.logsumexp(1);
+  return picked.to(torch::kFloat64).cpu();
+}
+
+// A pass over continuations holds at most this many per prompt of a batch
+// (four choices in one pass), each with a copy of its prompt's cached keys and
+// values: its cache is at most this many times the prompt pass's.
+constexpr int64_t kContinuationsPerPrompt = 4;
+
+// The cache's rows `rows` [N] (int64, on the cache's device), in that order.
+KvCache SelectRows(const KvCache& cache, const torch::Tensor& rows) {
+  KvCache out;
+  for (const torch::Tensor& k : cache.keys) out.keys.push_back(k.index_select(0, rows));
+  for (const torch::Tensor& v : cache.values) out.values.push_back(v.index_select(0, rows));
+  out.attention_mask = cache.attention_mask.index_select(0, rows);
+  out.next_positions = cache.next_positions.index_select(0, rows);
+  return out;
 }
 
 }  // namespace
@@ -147,22 +173,152 @@ absl::StatusOr<std::vector<double>> ContinuationLogProbs(
   });
 }
 
+absl::StatusOr<std::vector<std::vector<double>>> PromptContinuationLogProbs(
+    CausalLMImpl& model, const std::vector<PromptContinuations>& items, int64_t batch_size) {
+  if (batch_size < 1) return absl::InvalidArgumentError("batch size must be >= 1");
+  for (const PromptContinuations& item : items) {
+    if (item.prompt.empty()) return absl::InvalidArgumentError("a continuation needs a non-empty prefix");
+  }
+  return GuardTorch("scoring continuations", [&]() -> absl::StatusOr<std::vector<std::vector<double>>> {
+    torch::NoGradGuard no_grad;
+    EvalModeScope eval(model);
+    const auto device = model.output_weight().device();
+    const auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
+    std::vector<std::vector<double>> out(items.size());
+    for (size_t i = 0; i < items.size(); ++i) out[i].assign(items[i].continuations.size(), 0.0);
+    // Batches of prompts of similar length (little padding to compute); the
+    // scores go back to the items' own order.
+    std::vector<size_t> order(items.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t x, size_t y) { return items[x].prompt.size() < items[y].prompt.size(); });
+    for (size_t start = 0; start < items.size(); start += batch_size) {
+      const size_t end = std::min(items.size(), start + static_cast<size_t>(batch_size));
+      const int64_t b = static_cast<int64_t>(end - start);
+      // Prompts left-padded: each one's last token sits in the last column, and
+      // its continuations follow it without a gap, so that key distances (a
+      // sliding window) are those of the unpadded sequence.
+      int64_t tp = 0;
+      for (size_t j = start; j < end; ++j) {
+        tp = std::max<int64_t>(tp, static_cast<int64_t>(items[order[j]].prompt.size()));
+      }
+      torch::Tensor ids = torch::zeros({b, tp}, long_opts);
+      torch::Tensor mask = torch::zeros({b, tp}, long_opts);
+      auto ids_a = ids.accessor<int64_t, 2>();
+      auto mask_a = mask.accessor<int64_t, 2>();
+      // First tokens (scored from the prompt's last position) and the
+      // continuations with more tokens (scored in a second pass).
+      std::vector<int64_t> first_row, first_token, rest_row;
+      std::vector<std::pair<size_t, size_t>> first_at, rest_at;  // (item, continuation)
+      for (size_t j = start; j < end; ++j) {
+        const size_t i = order[j];
+        const int64_t row = static_cast<int64_t>(j - start);
+        const auto& prompt = items[i].prompt;
+        const int64_t offset = tp - static_cast<int64_t>(prompt.size());
+        for (size_t t = 0; t < prompt.size(); ++t) {
+          ids_a[row][offset + static_cast<int64_t>(t)] = prompt[t];
+          mask_a[row][offset + static_cast<int64_t>(t)] = 1;
+        }
+        for (size_t c = 0; c < items[i].continuations.size(); ++c) {
+          const auto& cont = items[i].continuations[c];
+          if (cont.empty()) continue;
+          first_row.push_back(row);
+          first_token.push_back(cont[0]);
+          first_at.emplace_back(i, c);
+          if (cont.size() < 2) continue;
+          rest_row.push_back(row);
+          rest_at.emplace_back(i, c);
+        }
+      }
+      if (first_row.empty()) continue;
+      KvCache cache;
+      torch::Tensor first;
+      {
+        KvCache* keep = rest_row.empty() ? nullptr : &cache;  // needed only for a second pass
+        torch::Tensor hidden = model.hidden_states(ids.to(device), mask.to(device), keep);
+        torch::Tensor last_logits = model.logits(hidden.select(1, tp - 1));  // [b, V]: the LM head on one position
+        first = PickedLogProbs(last_logits.index_select(0, torch::tensor(first_row, long_opts).to(device)),
+                               torch::tensor(first_token, long_opts).to(device));
+      }
+      auto first_a = first.accessor<double, 1>();
+      for (size_t k = 0; k < first_at.size(); ++k) out[first_at[k].first][first_at[k].second] += first_a[k];
+      if (rest_row.empty()) continue;
+
+      // The continuations of two or more tokens, at most kContinuationsPerPrompt
+      // * batch_size per pass: each one's tokens but the last as input,
+      // right-padded, against its own copy of its prompt's keys and values; the
+      // targets are its tokens from the second on.
+      const torch::Tensor rest_rows = torch::tensor(rest_row, long_opts);
+      const size_t per_pass = static_cast<size_t>(kContinuationsPerPrompt * batch_size);
+      for (size_t c0 = 0; c0 < rest_row.size(); c0 += per_pass) {
+        const size_t c1 = std::min(rest_row.size(), c0 + per_pass);
+        const int64_t n = static_cast<int64_t>(c1 - c0);
+        int64_t len = 0;
+        for (size_t k = c0; k < c1; ++k) {
+          const auto& at = rest_at[k];
+          len = std::max<int64_t>(len, static_cast<int64_t>(items[at.first].continuations[at.second].size()) - 1);
+        }
+        torch::Tensor in = torch::zeros({n, len}, long_opts);
+        torch::Tensor in_mask = torch::zeros({n, len}, long_opts);
+        torch::Tensor targets = torch::zeros({n, len}, long_opts);
+        torch::Tensor weights = torch::zeros({n, len}, torch::kFloat64);
+        auto in_a = in.accessor<int64_t, 2>();
+        auto in_mask_a = in_mask.accessor<int64_t, 2>();
+        auto targets_a = targets.accessor<int64_t, 2>();
+        auto weights_a = weights.accessor<double, 2>();
+        for (int64_t k = 0; k < n; ++k) {
+          const auto& at = rest_at[c0 + static_cast<size_t>(k)];
+          const auto& cont = items[at.first].continuations[at.second];
+          for (size_t t = 0; t + 1 < cont.size(); ++t) {
+            in_a[k][static_cast<int64_t>(t)] = cont[t];
+            in_mask_a[k][static_cast<int64_t>(t)] = 1;
+            targets_a[k][static_cast<int64_t>(t)] = cont[t + 1];
+            weights_a[k][static_cast<int64_t>(t)] = 1.0;
+          }
+        }
+        KvCache expanded = SelectRows(cache, rest_rows.narrow(0, static_cast<int64_t>(c0), n).to(device));
+        if (c1 == rest_row.size()) cache.clear();  // the last pass needs only its copy
+        torch::Tensor logits = model.forward(in.to(device), in_mask.to(device), &expanded);  // [n, len, V]
+        torch::Tensor picked = PickedLogProbs(logits.reshape({n * len, -1}), targets.to(device).reshape({-1}));
+        torch::Tensor sums = (picked.view({n, len}) * weights).sum(1);
+        auto sums_a = sums.accessor<double, 1>();
+        for (int64_t k = 0; k < n; ++k) {
+          const auto& at = rest_at[c0 + static_cast<size_t>(k)];
+          out[at.first][at.second] += sums_a[k];
+        }
+      }
+    }
+    return out;
+  });
+}
+
 absl::StatusOr<std::vector<McEvalResult>> EvaluateMultipleChoiceScorings(
     CausalLMImpl& model, const std::vector<ChoiceExample>& items, const std::vector<Scoring>& scorings,
     int64_t batch_size) {
   if (items.empty()) return absl::InvalidArgumentError("no multiple-choice items to evaluate");
-  // At most two passes: the choice texts (sum, mean, byte) and the letters.
+  bool need_choices = false, need_letters = false;
+  for (Scoring s : scorings) (s == Scoring::kLetter ? need_letters : need_choices) = true;
+  // One prompt pass for both: each item's continuations are its choice texts
+  // (when sum, mean or byte is asked for), then its letters (when letter is).
+  std::vector<PromptContinuations> work;
+  work.reserve(items.size());
+  for (const ChoiceExample& item : items) {
+    PromptContinuations w;
+    w.prompt = item.prompt_ids;
+    if (need_choices) w.continuations = item.choice_ids;
+    if (need_letters) w.continuations.insert(w.continuations.end(), item.letter_ids.begin(), item.letter_ids.end());
+    work.push_back(std::move(w));
+  }
+  D2_ASSIGN_OR_RETURN(std::vector<std::vector<double>> scored, PromptContinuationLogProbs(model, work, batch_size));
   std::vector<double> choice_sums, letter_sums;
-  for (bool letters : {false, true}) {
-    bool needed = false;
-    for (Scoring s : scorings) needed = needed || ((s == Scoring::kLetter) == letters);
-    if (!needed) continue;
-    std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> pairs;
-    for (const ChoiceExample& item : items) {
-      for (const auto& c : letters ? item.letter_ids : item.choice_ids) pairs.emplace_back(item.prompt_ids, c);
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto it = scored[i].begin();
+    if (need_choices) {
+      const auto n = static_cast<std::ptrdiff_t>(items[i].choice_ids.size());
+      choice_sums.insert(choice_sums.end(), it, it + n);
+      it += n;
     }
-    std::vector<double>& sums = letters ? letter_sums : choice_sums;
-    D2_ASSIGN_OR_RETURN(sums, ContinuationLogProbs(model, pairs, batch_size));
+    if (need_letters) letter_sums.insert(letter_sums.end(), it, scored[i].end());
   }
   std::vector<McEvalResult> results;
   for (Scoring scoring : scorings) {

@@ -40,20 +40,41 @@ struct McEvalResult {
   std::vector<int64_t> predictions;  // chosen index per item
 };
 
+// `batch_size` items (prompts) per forward pass; see PromptContinuationLogProbs.
 absl::StatusOr<McEvalResult> EvaluateMultipleChoice(CausalLMImpl& model, const std::vector<ChoiceExample>& items,
                                                     Scoring scoring, int64_t batch_size);
 
-// The same for several scoring functions at once, sharing the forward passes
-// (one over the choice texts for sum/mean/byte, one over the letters); results
-// in the order of `scorings`.
+// The same for several scoring functions at once, sharing the forward passes:
+// each prompt is encoded once and both the choice texts (sum, mean, byte) and
+// the letters are scored against it; results in the order of `scorings`.
 absl::StatusOr<std::vector<McEvalResult>> EvaluateMultipleChoiceScorings(
     CausalLMImpl& model, const std::vector<ChoiceExample>& items, const std::vector<Scoring>& scorings,
     int64_t batch_size);
 
 // Log-probabilities of `continuation` after `prefix` for each pair, summed per
-// pair (the building block of both evaluations; batches of `batch_size`).
+// pair; every pair is one whole sequence (prefix + continuation) through the
+// model, `batch_size` sequences per forward pass. The reference for
+// PromptContinuationLogProbs, which multiple-choice evaluation uses.
 absl::StatusOr<std::vector<double>> ContinuationLogProbs(
     CausalLMImpl& model, const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>>& pairs,
     int64_t batch_size);
+
+// One prompt and the continuations scored after it.
+struct PromptContinuations {
+  std::vector<int64_t> prompt;                      // non-empty
+  std::vector<std::vector<int64_t>> continuations;  // each may be empty (scores 0)
+};
+
+// Per item, per continuation: the summed log-probability of the continuation
+// after the item's prompt, the values ContinuationLogProbs gives for the pairs
+// (prompt, continuation) up to float rounding, with each prompt encoded once.
+// `batch_size` prompts of similar length go through the model together
+// (left-padded, keys and values kept in a KvCache; the LM head runs on their
+// last position only, which scores every continuation's first token); then the
+// continuations of two or more tokens of those prompts against the cached
+// prompts (their tokens but the last as input, each with a copy of its prompt's
+// cache rows), at most 4 * `batch_size` of them per pass.
+absl::StatusOr<std::vector<std::vector<double>>> PromptContinuationLogProbs(
+    CausalLMImpl& model, const std::vector<PromptContinuations>& items, int64_t batch_size);
 
 }  // namespace d2lora::engine
