@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/rpc/job_state.h"
 #include "server/job_ids.h"
 #include "server/submit_check.h"
@@ -20,7 +21,8 @@ using rpc::IsTerminal;
 
 using google::protobuf::util::TimeUtil;
 
-google::protobuf::Timestamp Now() { return TimeUtil::GetCurrentTime(); }
+// To the nanosecond: protobuf's TimeUtil::GetCurrentTime() has whole seconds only.
+google::protobuf::Timestamp Now() { return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now())); }
 
 const char* StateLabel(v1::JobState s) {
   switch (s) {

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/coordinator.h"
 #include "common/rpc/job_state.h"
 #include "server/job_ids.h"
@@ -21,6 +22,9 @@ namespace {
 using rpc::IsTerminal;
 
 using google::protobuf::util::TimeUtil;
+
+// To the nanosecond: protobuf's TimeUtil::GetCurrentTime() has whole seconds only.
+google::protobuf::Timestamp Now() { return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now())); }
 
 bool Contains(const std::deque<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
@@ -165,7 +169,7 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::Report(const v1::ReportP
     }
     if (all_started) {
       v1::Job& j = stage_job();
-      if (!j.has_start_time()) *j.mutable_start_time() = TimeUtil::GetCurrentTime();
+      if (!j.has_start_time()) *j.mutable_start_time() = Now();
       SetState(m, j, v1::RUNNING, absl::StrCat("all ", j.world_size(), " ranks started"));
     }
   }
@@ -390,8 +394,21 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
     busy[a.worker_id].insert(a.assignment.slot());
     if (a.assignment.rank() == 0) ports[a.assignment.master_addr()].insert(a.assignment.master_port());
   }
+  // Workers heard from longest ago first: a worker learns of its assignment at
+  // its next heartbeat, and theirs come soonest. Workers that have missed a
+  // heartbeat (perhaps gone) go last. PlaceJobs keeps this order among workers
+  // with as many free slots.
+  const absl::Time now = absl::Now();
+  auto late = [&](const Worker& w) { return now - w.last_seen > 2 * options_.heartbeat_interval; };
+  std::vector<const std::pair<const std::string, Worker>*> by_last_seen;
+  for (const auto& entry : workers_) by_last_seen.push_back(&entry);
+  std::stable_sort(by_last_seen.begin(), by_last_seen.end(), [&](const auto* a, const auto* b) {
+    if (late(a->second) != late(b->second)) return !late(a->second);
+    return a->second.last_seen < b->second.last_seen;
+  });
   std::vector<WorkerSlots> slots;
-  for (const auto& [wid, w] : workers_) {
+  for (const auto* entry : by_last_seen) {
+    const auto& [wid, w] = *entry;
     WorkerSlots s{wid, {}, w.stored.registration.slots_size()};
     for (const v1::Slot& slot : w.stored.registration.slots()) {
       if (!busy[wid].count(slot.index())) s.free_slots.push_back(slot.index());
@@ -400,11 +417,10 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
   }
   std::vector<QueuedJob> queue;
   for (const v1::Job* job : queued) queue.push_back({job->id(), job->world_size()});
-  const absl::Time now = absl::Now();
   for (const Placement& p : PlaceJobs(queue, slots)) {
     v1::Job& job = m.jobs.emplace_back(jobs_.at(p.job_id));
     job.set_attempt(job.attempt() + 1);
-    *job.mutable_schedule_time() = TimeUtil::GetCurrentTime();
+    *job.mutable_schedule_time() = Now();
     job.clear_workers();
     const Worker& rank0 = workers_.at(p.ranks[0].first);
     const std::string host = rank0.stored.registration.host();

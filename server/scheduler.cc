@@ -1,10 +1,13 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <map>
 
 namespace d2lora::server {
 
 std::vector<Placement> PlaceJobs(const std::vector<QueuedJob>& queue, std::vector<WorkerSlots> workers) {
+  std::map<std::string, size_t> given;  // the caller's order, for ties
+  for (size_t i = 0; i < workers.size(); ++i) given.emplace(workers[i].worker_id, i);
   int total = 0;
   for (const WorkerSlots& w : workers) total += w.total_slots;
   std::vector<Placement> placements;
@@ -13,9 +16,9 @@ std::vector<Placement> PlaceJobs(const std::vector<QueuedJob>& queue, std::vecto
     int free = 0;
     for (const WorkerSlots& w : workers) free += static_cast<int>(w.free_slots.size());
     if (job.world_size > free) break;  // the head waits; nothing behind it jumps ahead
-    std::stable_sort(workers.begin(), workers.end(), [](const WorkerSlots& a, const WorkerSlots& b) {
+    std::sort(workers.begin(), workers.end(), [&](const WorkerSlots& a, const WorkerSlots& b) {
       if (a.free_slots.size() != b.free_slots.size()) return a.free_slots.size() > b.free_slots.size();
-      return a.worker_id < b.worker_id;
+      return given[a.worker_id] < given[b.worker_id];
     });
     Placement p{job.job_id, {}};
     for (WorkerSlots& w : workers) {

@@ -26,11 +26,12 @@ struct QueuedJob {
 struct Placement {
   std::string job_id;
   // (worker_id, slot) per rank; rank 0 first. Ranks are packed onto as few
-  // workers as possible (fast intra-host collectives), fullest-free first.
+  // workers as possible (fast intra-host collectives), fullest-free first;
+  // among workers with as many free slots, in the order `workers` gives them.
   std::vector<std::pair<std::string, int>> ranks;
 };
 
-// `queue` in start order; `workers` alive.
+// `queue` in start order; `workers` alive, in order of preference.
 std::vector<Placement> PlaceJobs(const std::vector<QueuedJob>& queue, std::vector<WorkerSlots> workers);
 
 }  // namespace d2lora::server

@@ -292,6 +292,29 @@ TEST_F(CoordinatorTest, NonRetryableFailureEndsTheJob) {
   EXPECT_EQ(job->error().attempt(), 1);
 }
 
+// A worker learns of an assignment at its next heartbeat: the ranks go to the
+// idle workers heard from longest ago, whose next heartbeat comes soonest, but
+// not to one that has missed its heartbeats (perhaps gone) while others are free.
+TEST_F(CoordinatorTest, PlacesRanksOnTheWorkersHeardFromLongestAgo) {
+  options_.heartbeat_interval = absl::Milliseconds(200);  // late: silent for over 400 ms
+  Open();
+  const std::string silent = AddWorker(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  const std::string w1 = AddWorker(1), w2 = AddWorker(1), w3 = AddWorker(1);
+  for (const std::string& w : {w1, w2}) {  // heard from: silent (late), w3 (registered), w1, w2 (now)
+    v1::HeartbeatRequest hb;
+    hb.set_worker_id(w);
+    ASSERT_TRUE(coordinator_->Heartbeat(hb).ok());
+  }
+  const std::string id = Submit(Request(2));
+  coordinator_->ScheduleNow();
+  auto job = coordinator_->GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(std::vector<std::string>(job->workers().begin(), job->workers().end()),
+            (std::vector<std::string>{w3, w1}));
+  (void)silent;
+}
+
 TEST_F(CoordinatorTest, LostWorkerFailsItsAttemptAndStopsThePeers) {
   options_.heartbeat_timeout = absl::Milliseconds(300);
   Open();

@@ -28,5 +28,12 @@ TEST(PlaceJobsTest, NoSlotIsGivenTwice) {
   EXPECT_NE(p[0].ranks[0], p[1].ranks[0]);
 }
 
+TEST(PlaceJobsTest, WorkersWithAsManyFreeSlotsGoInTheOrderGiven) {
+  auto p = PlaceJobs({{"one", 1}, {"two", 2}}, {{"c", {0}, 1}, {"a", {0}, 1}, {"b", {0, 1}, 2}, {"d", {0}, 1}});
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].ranks, (std::vector<std::pair<std::string, int>>{{"b", 0}}));
+  EXPECT_EQ(p[1].ranks, (std::vector<std::pair<std::string, int>>{{"c", 0}, {"a", 0}}));
+}
+
 }  // namespace
 }  // namespace d2lora::server

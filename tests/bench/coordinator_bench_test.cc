@@ -1,0 +1,273 @@
+// coordinator_bench's parts: the percentile and latency summaries, RpcStats,
+// the simulated worker and job client against a real in-process coordinator
+// (a 2-rank job run to SUCCEEDED), and tiny runs of the binary (both modes)
+// that write the JSON they promise.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "bench/latency_stats.h"
+#include "bench/sim_client.h"
+#include "bench/sim_worker.h"
+#include "server/coordinator_server.h"
+
+namespace d2lora::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp", "/coordinator-bench-test-XXXXXX");
+    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(PercentileTest, NearestRank) {
+  std::vector<double> v;
+  for (int i = 100; i >= 1; --i) v.push_back(i);  // unsorted on purpose
+  EXPECT_EQ(Percentile(v, 50), 50);
+  EXPECT_EQ(Percentile(v, 90), 90);
+  EXPECT_EQ(Percentile(v, 99), 99);
+  EXPECT_EQ(Percentile(v, 100), 100);
+  EXPECT_EQ(Percentile(v, 0), 1);
+  EXPECT_EQ(Percentile(v, 99.5), 100);
+  EXPECT_EQ(Percentile({1, 2, 3, 4}, 50), 2);
+  EXPECT_EQ(Percentile({1, 2, 3, 4}, 51), 3);
+  EXPECT_EQ(Percentile({7}, 99), 7);
+  EXPECT_EQ(Percentile({}, 50), 0);
+  EXPECT_EQ(Percentile({3, 1, 2}, 150), 3);  // clamped to [0, 100]
+}
+
+TEST(SummarizeTest, CountsMeanAndExtremes) {
+  const LatencySummary s = Summarize({0.004, 0.001, 0.003, 0.002});
+  EXPECT_EQ(s.count, 4);
+  EXPECT_DOUBLE_EQ(s.mean, 0.0025);
+  EXPECT_EQ(s.min, 0.001);
+  EXPECT_EQ(s.max, 0.004);
+  EXPECT_EQ(s.p50, 0.002);
+  EXPECT_EQ(s.p99, 0.004);
+  EXPECT_EQ(Summarize({}).count, 0);
+
+  const nlohmann::json j = ToJson(s);  // milliseconds
+  for (const char* key : {"count", "mean", "min", "p50", "p90", "p99", "max"}) EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["count"], 4);
+  EXPECT_DOUBLE_EQ(j["max"].get<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(ToJson(s, 1.0)["max"].get<double>(), 0.004);
+}
+
+TEST(RpcStatsTest, RecordsFromManyThreadsByOperationAndCode) {
+  RpcStats stats;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        stats.Record("Heartbeat", absl::Milliseconds(i), absl::OkStatus());
+        if (i % 10 == 0) stats.Record("Heartbeat", absl::Milliseconds(1), absl::UnavailableError("down"));
+      }
+      stats.Record("SubmitJob", absl::Milliseconds(3), absl::InvalidArgumentError("bad"));
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto ops = stats.Snapshot();
+  ASSERT_EQ(ops.size(), 2u);
+  EXPECT_EQ(ops.at("Heartbeat").ok, 400);
+  EXPECT_EQ(ops.at("Heartbeat").seconds.size(), 400u);
+  EXPECT_EQ(ops.at("Heartbeat").errors.at("UNAVAILABLE"), 40);
+  EXPECT_EQ(ops.at("SubmitJob").ok, 0);
+  EXPECT_EQ(ops.at("SubmitJob").errors.at("INVALID_ARGUMENT"), 4);
+
+  const nlohmann::json j = RpcStats::ToJson(ops);
+  EXPECT_EQ(j["Heartbeat"]["ok"], 400);
+  EXPECT_EQ(j["Heartbeat"]["errors"]["UNAVAILABLE"], 40);
+  EXPECT_DOUBLE_EQ(j["Heartbeat"]["latency_ms"]["max"].get<double>(), 99.0);
+  EXPECT_EQ(j["SubmitJob"]["latency_ms"]["count"], 0);
+
+  stats.Reset();
+  EXPECT_TRUE(stats.Snapshot().empty());
+}
+
+// Two simulated workers run a 2-rank job, submitted by a JobClient with
+// uploaded inputs, to SUCCEEDED through a real coordinator: every rank leased
+// once, inputs downloaded, outputs uploaded, no RPC failed.
+TEST(SimWorkerTest, RunsAGangJobToSucceededThroughARealCoordinator) {
+  TempDir dir;
+  server::CoordinatorServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.data_dir = dir.path() + "/data";
+  options.token = "t0ken";
+  options.coordinator.heartbeat_interval = absl::Milliseconds(100);
+  auto server = server::CoordinatorServer::Start(options, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(server.ok()) << server.status();
+  const rpc::ClientOptions endpoint{absl::StrCat("127.0.0.1:", (*server)->port()), "t0ken", "", ""};
+
+  RpcStats client_stats, worker_stats;
+  JobClient client(endpoint, &client_stats);
+  auto inputs = UploadBenchInputs(client);
+  ASSERT_TRUE(inputs.ok()) << inputs.status();
+
+  std::mutex mu;
+  std::vector<LeaseEvent> leases;
+  std::vector<std::pair<std::string, absl::Status>> done;
+  std::vector<std::unique_ptr<SimWorker>> workers;
+  for (int i = 0; i < 2; ++i) {
+    SimWorkerOptions w;
+    w.coordinator = endpoint;
+    w.name = absl::StrCat("w", i);
+    w.run_time = absl::Milliseconds(50);
+    w.report_interval = absl::Milliseconds(20);
+    w.upload_outputs = true;
+    w.stats = &worker_stats;
+    w.on_lease = [&](const LeaseEvent& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      leases.push_back(e);
+    };
+    w.on_done = [&](const v1::Assignment& a, const absl::Status& s) {
+      std::lock_guard<std::mutex> lock(mu);
+      done.emplace_back(a.id(), s);
+    };
+    auto worker = SimWorker::Create(std::move(w));
+    ASSERT_TRUE(worker.ok()) << worker.status();
+    (*worker)->Start();
+    ASSERT_TRUE((*worker)->WaitRegistered(absl::Seconds(30)));
+    workers.push_back(*std::move(worker));
+  }
+
+  auto job = client.Submit(BenchJobRequest(*inputs, 2, {{"test", "sim"}}));
+  ASSERT_TRUE(job.ok()) << job.status();
+  v1::JobState state = v1::QUEUED;
+  for (absl::Time give_up = absl::Now() + absl::Seconds(60); absl::Now() < give_up;) {
+    auto got = client.Get(job->id());
+    ASSERT_TRUE(got.ok()) << got.status();
+    state = got->state();
+    if (state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(state, v1::SUCCEEDED);
+  auto got = client.Get(job->id());
+  ASSERT_TRUE(got.ok());
+  EXPECT_NE(got->summary_json().find("\"world_size\": 2"), std::string::npos) << got->summary_json();
+  EXPECT_EQ(got->workers_size(), 2);
+  auto events = client.Watch(job->id(), 0);
+  ASSERT_TRUE(events.ok()) << events.status();
+  EXPECT_GE(*events, 5);  // queued, scheduled, running, progress, succeeded at least
+
+  for (auto& w : workers) w->Stop();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(leases.size(), 2u);
+    std::set<int> ranks;
+    std::set<std::string> by;
+    for (const LeaseEvent& e : leases) {
+      EXPECT_EQ(e.assignment.job_id(), job->id());
+      ranks.insert(e.assignment.rank());
+      by.insert(e.worker_id);
+    }
+    EXPECT_EQ(ranks, (std::set<int>{0, 1}));
+    EXPECT_EQ(by.size(), 2u);  // one rank per 1-slot worker
+    ASSERT_EQ(done.size(), 2u);
+    for (const auto& [id, s] : done) EXPECT_TRUE(s.ok()) << id << ": " << s;
+  }
+  int64_t completed = 0;
+  for (auto& w : workers) completed += w->counters().completed;
+  EXPECT_EQ(completed, 2);
+
+  const auto ops = worker_stats.Snapshot();
+  for (const char* op : {"RegisterWorker", "Heartbeat", "LeaseAssignment", "DownloadInput", "ReportProgress",
+                         "UploadArtifact", "CompleteAssignment"}) {
+    ASSERT_TRUE(ops.count(op)) << op;
+    EXPECT_GT(ops.at(op).ok, 0) << op;
+    EXPECT_TRUE(ops.at(op).errors.empty()) << op;
+  }
+  EXPECT_EQ(ops.at("DownloadInput").ok, 4);  // config.json and train.jsonl, per rank
+  EXPECT_EQ(ops.at("CompleteAssignment").ok, 2);
+  EXPECT_EQ(client_stats.Snapshot().at("SubmitJob").ok, 1);
+  (*server)->Shutdown(absl::Seconds(1));
+}
+
+TEST(CoordinatorBenchTest, TinyRunWritesTheJson) {
+  TempDir dir;
+  const std::string json = dir.path() + "/out.json", log = dir.path() + "/log.txt";
+  const std::string cmd = absl::StrCat(D2LORA_COORDINATOR_BENCH, " --workers 4 --seconds 1 --quick --json ", json,
+                                       " >", log, " 2>&1");
+  const int rc = std::system(cmd.c_str());
+  std::ifstream log_in(log);
+  const std::string output((std::istreambuf_iterator<char>(log_in)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << cmd << "\n" << output;
+  EXPECT_NE(output.find("scheduling latency"), std::string::npos) << output;
+
+  std::ifstream in(json);
+  ASSERT_TRUE(in.good()) << json;
+  const nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["bench"], "coordinator");
+  EXPECT_EQ(j["config"]["workers"], 4);
+  EXPECT_EQ(j["config"]["quick"], true);
+  EXPECT_GT(j["submit"]["accepted"].get<int64_t>(), 0);
+  EXPECT_EQ(j["submit"]["errors"], 0);
+  EXPECT_GT(j["submit"]["per_second"].get<double>(), 0);
+  for (const char* key : {"p50", "p99", "max"}) EXPECT_TRUE(j["submit"]["latency_ms"].contains(key)) << key;
+  ASSERT_EQ(j["scheduling"].size(), 3u);
+  std::set<int> sizes;
+  for (const auto& s : j["scheduling"]) {
+    sizes.insert(s["world_size"].get<int>());
+    EXPECT_GT(s["jobs"].get<int64_t>(), 0) << s.dump();
+    EXPECT_EQ(s["unfinished"], 0);
+    for (const char* part : {"to_lease_ms", "placed_ms", "lease_wait_ms"}) {
+      for (const char* key : {"p50", "p99", "max"}) EXPECT_TRUE(s[part].contains(key)) << part << "." << key;
+    }
+  }
+  EXPECT_EQ(sizes, (std::set<int>{1, 2, 4}));
+  EXPECT_EQ(j["accounting"]["ok"], true) << j["accounting"].dump();
+  EXPECT_EQ(j["accounting"]["found"], j["accounting"]["acknowledged"]);
+}
+
+TEST(CoordinatorBenchTest, TinyLoadRunAccountsForEveryJob) {
+  TempDir dir;
+  const std::string json = dir.path() + "/load.json", log = dir.path() + "/log.txt";
+  const std::string cmd = absl::StrCat(D2LORA_COORDINATOR_BENCH, " --mode load --rps 50 --clients 4 --workers 4 ",
+                                       "--seconds 1 --quick --json ", json, " >", log, " 2>&1");
+  const int rc = std::system(cmd.c_str());
+  std::ifstream log_in(log);
+  const std::string output((std::istreambuf_iterator<char>(log_in)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << cmd << "\n" << output;
+
+  std::ifstream in(json);
+  ASSERT_TRUE(in.good()) << json;
+  const nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["bench"], "coordinator-load");
+  EXPECT_EQ(j["errors"], 0) << j.dump(2);
+  EXPECT_GT(j["client_rps"].get<double>(), 0);
+  for (const char* op : {"SubmitJob", "GetJob", "ListJobs", "WatchJob"}) {
+    ASSERT_TRUE(j["client_rpcs"].contains(op)) << op;
+    EXPECT_GT(j["client_rpcs"][op]["ok"].get<int64_t>(), 0) << op;
+    for (const char* key : {"p50", "p99"}) EXPECT_TRUE(j["client_rpcs"][op]["latency_ms"].contains(key));
+  }
+  EXPECT_TRUE(j["worker_rpcs"].contains("Heartbeat"));
+  EXPECT_GT(j["accounting"]["acknowledged"].get<int64_t>(), 0);
+  EXPECT_EQ(j["accounting"]["found"], j["accounting"]["acknowledged"]);
+  EXPECT_EQ(j["accounting"]["ok"], true);
+}
+
+}  // namespace
+}  // namespace d2lora::bench
