@@ -68,7 +68,7 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::IsMember({"lm", "multiple_choice"}));
   cmd->add_option("--scoring", f->scoring, "Multiple-choice scoring: sum, mean, byte or letter")
       ->check(CLI::IsMember({"sum", "mean", "byte", "letter"}));
-  cmd->add_option("--batch-size", f->batch_size, "Sequences per forward pass")->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--batch-size", f->batch_size, "Sequences per forward pass (multiple choice: prompts per pass; each prompt is encoded once and its choices scored against its cached keys and values)")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--max-seq-len", f->max_seq_len, "Truncate to this many tokens (default: the model's context)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--skip-invalid", f->skip_invalid, "Skip (and count) invalid JSONL lines instead of failing");

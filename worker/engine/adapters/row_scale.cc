@@ -18,7 +18,9 @@ class ScaleRowsAddBiasFunction : public torch::autograd::Function<ScaleRowsAddBi
     const bool has_bias = bias.numel() > 0;
     torch::Tensor out = y * scale;
     if (has_bias) out.add_(bias);
-    ctx->save_for_backward({out, scale, bias});
+    // The output is kept only for the scale's gradient: a constant scale
+    // (norm_grad: detached) keeps no activation, as LoRA's layer does.
+    ctx->save_for_backward({scale.requires_grad() ? out : torch::Tensor(), scale, bias});
     ctx->saved_data["has_bias"] = has_bias;
     return out;
   }
@@ -29,10 +31,10 @@ class ScaleRowsAddBiasFunction : public torch::autograd::Function<ScaleRowsAddBi
     const torch::Tensor& scale = saved[1];
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const torch::Tensor& g = grad_outputs[0];
-    const int64_t features = out.size(-1);
+    const int64_t features = g.size(-1);
     torch::Tensor grad_y, grad_scale, grad_bias;
     if (ctx->needs_input_grad(0)) grad_y = g * scale;
-    if (ctx->needs_input_grad(1)) {
+    if (ctx->needs_input_grad(1) && out.defined()) {
       // d out / d scale = y = (out - bias) / scale, reduced over all leading dims.
       const auto acc = scale.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
       torch::Tensor scaled = has_bias ? out - saved[2] : out;
