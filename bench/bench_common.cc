@@ -54,6 +54,7 @@ c10::cuda::CUDACachingAllocator::Stat CudaAllocated(const torch::Device& device)
 }  // namespace
 
 BenchArgs ParseBenchArgs(int argc, char** argv) {
+  engine::ReexecWithThreadingDefaults(argv);  // as the d2lora CLI runs: passive thread waits
   BenchArgs a;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];

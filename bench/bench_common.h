@@ -27,7 +27,8 @@ struct BenchArgs {
   std::vector<std::string> rest;  // flags this parser does not know, for the bench
 };
 
-// Parses the common flags; exits with a message naming the flag on bad input.
+// Re-executes with the threading defaults the d2lora CLI uses (runtime.h),
+// then parses the common flags; exits with a message naming the flag on bad input.
 BenchArgs ParseBenchArgs(int argc, char** argv);
 
 // Sets the intra-op threads, refuses the reference BLAS, checks that CUDA is
