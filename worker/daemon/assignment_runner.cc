@@ -543,10 +543,11 @@ void AssignmentRunner::UploadCheckpoint(const CheckpointEvent& event) {
 }
 
 AssignmentResult AssignmentRunner::Finish(const ExitStatus& exit) {
-  // The checkpoints first: a failed attempt's successor resumes from the last one.
+  // The checkpoints first: a failed attempt's successor resumes from the last
+  // one. The newest queued checkpoint is uploaded on success too, so that a
+  // finished job always holds its final state, whatever the timing.
   {
     std::unique_lock<std::mutex> lock(mu_);
-    if (exit.success()) checkpoint_queued_.reset();  // not needed once the job is done
     checkpoint_closing_ = true;
     cv_.notify_all();
   }
