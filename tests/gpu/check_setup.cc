@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/worker/engine/model/random_weights.h"
 #include "worker/engine/torch_guard.h"
 
 namespace d2lora::gpucheck {
@@ -41,21 +42,7 @@ absl::StatusOr<engine::CausalLM> RandomModel(const engine::ModelConfig& config, 
                                              uint64_t seed) {
   return engine::GuardTorch("building a random tiny model", [&]() -> absl::StatusOr<engine::CausalLM> {
     engine::CausalLM model(config, torch::TensorOptions().dtype(dtype));
-    torch::manual_seed(seed);
-    torch::NoGradGuard no_grad;
-    for (auto& item : model->named_parameters()) {
-      const std::string& name = item.key();
-      torch::Tensor& p = item.value();
-      torch::Tensor v;
-      if (name.find("norm") != std::string::npos) {
-        v = 1.0 + 0.2 * torch::randn(p.sizes());
-      } else if (name.find("embed_tokens") != std::string::npos) {
-        v = torch::randn(p.sizes());
-      } else {
-        v = torch::randn(p.sizes()) * (1.5 / std::sqrt(static_cast<double>(p.size(-1))));
-      }
-      p.copy_(v.to(torch::kBFloat16).to(torch::kFloat32));
-    }
+    engine::testing::RandomizeWeights(model, seed, /*bf16_exact=*/true);
     return model;
   });
 }

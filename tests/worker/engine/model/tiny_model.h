@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gtest/gtest.h"
+#include "tests/worker/engine/model/random_weights.h"
 #include "worker/engine/model/llama.h"
 #include "worker/engine/model/model_config.h"
 
@@ -85,26 +86,11 @@ inline ModelConfig ConfigFrom(const nlohmann::json& j) {
   return *config;
 }
 
-// Every parameter random, including norms and biases, large enough that
-// mistakes show in the logits.
+// A tiny model with every parameter random (RandomizeWeights).
 inline CausalLM RandomTinyModel(const ModelConfig& config, uint64_t seed,
                                 torch::ScalarType dtype = torch::kFloat32) {
   CausalLM model(config, torch::TensorOptions().dtype(dtype));
-  torch::manual_seed(seed);
-  torch::NoGradGuard no_grad;
-  for (auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    torch::Tensor& p = item.value();
-    torch::Tensor v;
-    if (name.find("norm") != std::string::npos) {
-      v = 1.0 + 0.2 * torch::randn(p.sizes());
-    } else if (name.find("embed_tokens") != std::string::npos) {
-      v = torch::randn(p.sizes());
-    } else {
-      v = torch::randn(p.sizes()) * (1.0 / std::sqrt(static_cast<double>(p.size(-1)))) * 1.5;
-    }
-    p.copy_(v);
-  }
+  RandomizeWeights(model, seed);
   return model;
 }
 
