@@ -13,15 +13,11 @@
 #endif
 #include <torch/cuda.h>
 
+#include "absl/strings/str_split.h"
 #include "worker/engine/runtime.h"
 
 namespace d2lora::bench {
 namespace {
-
-[[noreturn]] void Die(const std::string& message) {
-  std::cerr << "error: " << message << "\n";
-  std::exit(2);
-}
 
 int ParseInt(const std::string& flag, const char* value) {
   char* end = nullptr;
@@ -52,6 +48,48 @@ c10::cuda::CUDACachingAllocator::Stat CudaAllocated(const torch::Device& device)
 #endif
 
 }  // namespace
+
+[[noreturn]] void Die(const std::string& message) {
+  std::cerr << "error: " << message << "\n";
+  std::exit(2);
+}
+
+bool BenchFlags::Next() {
+  if (started_) ++i_;
+  started_ = true;
+  return i_ < rest_.size();
+}
+
+std::string BenchFlags::Value() {
+  if (i_ + 1 >= rest_.size()) Die(flag() + " needs a value");
+  return rest_[++i_];
+}
+
+std::vector<int64_t> BenchFlags::Ints(int64_t min) {
+  const std::string& name = flag();
+  const std::string text = Value();
+  std::vector<int64_t> out;
+  for (absl::string_view piece : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    const std::string s(piece);
+    char* end = nullptr;
+    const long long v = std::strtoll(s.c_str(), &end, 10);
+    if (end == s.c_str() || *end != '\0' || v < min) {
+      Die(name + " expects integers >= " + std::to_string(min) + ", got '" + text + "'");
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) Die(name + " needs at least one value");
+  return out;
+}
+
+int64_t BenchFlags::Int(int64_t min) {
+  const std::string& name = flag();
+  const std::vector<int64_t> v = Ints(min);
+  if (v.size() != 1) Die(name + " expects one integer");
+  return v[0];
+}
+
+void BenchFlags::Unknown(const std::string& hint) const { Die("unknown flag " + flag() + hint); }
 
 BenchArgs ParseBenchArgs(int argc, char** argv) {
   engine::ReexecWithThreadingDefaults(argv);  // as the d2lora CLI runs: passive thread waits

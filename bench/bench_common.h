@@ -27,6 +27,29 @@ struct BenchArgs {
   std::vector<std::string> rest;  // flags this parser does not know, for the bench
 };
 
+// Prints "error: MESSAGE" and exits 2.
+[[noreturn]] void Die(const std::string& message);
+
+// Walks a bench's own flags (BenchArgs::rest); every error names the flag and
+// exits through Die:
+//   for (BenchFlags f(args.rest); f.Next();)
+//     if (f.flag() == "--seq") seq = f.Int(1); else f.Unknown();
+class BenchFlags {
+ public:
+  explicit BenchFlags(const std::vector<std::string>& rest) : rest_(rest) {}
+  bool Next();                           // advances to the next flag
+  const std::string& flag() const { return rest_[i_]; }
+  std::string Value();                   // the word after the flag
+  int64_t Int(int64_t min);                 // Value() as one integer >= min
+  std::vector<int64_t> Ints(int64_t min);   // Value() as "a,b,c", each >= min
+  [[noreturn]] void Unknown(const std::string& hint = "") const;
+
+ private:
+  const std::vector<std::string>& rest_;
+  size_t i_ = 0;
+  bool started_ = false;
+};
+
 // Re-executes with the threading defaults the d2lora CLI uses (runtime.h),
 // then parses the common flags; exits with a message naming the flag on bad input.
 BenchArgs ParseBenchArgs(int argc, char** argv);

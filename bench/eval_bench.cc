@@ -53,11 +53,6 @@ namespace {
 using engine::AdapterMethod;
 using engine::CausalLM;
 
-[[noreturn]] void Die(const std::string& message) {
-  std::cerr << "eval_bench: " << message << "\n";
-  std::exit(2);
-}
-
 template <typename T>
 T OrDie(absl::StatusOr<T> v) {
   if (!v.ok()) Die(std::string(v.status().message()));
@@ -79,31 +74,19 @@ Flags ParseFlags(const BenchArgs& args) {
     f.seq = 128;
     f.mc_items = 24;
   }
-  const auto& rest = args.rest;
-  for (size_t i = 0; i < rest.size(); ++i) {
-    const std::string& flag = rest[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= rest.size()) Die(flag + " needs a value");
-      return rest[++i];
-    };
-    auto number = [&]() -> int64_t {
-      const std::string v = value();
-      char* end = nullptr;
-      const long long n = std::strtoll(v.c_str(), &end, 10);
-      if (end == v.c_str() || *end != '\0' || n < 1) Die(flag + " expects a positive integer, got '" + v + "'");
-      return n;
-    };
-    if (flag == "--preset") f.preset = value();
-    else if (flag == "--batch") f.batch = number();
-    else if (flag == "--seq") f.seq = number();
-    else if (flag == "--r") f.r = number();
-    else if (flag == "--methods") f.methods = absl::StrSplit(value(), ',', absl::SkipEmpty());
-    else if (flag == "--mc-items") f.mc_items = number();
-    else if (flag == "--mc-batch") f.mc_batch = number();
-    else if (flag == "--mc-prompt-min") f.mc_prompt_min = number();
-    else if (flag == "--mc-prompt-max") f.mc_prompt_max = number();
+  for (BenchFlags flags(args.rest); flags.Next();) {
+    const std::string& flag = flags.flag();
+    if (flag == "--preset") f.preset = flags.Value();
+    else if (flag == "--batch") f.batch = flags.Int(1);
+    else if (flag == "--seq") f.seq = flags.Int(1);
+    else if (flag == "--r") f.r = flags.Int(1);
+    else if (flag == "--methods") f.methods = absl::StrSplit(flags.Value(), ',', absl::SkipEmpty());
+    else if (flag == "--mc-items") f.mc_items = flags.Int(1);
+    else if (flag == "--mc-batch") f.mc_batch = flags.Int(1);
+    else if (flag == "--mc-prompt-min") f.mc_prompt_min = flags.Int(1);
+    else if (flag == "--mc-prompt-max") f.mc_prompt_max = flags.Int(1);
     else if (flag == "--no-mc") f.mc = false;
-    else Die("unknown flag " + flag);
+    else flags.Unknown();
   }
   if (f.mc_prompt_max < f.mc_prompt_min) Die("--mc-prompt-max is below --mc-prompt-min");
   for (const std::string& m : f.methods) OrDie(engine::ParseMethod(m));

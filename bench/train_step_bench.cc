@@ -66,11 +66,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-[[noreturn]] void Die(const std::string& message) {
-  std::cerr << "error: " << message << "\n";
-  std::exit(2);
-}
-
 // ---------------------------------------------------------------------------
 // Flags
 
@@ -92,45 +87,24 @@ struct Options {
   bool ckpt = false;
 };
 
-std::vector<int64_t> ParseIntList(const std::string& flag, const std::string& text) {
-  std::vector<int64_t> out;
-  for (absl::string_view piece : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    char* end = nullptr;
-    const std::string s(piece);
-    const long long v = std::strtoll(s.c_str(), &end, 10);
-    if (end == s.c_str() || *end != '\0' || v <= 0) Die(flag + " expects positive integers, got '" + text + "'");
-    out.push_back(v);
-  }
-  if (out.empty()) Die(flag + " needs at least one value");
-  return out;
-}
-
 Options ParseOptions(const BenchArgs& args) {
   Options o;
-  const auto& rest = args.rest;
-  for (size_t i = 0; i < rest.size(); ++i) {
-    const std::string& flag = rest[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= rest.size()) Die(flag + " needs a value");
-      return rest[++i];
-    };
-    auto one_int = [&]() { return ParseIntList(flag, value()).at(0); };
-    if (flag == "--presets") o.presets = absl::StrSplit(value(), ',', absl::SkipEmpty());
-    else if (flag == "--seqs") o.seqs = ParseIntList(flag, value());
-    else if (flag == "--tokens") o.tokens = one_int();
-    else if (flag == "--r") o.r = one_int();
-    else if (flag == "--ref-seq") {
-      const std::string v = value();
-      o.ref_seq = v == "0" ? 0 : ParseIntList(flag, v).at(0);
-    } else if (flag == "--gemm-sizes") o.gemm_sizes = ParseIntList(flag, value());
-    else if (flag == "--adapter-dtype") o.adapter_dtype = value();
-    else if (flag == "--seed") o.seed = static_cast<uint64_t>(one_int());
+  for (BenchFlags flags(args.rest); flags.Next();) {
+    const std::string& flag = flags.flag();
+    if (flag == "--presets") o.presets = absl::StrSplit(flags.Value(), ',', absl::SkipEmpty());
+    else if (flag == "--seqs") o.seqs = flags.Ints(1);
+    else if (flag == "--tokens") o.tokens = flags.Int(1);
+    else if (flag == "--r") o.r = flags.Int(1);
+    else if (flag == "--ref-seq") o.ref_seq = flags.Int(0);  // 0: no reference rows
+    else if (flag == "--gemm-sizes") o.gemm_sizes = flags.Ints(1);
+    else if (flag == "--adapter-dtype") o.adapter_dtype = flags.Value();
+    else if (flag == "--seed") o.seed = static_cast<uint64_t>(flags.Int(1));
     else if (flag == "--no-memory") o.memory = false;
     else if (flag == "--no-breakdown") o.breakdown = false;
     else if (flag == "--mem-child") o.mem_child = true;  // hidden: run by this binary itself
-    else if (flag == "--method") o.method = value();
-    else if (flag == "--ckpt") o.ckpt = value() == "1";
-    else Die("unknown flag " + flag + " (see the comment at the top of bench/train_step_bench.cc)");
+    else if (flag == "--method") o.method = flags.Value();
+    else if (flag == "--ckpt") o.ckpt = flags.Value() == "1";
+    else flags.Unknown(" (see the comment at the top of bench/train_step_bench.cc)");
   }
   if (o.adapter_dtype != "fp32" && o.adapter_dtype != "bf16") Die("--adapter-dtype must be fp32 or bf16");
   if (o.presets.empty()) {
