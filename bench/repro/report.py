@@ -1,0 +1,322 @@
+"""Reads the study's finished runs and writes results.json, report.md and PNG
+plots (bench/repro/repro.py calls it; `repro.py --report-only` reruns it)."""
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+# The paper's claims at 7-8B scale (DESIGN section 1).
+PAPER = {"vs_lora_pp": 2.2, "vs_lora_2r_pp": 1.6, "volatility_drop": 0.36, "merge_gap_pp": 0.03}
+SCORING = ("mean log-likelihood per token of each choice given the question (eval.scoring: mean); "
+           "the highest-scoring choice is the answer")
+
+
+def read_jsonl(path):
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def summary_of(run_dir):
+    p = Path(run_dir) / "out" / "summary.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def accuracy(summary):
+    """The final validation accuracy under the spec's scoring (the training form)."""
+    ev = summary.get("eval") or {}
+    acc = ev.get("accuracy")
+    return acc.get(ev.get("scoring", "mean")) if isinstance(acc, dict) else acc
+
+
+def collect_sweep(sweep_dir, cfg):
+    """method -> lr -> task -> dev accuracy, for finished sweep runs."""
+    out = {}
+    for m in cfg["methods"]:
+        for lr in cfg["lrs"]:
+            for task in cfg["tasks"]:
+                s = summary_of(Path(sweep_dir) / f"{m}-{task}-lr{lr:g}")
+                if s and accuracy(s) is not None:
+                    out.setdefault(m, {}).setdefault(f"{lr:g}", {})[task] = accuracy(s)
+    return out
+
+
+def best_lr(sweep, method, cfg):
+    """The rate with the best dev accuracy averaged over tasks (the smaller on ties)."""
+    if len(cfg["lrs"]) == 1:
+        return cfg["lrs"][0]
+    scores = []
+    for lr in cfg["lrs"]:
+        accs = sweep.get(method, {}).get(f"{lr:g}", {})
+        if len(accs) != len(cfg["tasks"]):
+            raise RuntimeError(f"sweep of {method} at lr {lr:g} is unfinished")
+        scores.append((statistics.mean(accs.values()), -lr, lr))
+    return max(scores)[2]
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def step_losses(run_dir):
+    """(step, loss) of each optimizer step, from metrics.jsonl."""
+    rows = read_jsonl(Path(run_dir) / "out" / "metrics.jsonl")
+    seen = {}
+    for r in rows:
+        if r.get("event") == "step" and r.get("loss") is not None:
+            seen[r["step"]] = r["loss"]
+    return sorted(seen.items())
+
+
+def collect_runs(work, cfg, best):
+    runs = []
+    for seed in cfg["seeds"]:
+        for task in cfg["tasks"]:
+            for m in cfg["methods"]:
+                d = Path(work) / "runs" / f"{m}-{task}-s{seed}"
+                s = summary_of(d)
+                if not s:
+                    continue
+                mc = s.get("merge_check") or {}
+                runs.append({
+                    "method": m, "task": task, "seed": seed, "lr": best[m],
+                    "accuracy": accuracy(s),
+                    "accuracy_merged": mc.get("accuracy_merged"),
+                    "merge_gap_pp": mc.get("accuracy_gap_pp"),
+                    "max_logit_diff": mc.get("max_logit_diff"),
+                    "volatility": (s.get("volatility") or {}).get("volatility"),
+                    "spikes": (s.get("volatility") or {}).get("spikes"),
+                    "train_seconds": s.get("train_seconds"),
+                    "steps": s.get("steps"),
+                    "skipped_steps": s.get("skipped_steps"),
+                    "trainable_parameters": (s.get("parameters") or {}).get("trainable"),
+                    "dir": str(d),
+                })
+    return runs
+
+
+def paired(runs, a, b, key, cfg):
+    """Mean and standard error of a-b over matching (task, seed) pairs."""
+    idx = {(r["method"], r["task"], r["seed"]): r for r in runs}
+    diffs = []
+    for task in cfg["tasks"]:
+        for seed in cfg["seeds"]:
+            ra, rb = idx.get((a, task, seed)), idx.get((b, task, seed))
+            if ra and rb and ra[key] is not None and rb[key] is not None:
+                diffs.append(ra[key] - rb[key])
+    if not diffs:
+        return None
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    return {"mean": statistics.mean(diffs), "se": sd / math.sqrt(len(diffs)), "n": len(diffs)}
+
+
+def verdict(d, paper_sign=1):
+    """held: same sign as the paper and beyond 2 standard errors."""
+    if d is None:
+        return "not measured"
+    m, se = d["mean"] * paper_sign, d["se"]
+    if d["n"] > 1 and m > 2 * se:
+        return "held"
+    if d["n"] > 1 and m < -2 * se:
+        return "reversed"
+    return "direction held, within noise" if m > 0 else "did not hold (within noise)"
+
+
+def aggregate(runs, cfg):
+    table = {}
+    for m in cfg["methods"]:
+        row = {}
+        for task in cfg["tasks"] + ["average"]:
+            if task == "average":
+                # per seed: the mean over tasks; then mean and std over seeds
+                per_seed = []
+                for seed in cfg["seeds"]:
+                    accs = [r["accuracy"] for r in runs if r["method"] == m and r["seed"] == seed]
+                    if len(accs) == len(cfg["tasks"]) and None not in accs:
+                        per_seed.append(statistics.mean(accs))
+                row[task] = mean_std(per_seed)
+            else:
+                row[task] = mean_std([r["accuracy"] for r in runs if r["method"] == m and r["task"] == task])
+        sel = [r for r in runs if r["method"] == m]
+        row["volatility"] = mean_std([r["volatility"] for r in sel])
+        row["merge_gap_pp"] = mean_std([abs(r["merge_gap_pp"]) for r in sel if r["merge_gap_pp"] is not None])
+        row["max_logit_diff"] = max((r["max_logit_diff"] or 0 for r in sel), default=None)
+        row["train_seconds"] = mean_std([r["train_seconds"] for r in sel])
+        row["lr"] = sel[0]["lr"] if sel else None
+        row["trainable_parameters"] = sel[0]["trainable_parameters"] if sel else None
+        table[m] = row
+    return table
+
+
+def pct(ms):
+    m, s = ms if ms else (None, None)
+    if m is None:
+        return "–"
+    return f"{100 * m:.1f} ± {100 * s:.1f}"
+
+
+def plots(out, work, runs, cfg):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ["(no plots: python3-matplotlib is not installed)"]
+    made = []
+    fig, axes = plt.subplots(1, len(cfg["tasks"]), figsize=(5 * len(cfg["tasks"]), 4), squeeze=False)
+    for ax, task in zip(axes[0], cfg["tasks"]):
+        for m in cfg["methods"]:
+            curves = [step_losses(r["dir"]) for r in runs if r["method"] == m and r["task"] == task]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            xs = [c[0] for c in curves[0][:n]]
+            ys = [statistics.mean(c[i][1] for c in curves) for i in range(n)]
+            w = max(1, n // 30)  # moving average for legibility; volatility uses the raw losses
+            ys = [statistics.mean(ys[max(0, i - w + 1):i + 1]) for i in range(n)]
+            ax.plot(xs, ys, label=m, linewidth=1.5 if m in ("lora_r", "d2lora_r") else 0.8)
+        ax.set_title(f"{task}: training loss (mean over seeds)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "loss_curves.png", dpi=90)
+    plt.close(fig)
+    made.append("loss_curves.png")
+
+    pre = [r for r in read_jsonl(Path(work) / "pretrain" / "out" / "metrics.jsonl")
+           if r.get("event") == "eval" and r.get("perplexity") is not None]
+    if pre:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot([r["step"] for r in pre], [r["perplexity"] for r in pre], marker="o")
+        ax.set_yscale("log")
+        ax.set_title("pretraining: validation perplexity")
+        ax.set_xlabel("step")
+        fig.tight_layout()
+        fig.savefig(out / "pretrain_perplexity.png", dpi=90)
+        plt.close(fig)
+        made.append("pretrain_perplexity.png")
+    return made
+
+
+def pretrain_info(work):
+    rows = read_jsonl(Path(work) / "pretrain" / "out" / "metrics.jsonl")
+    evals = [r for r in rows if r.get("event") == "eval" and r.get("perplexity") is not None]
+    s = json.loads((Path(work) / "pretrain" / "out" / "summary.json").read_text())
+    info = {"steps": s.get("steps"), "train_seconds": s.get("train_seconds"),
+            "parameters": (s.get("parameters") or {}).get("total"),
+            "perplexity": [(r["step"], r["perplexity"]) for r in evals]}
+    if len(evals) >= 3:
+        # Flattening: the relative drop over the last fifth of the evaluations.
+        k = max(1, len(evals) // 5)
+        a, b = evals[-1 - k]["perplexity"], evals[-1]["perplexity"]
+        info["last_fifth_drop"] = (a - b) / a
+    return info
+
+
+def write(out, work, cfg, mode, best, sweep, seconds, jobs):
+    out = Path(out)
+    runs = collect_runs(work, cfg, best)
+    table = aggregate(runs, cfg)
+    m = cfg["methods"]
+    claims = {}
+    if "d2lora_r" in m and "lora_r" in m:
+        claims["vs_lora_pp"] = paired(runs, "d2lora_r", "lora_r", "accuracy", cfg)
+        claims["volatility_lora_minus_d2"] = paired(runs, "lora_r", "d2lora_r", "volatility", cfg)
+        claims["time_ratio_vs_lora"] = None
+        t_d2, t_lora = table["d2lora_r"]["train_seconds"][0], table["lora_r"]["train_seconds"][0]
+        if t_d2 and t_lora:
+            claims["time_ratio_vs_lora"] = t_d2 / t_lora
+    if "d2lora_r" in m and "lora_2r" in m:
+        claims["vs_lora_2r_pp"] = paired(runs, "d2lora_r", "lora_2r", "accuracy", cfg)
+    if "d2lora_r" in m and "dora_r" in m:
+        claims["vs_dora_pp"] = paired(runs, "d2lora_r", "dora_r", "accuracy", cfg)
+    for k in ("vs_lora_pp", "vs_lora_2r_pp", "vs_dora_pp"):
+        if claims.get(k):
+            claims[k] = {kk: (v * 100 if kk in ("mean", "se") else v) for kk, v in claims[k].items()}
+    pre = pretrain_info(work)
+    results = {"mode": mode, "config": cfg, "learning_rates": best, "sweep_dev_accuracy": sweep,
+               "pretrain": pre, "table": table, "claims": claims, "runs": runs,
+               "seconds": seconds, "parallel_trainings": jobs, "scoring": SCORING}
+    made = plots(out, work, runs, cfg)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / "report.md").write_text(markdown(results, made))
+
+
+def markdown(r, made):
+    cfg, t, c = r["config"], r["table"], r["claims"]
+    lines = [f"# D2-LoRA fidelity study ({r['mode']})", "",
+             f"Base: `{cfg['preset']}` preset ({r['pretrain']['parameters']:,} parameters), pretrained with "
+             f"`method: full` for {r['pretrain']['steps']} steps on WordNet glosses. "
+             f"Tasks: WordNet {', '.join(cfg['tasks'])}, 4 choices, no word shared between train and validation. "
+             f"Adapters at r = 8 on all linear layers, {cfg['epochs']} epochs, seeds {cfg['seeds']}. "
+             f"Scoring: {r['scoring']}. Whole study: {r['seconds'] / 60:.0f} min, "
+             f"{r['parallel_trainings']} one-thread trainings at a time.", ""]
+    ppl = r["pretrain"]["perplexity"]
+    if ppl:
+        drop = r["pretrain"].get("last_fifth_drop")
+        lines += [f"Pretraining validation perplexity: {ppl[0][1]:.0f} (step {ppl[0][0]}) → {ppl[-1][1]:.1f} "
+                  f"(step {ppl[-1][0]})" + (f"; {100 * drop:.1f}% drop over the last fifth of its evaluations."
+                                            if drop is not None else "."), ""]
+    head = "| method | lr | " + " | ".join(cfg["tasks"]) + " | average | volatility | |merge gap| pp | train s |"
+    lines += ["## Accuracy (%, mean ± std over seeds)", "", head, "|" + "---|" * (len(cfg["tasks"]) + 6)]
+    for m, row in t.items():
+        vol, gap, sec = row["volatility"], row["merge_gap_pp"], row["train_seconds"]
+        lines.append(f"| {m} | {row['lr']:g} | " + " | ".join(pct(row[k]) for k in cfg["tasks"]) +
+                     f" | {pct(row['average'])} | " +
+                     (f"{vol[0]:.3f} ± {vol[1]:.3f}" if vol[0] is not None else "–") + " | " +
+                     (f"{gap[0]:.2f}" if gap[0] is not None else "–") + " | " +
+                     (f"{sec[0]:.0f}" if sec[0] is not None else "–") + " |")
+    lines += ["", "## The paper's claims at this scale", "",
+              "| claim (paper, 7-8B) | here (paired over task × seed, ± standard error) | verdict |",
+              "|---|---|---|"]
+
+    def pp(k):
+        d = c.get(k)
+        return f"{d['mean']:+.2f} ± {d['se']:.2f} pp (n = {d['n']})" if d else "–"
+    lines.append(f"| D2-LoRA − LoRA r: +{PAPER['vs_lora_pp']} pp | {pp('vs_lora_pp')} | "
+                 f"{verdict(c.get('vs_lora_pp'))} |")
+    lines.append(f"| D2-LoRA − LoRA 2r: +{PAPER['vs_lora_2r_pp']} pp | {pp('vs_lora_2r_pp')} | "
+                 f"{verdict(c.get('vs_lora_2r_pp'))} |")
+    lines.append(f"| D2-LoRA ≥ DoRA | {pp('vs_dora_pp')} | {verdict_dora(c.get('vs_dora_pp'))} |")
+    vol = c.get("volatility_lora_minus_d2")
+    if vol and t.get("lora_r", {}).get("volatility", (None,))[0]:
+        rel = vol["mean"] / t["lora_r"]["volatility"][0]
+        lines.append(f"| volatility 36% lower than LoRA | {100 * rel:.0f}% lower "
+                     f"(± {100 * vol['se'] / t['lora_r']['volatility'][0]:.0f}%) | {verdict(vol)} |")
+    gap = t.get("d2lora_r", {}).get("merge_gap_pp")
+    if gap and gap[0] is not None:
+        lines.append(f"| merge gap ~0.03 pp | mean |gap| {gap[0]:.3f} pp, largest logit difference "
+                     f"{t['d2lora_r']['max_logit_diff']:.1e} | {'held' if gap[0] <= 0.1 else 'did not hold'} |")
+    if c.get("time_ratio_vs_lora"):
+        lines.append(f"| (overhead) | D2-LoRA / LoRA training time {c['time_ratio_vs_lora']:.2f}× | |")
+    lines += ["", "\"held\": the paper's sign and more than two standard errors from zero; "
+              "\"within noise\": less than two standard errors.", ""]
+    if len(cfg["lrs"]) > 1:
+        lines += ["## Learning-rate sweep (dev accuracy %, seed 1, mean over tasks)", "",
+                  "| method | " + " | ".join(f"{lr:g}" for lr in cfg["lrs"]) + " | chosen |",
+                  "|---|" + "---|" * (len(cfg["lrs"]) + 1)]
+        for m in cfg["methods"]:
+            cells = []
+            for lr in cfg["lrs"]:
+                accs = r["sweep_dev_accuracy"].get(m, {}).get(f"{lr:g}", {})
+                cells.append(f"{100 * sum(accs.values()) / len(accs):.1f}" if accs else "–")
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {r['learning_rates'][m]:g} |")
+        lines.append("")
+    lines += [f"![{p}]({p})" for p in made if p.endswith(".png")] + [p for p in made if not p.endswith(".png")]
+    return "\n".join(lines) + "\n"
+
+
+def verdict_dora(d):
+    if d is None:
+        return "not measured"
+    if d["n"] > 1 and d["mean"] < -2 * d["se"]:
+        return "did not hold (DoRA better)"
+    return "held (better)" if d["n"] > 1 and d["mean"] > 2 * d["se"] else "held (matches, within noise)"
