@@ -401,7 +401,8 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
   if (fd < 0) return ErrnoError("cannot create a temporary file for", path);
   TempFile tmp(fd, tmp_name);
   if (absl::Status s = WriteAll(tmp.fd(), prefix.data(), prefix.size(), path); !s.ok()) return s;
-  for (const auto& [name, tensor] : tensors) {
+  for (const auto& [name, bound_tensor] : tensors) {
+    const at::Tensor& tensor = bound_tensor;  // C++17 lambdas cannot capture structured bindings (clang)
     // One tensor at a time on the host, so that a large model never needs a second full copy.
     absl::StatusOr<at::Tensor> host = GuardTorch(absl::StrCat(path, ": tensor '", name, "'"),
                                                  [&]() -> absl::StatusOr<at::Tensor> {

@@ -68,6 +68,41 @@ std::string Describe(const YAML::Node& node) {
   }
 }
 
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code
+// points past U+10FFFF). yaml-cpp reads other bytes as they are but writes them
+// back as U+FFFD, so a spec holding them would not survive its canonical form.
+bool ValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = 1, cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2, cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
 // One mapping of the tree, read key by key with type checks. Absent and null
 // keys leave the output untouched (the default).
 class SectionReader {
@@ -113,6 +148,7 @@ class SectionReader {
     YAML::Node n = Child(key);
     if (!Present(n)) return absl::OkStatus();
     if (!n.IsScalar()) return Error(Path(key), absl::StrCat("must be a string, got ", Describe(n)));
+    if (!ValidUtf8(n.Scalar())) return Error(Path(key), "is not valid UTF-8");
     *out = n.Scalar();
     return absl::OkStatus();
   }
@@ -121,6 +157,7 @@ class SectionReader {
     YAML::Node n = Child(key);
     if (!Present(n)) return absl::OkStatus();
     if (n.IsScalar()) {  // one pattern, e.g. all-linear
+      if (!ValidUtf8(n.Scalar())) return Error(Path(key), "is not valid UTF-8");
       *out = {n.Scalar()};
       return absl::OkStatus();
     }
@@ -133,6 +170,7 @@ class SectionReader {
         return Error(absl::StrCat(Path(key), "[", i, "]"),
                      absl::StrCat("must be a string, got ", Describe(n[i])));
       }
+      if (!ValidUtf8(n[i].Scalar())) return Error(absl::StrCat(Path(key), "[", i, "]"), "is not valid UTF-8");
       v.push_back(n[i].Scalar());
     }
     *out = std::move(v);

@@ -23,6 +23,10 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
       return absl::InvalidArgumentError(
           absl::StrCat(where, ".vocab: token '", token, "' has negative id ", id));
     }
+    if (id >= kMaxTokenIds) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ".vocab: token '", token, "' has id ", id,
+                                                     ", not below the limit of ", kMaxTokenIds));
+    }
     max_id = std::max(max_id, id);
   }
   model->id_to_token_.resize(static_cast<size_t>(max_id + 1));

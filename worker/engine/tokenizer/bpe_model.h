@@ -17,6 +17,10 @@
 
 namespace d2lora::engine {
 
+// Token ids (model.vocab and added_tokens) must be below this: the model keeps
+// an array indexed by id, and the largest real vocabularies have ~256k tokens.
+inline constexpr int64_t kMaxTokenIds = int64_t{1} << 24;
+
 class BpeModel {
  public:
   // `vocab`: token string -> id. `merges`: pairs of token strings, best first.

@@ -15,6 +15,8 @@ namespace {
 
 using Json = nlohmann::json;
 using IdLookup = std::function<std::optional<int64_t>(const std::string&)>;
+// Whether an id names a token (of model.vocab or added_tokens).
+using IdKnown = std::function<bool(int64_t)>;
 
 absl::Status Invalid(const std::string& path, absl::string_view field, absl::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", field, ": ", message));
@@ -98,9 +100,10 @@ absl::StatusOr<std::vector<AddedToken>> ParseAddedTokens(const Json& root, const
   for (size_t i = 0; i < it->size(); ++i) {
     const Json& t = (*it)[i];
     if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || t["id"].get<int64_t>() < 0 ||
+        t["id"].get<int64_t>() >= kMaxTokenIds ||
         !t.contains("content") || !t["content"].is_string() || t["content"].get<std::string>().empty()) {
       return Invalid(path, absl::StrCat("added_tokens[", i, "]"),
-                     "needs a non-negative integer 'id' and a non-empty string 'content'");
+                     absl::StrCat("needs an integer 'id' in [0, ", kMaxTokenIds, ") and a non-empty string 'content'"));
     }
     tokens.push_back({t["id"].get<int64_t>(), t["content"].get<std::string>(), BoolOr(t, "special", false)});
   }
@@ -172,7 +175,7 @@ absl::Status AddPreTokenizer(const Json& j, const std::string& path, const std::
 }
 
 absl::Status AddPostProcessor(const Json& j, const std::string& path, const std::string& field,
-                              const IdLookup& lookup, BpeTokenizer::Parts* parts) {
+                              const IdLookup& lookup, const IdKnown& known, BpeTokenizer::Parts* parts) {
   if (j.is_null()) return absl::OkStatus();
   const std::string type = TypeOf(j);
   if (type == "ByteLevel") return absl::OkStatus();
@@ -181,7 +184,7 @@ absl::Status AddPostProcessor(const Json& j, const std::string& path, const std:
     if (steps == j.end() || !steps->is_array()) return Invalid(path, field + ".processors", "must be an array");
     for (size_t i = 0; i < steps->size(); ++i) {
       D2_RETURN_IF_ERROR(AddPostProcessor((*steps)[i], path, absl::StrCat(field, ".processors[", i, "]"),
-                                          lookup, parts));
+                                          lookup, known, parts));
     }
     return absl::OkStatus();
   }
@@ -191,6 +194,10 @@ absl::Status AddPostProcessor(const Json& j, const std::string& path, const std:
       auto t = j.find(key);
       if (t == j.end() || !t->is_array() || t->size() != 2 || !(*t)[1].is_number_integer()) {
         return Invalid(path, absl::StrCat(field, ".", key), "must be [token, id]");
+      }
+      if (!known((*t)[1].get<int64_t>())) {
+        return Invalid(path, absl::StrCat(field, ".", key),
+                       absl::StrCat("id ", (*t)[1].get<int64_t>(), " is not in the vocabulary"));
       }
       if (std::string(key) == "sep") items.push_back({true, {}});
       items.push_back({false, {(*t)[1].get<int64_t>()}});
@@ -219,6 +226,10 @@ absl::Status AddPostProcessor(const Json& j, const std::string& path, const std:
         for (const Json& id : (*entry)["ids"]) {
           if (!id.is_number_integer()) {
             return Invalid(path, absl::StrCat(field, ".special_tokens[\"", name, "\"].ids"), "must be integers");
+          }
+          if (!known(id.get<int64_t>())) {
+            return Invalid(path, absl::StrCat(field, ".special_tokens[\"", name, "\"].ids"),
+                           absl::StrCat("id ", id.get<int64_t>(), " is not in the vocabulary"));
           }
           special.ids.push_back(id.get<int64_t>());
         }
@@ -271,8 +282,16 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> Parse(const Json& root, const std:
     }
     return model->TokenToId(token);
   };
+  IdKnown known = [model, added](int64_t id) {
+    for (const AddedToken& t : *added) {
+      if (t.id == id) return true;
+    }
+    return model->IdToToken(id) != nullptr;
+  };
   auto post = root.find("post_processor");
-  if (post != root.end()) D2_RETURN_IF_ERROR(AddPostProcessor(*post, path, "post_processor", lookup, &parts));
+  if (post != root.end()) {
+    D2_RETURN_IF_ERROR(AddPostProcessor(*post, path, "post_processor", lookup, known, &parts));
+  }
 
   // BOS/EOS: tokenizer_config.json names them; else the template implies them.
   if (parts.single_template.has_value()) {
