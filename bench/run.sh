@@ -6,6 +6,8 @@
 #                       multiple-choice scoring with a shared prompt
 #   dp_bench.sh         2 Gloo ranks vs 1, all-reduce share, thread waiting
 #   coordinator_bench   submissions/s and scheduling latency, 100 workers
+#   coordinator_load    coordinator_bench --mode load --rps 1000: RPCs/s,
+#                       p50/p99 latency and errors per RPC, store consistency
 #   adapter_bench       one adapted layer (Google Benchmark), when built
 # Each prints its table; the headline figures are printed at the end and
 # everything is written to OUT/bench.json (one key per bench).
@@ -30,13 +32,13 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift ;;
     --no-build) BUILD=0 ;;
     --only) ONLY=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
-ALL=(train_step eval dp coordinator adapter)
+ALL=(train_step eval dp coordinator coordinator_load adapter)
 wanted() { [[ -z "$ONLY" || ",$ONLY," == *",$1,"* ]]; }
 
 if ((BUILD)); then
@@ -78,6 +80,7 @@ run train_step "$B/train_step_bench"
 run eval "$B/eval_bench"
 run dp "$ROOT/bench/dp_bench.sh" --build-dir "$BUILD_DIR"
 [[ -x "$B/coordinator_bench" ]] && run coordinator "$B/coordinator_bench"
+[[ -x "$B/coordinator_bench" ]] && run coordinator_load "$B/coordinator_bench" --mode load --rps 1000
 if [[ -x "$B/adapter_bench" ]] && wanted adapter; then
   echo "=== adapter: $B/adapter_bench" >&2
   "$B/adapter_bench" --benchmark_out="$OUT/adapter.json" --benchmark_out_format=json | tee "$OUT/adapter.txt" || failed+=(adapter)

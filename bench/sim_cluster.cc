@@ -37,7 +37,8 @@ absl::StatusOr<std::unique_ptr<SimCluster>> SimCluster::Start(const SimClusterOp
   server.token = RandomHex(32);
   server.coordinator.heartbeat_interval = options.heartbeat_interval;
   server.coordinator.heartbeat_timeout = std::max(absl::Seconds(20), 10 * options.heartbeat_interval);
-  auto started = server::CoordinatorServer::Start(server, std::make_shared<prometheus::Registry>());
+  c->registry_ = std::make_shared<prometheus::Registry>();
+  auto started = server::CoordinatorServer::Start(server, c->registry_);
   if (!started.ok()) return started.status();
   c->server_ = *std::move(started);
   c->client_ = rpc::ClientOptions{absl::StrCat("127.0.0.1:", c->server_->port()), server.token, "", ""};
@@ -79,11 +80,30 @@ SimCluster::~SimCluster() {
 }
 
 void SimCluster::Stop() {
+  StopWorkers();
+  StopServer();
+}
+
+void SimCluster::StopWorkers() {
   for (auto& w : workers_) w->Stop();
+}
+
+void SimCluster::StopServer() {
   if (server_) {
     server_->Shutdown(absl::Seconds(2));
     server_->Wait();
+    server_.reset();  // the coordinator writes what it queued; the store closes
   }
+}
+
+double SimCluster::Metric(const std::string& name) const {
+  if (!registry_) return 0;
+  double value = 0;
+  for (const prometheus::MetricFamily& family : registry_->Collect()) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& m : family.metric) value += m.counter.value + m.gauge.value;
+  }
+  return value;
 }
 
 int64_t SimCluster::CompletedByWorkers() const {

@@ -40,6 +40,13 @@ class SimCluster {
 
   // Stops the workers (assignments in progress report ABORTED), then the server.
   void Stop();
+  void StopWorkers();
+  void StopServer();  // waits for it to shut down (its job store is closed)
+
+  // The coordinator's SQLite job store (open it only after StopServer()).
+  std::string store_path() const { return data_dir_ + "/data/jobs.db"; }
+  // A counter or gauge of the coordinator's metrics (0 if absent).
+  double Metric(const std::string& name) const;
 
   const rpc::ClientOptions& client() const { return client_; }  // endpoint and token
   const BenchInputs& inputs() const { return inputs_; }
@@ -56,6 +63,7 @@ class SimCluster {
 
   const SimClusterOptions options_;
   std::string data_dir_;
+  std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<server::CoordinatorServer> server_;
   rpc::ClientOptions client_;
   BenchInputs inputs_;

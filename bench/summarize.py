@@ -70,6 +70,18 @@ def rows_coordinator(j):
     yield ("every acknowledged job accounted for", "", j.get("accounting", {}).get("ok"), "true")
 
 
+def rows_coordinator_load(j):
+    rpcs = j.get("all_rpcs", {}).get("all", {})
+    lat = rpcs.get("latency_ms", {})
+    yield ("coordinator load: client RPC/s achieved", f"{j['config'].get('target_rps'):.0f}/s offered",
+           j.get("client_rps"), "")
+    yield ("coordinator load: RPC/s in all (with workers)", "", j.get("total_rps"), "")
+    yield ("coordinator load: p50 / p99 ms, every RPC", "", f"{lat.get('p50', 0):.1f} / {lat.get('p99', 0):.1f}",
+           "p99 < 50")
+    yield ("coordinator load: errors", "", j.get("errors"), "0")
+    yield ("coordinator load: store consistent", "", j.get("accounting", {}).get("ok"), "true")
+
+
 def rows_adapter(j):
     for b in j.get("benchmarks", []):
         if "d2lora_over_lora" in b:
@@ -77,7 +89,7 @@ def rows_adapter(j):
 
 
 ROWS = {"train_step": rows_train_step, "eval": rows_eval, "dp": rows_dp, "coordinator": rows_coordinator,
-        "adapter": rows_adapter}
+        "coordinator_load": rows_coordinator_load, "adapter": rows_adapter}
 
 
 def fmt(v):

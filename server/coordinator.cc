@@ -77,6 +77,10 @@ Coordinator::Coordinator(const CoordinatorOptions& options, JobStore* jobs, Arti
                           .Help("Job attempts that failed (retried or not)").Register(*registry).Add({});
   workers_lost_ = &prometheus::BuildCounter().Name("d2lora_workers_lost_total")
                        .Help("Workers declared lost after missing heartbeats").Register(*registry).Add({});
+  store_transactions_ = &prometheus::BuildCounter().Name("d2lora_store_transactions_total")
+                             .Help("Job store transactions (each one fsync; group commit)").Register(*registry).Add({});
+  store_changes_ = &prometheus::BuildCounter().Name("d2lora_store_changes_total")
+                        .Help("Acknowledged changes written to the job store").Register(*registry).Add({});
   training_ = std::make_unique<rpc::TrainingGauges>(*registry);
 }
 
@@ -84,6 +88,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const Coordinat
                                                                  ArtifactStore* artifacts,
                                                                  prometheus::Registry* registry) {
   std::unique_ptr<Coordinator> c(new Coordinator(options, jobs, artifacts, registry));
+  CommitQueueOptions commit;
+  commit.max_batch = options.max_commit_batch;
+  commit.on_failure = [p = c.get()](const absl::Status&) { p->Recover(); };
+  auto commits = CommitQueue::Create(jobs, std::move(commit));
+  if (!commits.ok()) return commits.status();
+  c->commits_ = *std::move(commits);
   if (absl::Status s = c->LoadState(); !s.ok()) return s;
   if (options.scheduler_thread) c->thread_ = std::thread([p = c.get()] { p->Loop(); });
   return c;
@@ -97,25 +107,59 @@ Coordinator::~Coordinator() {
   wake_.notify_all();
   events_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  commits_.reset();  // what is queued is written (and Recover may still run)
 }
 
 absl::Status Coordinator::LoadState() {
   auto state = store_->Load();
   if (!state.ok()) return state.status();
   std::lock_guard<std::mutex> lock(mu_);
+  AdoptLocked(*state);
+  return absl::OkStatus();
+}
+
+void Coordinator::AdoptLocked(const StoredState& state) {
+  jobs_.clear();
+  runtime_.clear();
+  job_order_.clear();
+  idempotency_.clear();
+  workers_.clear();
+  assignments_.clear();
+  queued_.clear();
+  state_counts_.clear();
   const absl::Time now = absl::Now();
-  for (size_t i = 0; i < state->jobs.size(); ++i) {
-    const v1::Job& job = state->jobs[i];
+  for (size_t i = 0; i < state.jobs.size(); ++i) {
+    const v1::Job& job = state.jobs[i];
     jobs_[job.id()] = job;
+    const int64_t order = static_cast<int64_t>(job_order_.size());
     job_order_.push_back(job.id());
     if (!job.idempotency_key().empty()) idempotency_[job.idempotency_key()] = job.id();
-    runtime_[job.id()] = JobRuntime{state->last_event_seq[i], now};
+    runtime_[job.id()] = JobRuntime{state.last_event_seq[i], now, order};
+    state_counts_[job.state()]++;
+    if (job.state() == v1::QUEUED) queued_.emplace(-job.priority(), order, job.id());
     if (!IsTerminal(job.state())) training_->Set(job.id(), job.metrics());
   }
-  for (const StoredWorker& w : state->workers) workers_[w.id] = Worker{w, now};
-  for (const StoredAssignment& a : state->assignments) assignments_[a.assignment.id()] = a;
+  for (const StoredWorker& w : state.workers) workers_[w.id] = Worker{w, now};
+  for (const StoredAssignment& a : state.assignments) assignments_[a.assignment.id()] = a;
   UpdateGauges();
-  return absl::OkStatus();
+}
+
+// On the commit queue's writer thread, after a failed write: every call whose
+// changes were lost has been failed; the memory goes back to what the store has.
+void Coordinator::Recover() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return;  // the queue is draining in the destructor; nothing answers any more
+  auto state = store_->Load();
+  if (!state.ok()) {
+    recovery_pending_ = true;  // writes keep failing; the scheduler round tries again
+    return;
+  }
+  AdoptLocked(*state);
+  recovery_pending_ = false;
+  commits_->Resume();
+  events_cv_.notify_all();
+  wake_pending_ = true;
+  wake_.notify_all();
 }
 
 void Coordinator::Loop() {
@@ -154,27 +198,34 @@ void Coordinator::SetState(StoreMutation& m, v1::Job& job, v1::JobState state, c
   change->set_message(message);
 }
 
-absl::Status Coordinator::Commit(StoreMutation& m) {
-  if (m.empty()) return absl::OkStatus();
-  if (absl::Status s = store_->Apply(m); !s.ok()) return s;
-  ApplyCommitted(m);
+uint64_t Coordinator::Stage(StoreMutation& m) {
+  if (m.empty()) return Visible();
+  ApplyStaged(m);
+  const uint64_t ticket = commits_->Enqueue(std::move(m));
   m = StoreMutation();
-  return absl::OkStatus();
+  return ticket;
 }
 
-void Coordinator::ApplyCommitted(const StoreMutation& m) {
+void Coordinator::ApplyStaged(const StoreMutation& m) {
   const absl::Time now = absl::Now();
   bool wake = false;
   for (const v1::Job& job : m.jobs) {
     auto it = jobs_.find(job.id());
     const bool is_new = it == jobs_.end();
     const v1::JobState before = is_new ? v1::JOB_STATE_UNSPECIFIED : it->second.state();
+    JobRuntime& runtime = runtime_[job.id()];
     if (is_new) {
+      runtime.order = static_cast<int64_t>(job_order_.size());
       job_order_.push_back(job.id());
       if (!job.idempotency_key().empty()) idempotency_[job.idempotency_key()] = job.id();
+    } else {
+      state_counts_[before]--;
     }
+    state_counts_[job.state()]++;
+    if (before == v1::QUEUED) queued_.erase(QueueKey(-it->second.priority(), runtime.order, job.id()));
+    if (job.state() == v1::QUEUED) queued_.emplace(-job.priority(), runtime.order, job.id());
     if (job.state() == v1::QUEUED && before != v1::QUEUED) {
-      runtime_[job.id()].queued_at = now;
+      runtime.queued_at = now;
       wake = true;
     }
     if (IsTerminal(job.state()) && !IsTerminal(before)) {
@@ -252,15 +303,19 @@ void Coordinator::EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError&
 }
 
 void Coordinator::UpdateGauges() {
-  std::map<v1::JobState, int> counts;
-  for (const auto& [id, job] : jobs_) counts[job.state()]++;
-  for (v1::JobState s : kStates) jobs_by_state_->Add({{"state", StateLabel(s)}}).Set(counts[s]);
-  queue_depth_->Set(counts[v1::QUEUED]);
+  for (v1::JobState s : kStates) jobs_by_state_->Add({{"state", StateLabel(s)}}).Set(state_counts_[s]);
+  queue_depth_->Set(static_cast<double>(queued_.size()));
   workers_alive_->Set(static_cast<double>(workers_.size()));
   int total = 0;
   for (const auto& [id, w] : workers_) total += w.stored.registration.slots_size();
   slots_total_->Set(total);
   slots_busy_->Set(static_cast<double>(assignments_.size()));
+  if (commits_) {
+    const CommitQueue::Stats now = commits_->stats();
+    store_transactions_->Increment(static_cast<double>(now.batches - reported_.batches));
+    store_changes_->Increment(static_cast<double>(now.mutations - reported_.mutations));
+    reported_ = now;
+  }
 }
 
 // ---------------------------------------------------------------- jobs
@@ -269,33 +324,47 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::SubmitJobRequest& request)
   auto checked = CheckSubmitRequest(request, *artifacts_, options_.default_max_retries);
   if (!checked.ok()) return checked.status();
   v1::Job job = *std::move(checked);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!job.idempotency_key().empty()) {
-    auto it = idempotency_.find(job.idempotency_key());
+  v1::Job answer;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = job.idempotency_key().empty() ? idempotency_.end() : idempotency_.find(job.idempotency_key());
     if (it != idempotency_.end()) {
       const v1::Job& existing = jobs_.at(it->second);
-      if (google::protobuf::util::MessageDifferencer::Equals(RequestPart(existing), RequestPart(job))) return existing;
-      return absl::AlreadyExistsError(absl::StrCat("idempotency_key \"", job.idempotency_key(),
-                                                   "\" was used by job ", existing.id(),
-                                                   " with a different request"));
+      if (!google::protobuf::util::MessageDifferencer::Equals(RequestPart(existing), RequestPart(job))) {
+        return absl::AlreadyExistsError(absl::StrCat("idempotency_key \"", job.idempotency_key(),
+                                                     "\" was used by job ", existing.id(),
+                                                     " with a different request"));
+      }
+      answer = existing;
+      ticket = Visible();
+    } else {
+      job.set_id(NewJobId());
+      *job.mutable_create_time() = Now();
+      StoreMutation m;
+      v1::Job& staged = m.jobs.emplace_back(job);
+      SetState(m, staged, v1::QUEUED, "submitted");
+      answer = staged;
+      ticket = Stage(m);
     }
   }
-  job.set_id(NewJobId());
-  *job.mutable_create_time() = Now();
-  StoreMutation m;
-  v1::Job& staged = m.jobs.emplace_back(job);
-  SetState(m, staged, v1::QUEUED, "submitted");
-  v1::Job answer = staged;
-  if (absl::Status s = Commit(m); !s.ok()) return s;
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return answer;
 }
 
 absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& id) {
   if (id.empty()) return absl::InvalidArgumentError("id: required");
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-  return it->second;
+  v1::Job answer;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+    answer = it->second;
+    ticket = Visible();
+  }
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
+  return answer;
 }
 
 absl::Status Coordinator::CheckJobExists(const std::string& id) { return GetJob(id).status(); }
@@ -310,50 +379,64 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
     }
   }
   const int page_size = request.page_size() == 0 ? 100 : request.page_size();
-  std::lock_guard<std::mutex> lock(mu_);
-  int64_t start = static_cast<int64_t>(job_order_.size()) - 1;  // newest first
-  if (!request.page_token().empty()) {
-    if (!absl::SimpleAtoi(request.page_token(), &start) || start < 0 ||
-        start >= static_cast<int64_t>(job_order_.size())) {
-      return absl::InvalidArgumentError(absl::StrCat("page_token \"", request.page_token(), "\": not a token from ListJobs"));
-    }
-  }
   v1::ListJobsResponse response;
-  for (int64_t i = start; i >= 0; --i) {
-    const v1::Job& job = jobs_.at(job_order_[static_cast<size_t>(i)]);
-    if (request.states_size() > 0 &&
-        std::find(request.states().begin(), request.states().end(), job.state()) == request.states().end()) {
-      continue;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ticket = Visible();
+    int64_t start = static_cast<int64_t>(job_order_.size()) - 1;  // newest first
+    if (!request.page_token().empty()) {
+      if (!absl::SimpleAtoi(request.page_token(), &start) || start < 0 ||
+          start >= static_cast<int64_t>(job_order_.size())) {
+        return absl::InvalidArgumentError(absl::StrCat("page_token \"", request.page_token(), "\": not a token from ListJobs"));
+      }
     }
-    bool labels_match = true;
-    for (const auto& [k, v] : request.labels()) {
-      auto it = job.labels().find(k);
-      if (it == job.labels().end() || it->second != v) labels_match = false;
+    for (int64_t i = start; i >= 0; --i) {
+      const v1::Job& job = jobs_.at(job_order_[static_cast<size_t>(i)]);
+      if (request.states_size() > 0 &&
+          std::find(request.states().begin(), request.states().end(), job.state()) == request.states().end()) {
+        continue;
+      }
+      bool labels_match = true;
+      for (const auto& [k, v] : request.labels()) {
+        auto it = job.labels().find(k);
+        if (it == job.labels().end() || it->second != v) labels_match = false;
+      }
+      if (!labels_match) continue;
+      if (response.jobs_size() == page_size) {
+        response.set_next_page_token(std::to_string(i));
+        break;
+      }
+      *response.add_jobs() = job;
     }
-    if (!labels_match) continue;
-    if (response.jobs_size() == page_size) {
-      response.set_next_page_token(std::to_string(i));
-      break;
-    }
-    *response.add_jobs() = job;
   }
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return response;
 }
 
 absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& id, const std::string& reason) {
   if (id.empty()) return absl::InvalidArgumentError("id: required");
   if (reason.size() > 1024) return absl::InvalidArgumentError("reason: longer than 1024 bytes");
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-  if (IsTerminal(it->second.state())) return it->second;  // nothing to do
-  StoreMutation m;
-  v1::Job& job = m.jobs.emplace_back(it->second);
-  job.set_cancel_requested(true);
-  StopAssignmentsOf(m, id, job.attempt());
-  SetState(m, job, v1::CANCELLED, reason.empty() ? "cancelled" : absl::StrCat("cancelled: ", reason));
-  v1::Job answer = job;
-  if (absl::Status s = Commit(m); !s.ok()) return s;
+  v1::Job answer;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+    if (IsTerminal(it->second.state())) {  // nothing to do
+      answer = it->second;
+      ticket = Visible();
+    } else {
+      StoreMutation m;
+      v1::Job& job = m.jobs.emplace_back(it->second);
+      job.set_cancel_requested(true);
+      StopAssignmentsOf(m, id, job.attempt());
+      SetState(m, job, v1::CANCELLED, reason.empty() ? "cancelled" : absl::StrCat("cancelled: ", reason));
+      answer = job;
+      ticket = Stage(m);
+    }
+  }
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return answer;
 }
 
@@ -361,6 +444,7 @@ absl::StatusOr<EventBatch> Coordinator::WaitEvents(const std::string& job_id, in
   if (after_seq < 0) return absl::InvalidArgumentError("after_seq: must be >= 0");
   int64_t last = 0;
   bool ended = false;
+  uint64_t ticket = 0;
   {
     std::unique_lock<std::mutex> lock(mu_);
     auto it = jobs_.find(job_id);
@@ -370,7 +454,10 @@ absl::StatusOr<EventBatch> Coordinator::WaitEvents(const std::string& job_id, in
     });
     last = runtime_[job_id].last_seq;
     ended = IsTerminal(jobs_.at(job_id).state());
+    ticket = Visible();
   }
+  // The events up to `last` are in the store once what is visible is durable.
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   EventBatch batch;
   if (last > after_seq) {
     auto events = store_->ReadEvents(job_id, after_seq, 500);

@@ -10,6 +10,16 @@
 // job is QUEUED again (resuming from its last stored checkpoint) while retries
 // remain and the error is retryable, else FAILED. Cancel ends the job
 // (CANCELLED) at once; its ranks are stopped at their next heartbeat.
+//
+// Durability without a lock across the disk: a call stages its changes and
+// applies them to the in-memory state under mu_, queues them for the store
+// (job_store_commit_queue.h: one transaction and one fsync for everything
+// queued meanwhile) and, having released mu_, waits until they are durable
+// before it answers. A call that only reads waits until everything it could
+// have seen is durable, so no answer reveals a change the store could still
+// lose. If a write fails, every call whose changes were in it or behind it
+// fails, and the in-memory state is reloaded from the store. Scheduling
+// rounds keep an index of the queued jobs rather than scanning every job.
 #pragma once
 
 #include <condition_variable>
@@ -20,6 +30,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <prometheus/counter.h>
@@ -34,6 +45,7 @@
 #include "d2lora/v1/worker_service.pb.h"
 #include "server/artifact_store.h"
 #include "server/job_store.h"
+#include "server/job_store_commit_queue.h"
 
 namespace d2lora::server {
 
@@ -44,6 +56,7 @@ struct CoordinatorOptions {
   int default_max_retries = 2;
   int64_t max_upload_bytes = 16LL << 30;
   bool scheduler_thread = true;  // false: rounds run only on ScheduleNow() (tests)
+  int max_commit_batch = 512;    // changes of many calls in one store transaction
 };
 
 struct EventBatch {
@@ -88,6 +101,8 @@ class Coordinator {
   void ScheduleNow();
 
   const CoordinatorOptions& options() const { return options_; }
+  // Transactions and changes written so far (group commit).
+  CommitQueue::Stats commit_stats() const { return commits_->stats(); }
 
  private:
   struct Worker {
@@ -97,18 +112,30 @@ class Coordinator {
   struct JobRuntime {
     int64_t last_seq = 0;
     absl::Time queued_at;  // for the scheduling latency
+    int64_t order = 0;     // index in job_order_
   };
+  // Start order of the queued jobs: priority (highest first), then submission.
+  using QueueKey = std::tuple<int, int64_t, std::string>;  // (-priority, order, id)
 
   Coordinator(const CoordinatorOptions& options, JobStore* jobs, ArtifactStore* artifacts,
               prometheus::Registry* registry);
   absl::Status LoadState();
+  void AdoptLocked(const StoredState& state);
   void Loop();
+  // A store write failed: reload the state the store has (writer thread).
+  void Recover();
+  // Until the changes with `ticket` are durable; mu_ NOT held.
+  absl::Status Durable(uint64_t ticket) { return commits_->Wait(ticket); }
 
-  // All below: mu_ held. They stage changes in `m`; Commit persists and applies.
+  // All below: mu_ held. They stage changes in `m`; Stage applies them and
+  // queues them for the store, returning the ticket to wait for (Durable)
+  // once mu_ is released.
   v1::JobEvent& AddEvent(StoreMutation& m, const std::string& job_id);
   void SetState(StoreMutation& m, v1::Job& job, v1::JobState state, const std::string& message);
-  absl::Status Commit(StoreMutation& m);
-  void ApplyCommitted(const StoreMutation& m);
+  uint64_t Stage(StoreMutation& m);
+  // What an answer that reveals the current state must wait for.
+  uint64_t Visible() const { return commits_->last_ticket(); }
+  void ApplyStaged(const StoreMutation& m);
   void EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError& error, bool retryable);
   void StopAssignmentsOf(StoreMutation& m, const std::string& job_id, int attempt);
   absl::Status EndAssignment(const std::string& worker_id, const std::string& assignment_id,
@@ -135,12 +162,15 @@ class Coordinator {
   std::condition_variable wake_;       // the scheduler has work
   bool stopping_ = false;
   bool wake_pending_ = false;
+  bool recovery_pending_ = false;  // a reload after a failed write failed too
   std::map<std::string, v1::Job> jobs_;
   std::map<std::string, JobRuntime> runtime_;
   std::vector<std::string> job_order_;  // submission order
   std::map<std::string, std::string> idempotency_;  // key -> job id
   std::map<std::string, Worker> workers_;
   std::map<std::string, StoredAssignment> assignments_;
+  std::set<QueueKey> queued_;             // the QUEUED jobs
+  std::map<v1::JobState, int> state_counts_;
 
   // metrics
   prometheus::Family<prometheus::Gauge>* jobs_by_state_;
@@ -152,9 +182,13 @@ class Coordinator {
   prometheus::Family<prometheus::Counter>* jobs_finished_;
   prometheus::Counter* attempts_failed_;
   prometheus::Counter* workers_lost_;
+  prometheus::Counter* store_transactions_;
+  prometheus::Counter* store_changes_;
+  CommitQueue::Stats reported_;  // of commits_, counted into the two above
   std::unique_ptr<rpc::TrainingGauges> training_;
 
   std::thread thread_;
+  std::unique_ptr<CommitQueue> commits_;  // destroyed first: it drains into the store
 };
 
 }  // namespace d2lora::server

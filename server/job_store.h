@@ -1,8 +1,10 @@
 // Durable coordinator state: jobs, their events, registered workers and the
 // assignments of running attempts. The coordinator keeps the live state in
-// memory and writes every change through Apply() before it acknowledges it, so
-// a coordinator killed at any moment restarts from Load() having lost nothing
-// it answered for. Implementation: job_store_sqlite.h (SQLite, WAL).
+// memory and writes every change through the store before it acknowledges it,
+// so a coordinator killed at any moment restarts from Load() having lost
+// nothing it answered for. Implementation: job_store_sqlite.h (SQLite, WAL).
+// job_store_commit_queue.h writes the changes of many callers in one
+// transaction (group commit).
 #pragma once
 
 #include <cstdint>
@@ -59,7 +61,10 @@ class JobStore {
  public:
   virtual ~JobStore() = default;
   virtual absl::StatusOr<StoredState> Load() = 0;
-  virtual absl::Status Apply(const StoreMutation& mutation) = 0;
+  // Every mutation of `batch`, in order, in one transaction: all of them are
+  // durable when it returns OK, none of them otherwise.
+  virtual absl::Status ApplyBatch(const std::vector<const StoreMutation*>& batch) = 0;
+  absl::Status Apply(const StoreMutation& mutation) { return ApplyBatch({&mutation}); }
   // Up to `limit` events of `job_id` with seq > after_seq, in order.
   virtual absl::StatusOr<std::vector<v1::JobEvent>> ReadEvents(const std::string& job_id, int64_t after_seq,
                                                                int limit) = 0;

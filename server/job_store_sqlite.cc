@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS assignments (
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Create(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Create(const std::string& path,
+                                                                      const SqliteJobStoreOptions& options) {
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                                  nullptr);
@@ -80,21 +81,29 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Create(const std
     return absl::UnavailableError(absl::StrCat("cannot open the job store ", path, ": ", message));
   }
   std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(db, path));
-  sqlite3_busy_timeout(db, 5000);
+  sqlite3_busy_timeout(db, options.busy_timeout_ms);
   // WAL: readers never block the writer; synchronous=FULL: a committed
   // transaction survives a crash of the process or the machine.
   for (const char* pragma : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", "PRAGMA foreign_keys=ON;"}) {
     if (absl::Status s = store->Exec(pragma); !s.ok()) return s;
   }
   if (absl::Status s = store->Exec(kSchema); !s.ok()) return s;
+  if (sqlite3_open_v2(path.c_str(), &store->read_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr) !=
+      SQLITE_OK) {
+    return store->Error(store->read_db_, "opening a reading connection");
+  }
+  sqlite3_busy_timeout(store->read_db_, options.busy_timeout_ms);
   return store;
 }
 
-SqliteJobStore::~SqliteJobStore() { sqlite3_close(db_); }
+SqliteJobStore::~SqliteJobStore() {
+  sqlite3_close(read_db_);
+  sqlite3_close(db_);
+}
 
-absl::Status SqliteJobStore::Error(const std::string& what) {
-  const int code = sqlite3_errcode(db_);
-  const std::string message = absl::StrCat("job store ", path_, ": ", what, ": ", sqlite3_errmsg(db_));
+absl::Status SqliteJobStore::Error(sqlite3* db, const std::string& what) {
+  const int code = sqlite3_errcode(db);
+  const std::string message = absl::StrCat("job store ", path_, ": ", what, ": ", sqlite3_errmsg(db));
   if (code == SQLITE_FULL || code == SQLITE_IOERR) return absl::ResourceExhaustedError(message);
   if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return absl::UnavailableError(message);
   return absl::InternalError(message);
@@ -154,73 +163,73 @@ absl::StatusOr<StoredState> SqliteJobStore::Load() {
   return state;
 }
 
-absl::Status SqliteJobStore::Apply(const StoreMutation& m) {
-  if (m.empty()) return absl::OkStatus();
+absl::Status SqliteJobStore::ApplyBatch(const std::vector<const StoreMutation*>& batch) {
+  bool any = false;
+  for (const StoreMutation* m : batch) any |= !m->empty();
+  if (!any) return absl::OkStatus();
   std::lock_guard<std::mutex> lock(mu_);
   if (absl::Status s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
   auto rollback = [&](absl::Status error) {
     Exec("ROLLBACK;").IgnoreError();
     return error;
   };
-  {
-    Statement st(db_, "INSERT INTO jobs (id, created, data) VALUES (?1, ?2, ?3) "
-                      "ON CONFLICT(id) DO UPDATE SET data = excluded.data");
-    if (!st.ok()) return rollback(Error("preparing a job write"));
-    for (const v1::Job& job : m.jobs) {
-      st.Text(1, job.id());
-      st.Int(2, job.create_time().seconds() * 1000000000LL + job.create_time().nanos());
-      st.Blob(3, job.SerializeAsString());
-      if (st.Step() != SQLITE_DONE) return rollback(Error("writing job " + job.id()));
-      st.Reset();
+  // Prepared once for the whole batch; each mutation's changes in the order
+  // Apply has always written them (a mutation after another sees its rows).
+  Statement job_st(db_, "INSERT INTO jobs (id, created, data) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT(id) DO UPDATE SET data = excluded.data");
+  if (!job_st.ok()) return rollback(Error("preparing a job write"));
+  Statement event_st(db_, "INSERT INTO events (job_id, seq, data) VALUES (?1, ?2, ?3)");
+  if (!event_st.ok()) return rollback(Error("preparing an event write"));
+  Statement worker_st(db_, "INSERT OR REPLACE INTO workers (id, data) VALUES (?1, ?2)");
+  if (!worker_st.ok()) return rollback(Error("preparing a worker write"));
+  Statement worker_del(db_, "DELETE FROM workers WHERE id = ?1");
+  if (!worker_del.ok()) return rollback(Error("preparing a worker delete"));
+  Statement asg_st(db_, "INSERT OR REPLACE INTO assignments (id, worker_id, state, stop_requested, data) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!asg_st.ok()) return rollback(Error("preparing an assignment write"));
+  Statement asg_del(db_, "DELETE FROM assignments WHERE id = ?1");
+  if (!asg_del.ok()) return rollback(Error("preparing an assignment delete"));
+  for (const StoreMutation* m : batch) {
+    for (const v1::Job& job : m->jobs) {
+      job_st.Text(1, job.id());
+      job_st.Int(2, job.create_time().seconds() * 1000000000LL + job.create_time().nanos());
+      job_st.Blob(3, job.SerializeAsString());
+      if (job_st.Step() != SQLITE_DONE) return rollback(Error("writing job " + job.id()));
+      job_st.Reset();
     }
-  }
-  {
-    Statement st(db_, "INSERT INTO events (job_id, seq, data) VALUES (?1, ?2, ?3)");
-    if (!st.ok()) return rollback(Error("preparing an event write"));
-    for (const v1::JobEvent& e : m.events) {
-      st.Text(1, e.job_id());
-      st.Int(2, e.seq());
-      st.Blob(3, e.SerializeAsString());
-      if (st.Step() != SQLITE_DONE) return rollback(Error("writing an event of job " + e.job_id()));
-      st.Reset();
+    for (const v1::JobEvent& e : m->events) {
+      event_st.Text(1, e.job_id());
+      event_st.Int(2, e.seq());
+      event_st.Blob(3, e.SerializeAsString());
+      if (event_st.Step() != SQLITE_DONE) {
+        return rollback(Error(absl::StrCat("writing event ", e.seq(), " of job ", e.job_id())));
+      }
+      event_st.Reset();
     }
-  }
-  {
-    Statement st(db_, "INSERT OR REPLACE INTO workers (id, data) VALUES (?1, ?2)");
-    if (!st.ok()) return rollback(Error("preparing a worker write"));
-    for (const StoredWorker& w : m.workers) {
-      st.Text(1, w.id);
-      st.Blob(2, w.registration.SerializeAsString());
-      if (st.Step() != SQLITE_DONE) return rollback(Error("writing worker " + w.id));
-      st.Reset();
+    for (const StoredWorker& w : m->workers) {
+      worker_st.Text(1, w.id);
+      worker_st.Blob(2, w.registration.SerializeAsString());
+      if (worker_st.Step() != SQLITE_DONE) return rollback(Error("writing worker " + w.id));
+      worker_st.Reset();
     }
-    Statement del(db_, "DELETE FROM workers WHERE id = ?1");
-    if (!del.ok()) return rollback(Error("preparing a worker delete"));
-    for (const std::string& id : m.deleted_workers) {
-      del.Text(1, id);
-      if (del.Step() != SQLITE_DONE) return rollback(Error("deleting worker " + id));
-      del.Reset();
+    for (const std::string& id : m->deleted_workers) {
+      worker_del.Text(1, id);
+      if (worker_del.Step() != SQLITE_DONE) return rollback(Error("deleting worker " + id));
+      worker_del.Reset();
     }
-  }
-  {
-    Statement st(db_, "INSERT OR REPLACE INTO assignments (id, worker_id, state, stop_requested, data) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5)");
-    if (!st.ok()) return rollback(Error("preparing an assignment write"));
-    for (const StoredAssignment& a : m.assignments) {
-      st.Text(1, a.assignment.id());
-      st.Text(2, a.worker_id);
-      st.Int(3, static_cast<int>(a.state));
-      st.Int(4, a.stop_requested ? 1 : 0);
-      st.Blob(5, a.assignment.SerializeAsString());
-      if (st.Step() != SQLITE_DONE) return rollback(Error("writing assignment " + a.assignment.id()));
-      st.Reset();
+    for (const StoredAssignment& a : m->assignments) {
+      asg_st.Text(1, a.assignment.id());
+      asg_st.Text(2, a.worker_id);
+      asg_st.Int(3, static_cast<int>(a.state));
+      asg_st.Int(4, a.stop_requested ? 1 : 0);
+      asg_st.Blob(5, a.assignment.SerializeAsString());
+      if (asg_st.Step() != SQLITE_DONE) return rollback(Error("writing assignment " + a.assignment.id()));
+      asg_st.Reset();
     }
-    Statement del(db_, "DELETE FROM assignments WHERE id = ?1");
-    if (!del.ok()) return rollback(Error("preparing an assignment delete"));
-    for (const std::string& id : m.deleted_assignments) {
-      del.Text(1, id);
-      if (del.Step() != SQLITE_DONE) return rollback(Error("deleting assignment " + id));
-      del.Reset();
+    for (const std::string& id : m->deleted_assignments) {
+      asg_del.Text(1, id);
+      if (asg_del.Step() != SQLITE_DONE) return rollback(Error("deleting assignment " + id));
+      asg_del.Reset();
     }
   }
   if (absl::Status s = Exec("COMMIT;"); !s.ok()) return rollback(s);
@@ -229,9 +238,9 @@ absl::Status SqliteJobStore::Apply(const StoreMutation& m) {
 
 absl::StatusOr<std::vector<v1::JobEvent>> SqliteJobStore::ReadEvents(const std::string& job_id, int64_t after_seq,
                                                                      int limit) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Statement st(db_, "SELECT data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
-  if (!st.ok()) return Error("reading events");
+  std::lock_guard<std::mutex> lock(read_mu_);
+  Statement st(read_db_, "SELECT data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+  if (!st.ok()) return Error(read_db_, "reading events");
   st.Text(1, job_id);
   st.Int(2, after_seq);
   st.Int(3, limit);
@@ -242,7 +251,7 @@ absl::StatusOr<std::vector<v1::JobEvent>> SqliteJobStore::ReadEvents(const std::
     if (!e.ParseFromString(st.ColumnBlob(0))) return absl::DataLossError(absl::StrCat("job store ", path_, ": an event of job ", job_id, " does not parse"));
     events.push_back(std::move(e));
   }
-  if (rc != SQLITE_DONE) return Error("reading events of job " + job_id);
+  if (rc != SQLITE_DONE) return Error(read_db_, "reading events of job " + job_id);
   return events;
 }
 

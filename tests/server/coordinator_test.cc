@@ -1,11 +1,19 @@
 // The coordinator's state machine against a real SQLite job store and the
 // in-memory artifact store: validation, gang scheduling, leases, progress,
-// retries from checkpoints, lost workers, cancellation and restarts.
+// retries from checkpoints, lost workers, cancellation and restarts; group
+// commit: concurrent callers all durable, a failed store write undone.
 #include "server/coordinator.h"
+
+#include <sqlite3.h>
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <map>
+#include <set>
 #include <thread>
+
+#include "absl/time/clock.h"
 
 #include "server/artifact_store_memory.h"
 #include "server/job_store_sqlite.h"
@@ -42,7 +50,7 @@ class CoordinatorTest : public ::testing::Test {
   void Open() {
     coordinator_.reset();
     store_.reset();
-    auto store = SqliteJobStore::Create(dir_.file("jobs.db"));
+    auto store = SqliteJobStore::Create(dir_.file("jobs.db"), store_options_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     registry_ = std::make_shared<prometheus::Registry>();
@@ -93,6 +101,7 @@ class CoordinatorTest : public ::testing::Test {
 
   d2lora::testing::TempDir dir_;
   CoordinatorOptions options_;
+  SqliteJobStoreOptions store_options_;
   MemoryArtifactStore artifacts_;
   std::unique_ptr<SqliteJobStore> store_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -242,6 +251,7 @@ TEST_F(CoordinatorTest, FailedRankRetriesFromTheLastCheckpoint) {
   coordinator_->ScheduleNow();
   EXPECT_EQ(State(id), v1::QUEUED);
   D2_ASSERT_OK(Fail(rank0_worker, a1, true, "ABORTED"));
+  EXPECT_EQ(coordinator_->GetJob(id)->error().code(), "INTERNAL");  // the first failure stays the reason
   coordinator_->ScheduleNow();
   auto job = coordinator_->GetJob(id);
   EXPECT_EQ(job->state(), v1::SCHEDULED);
@@ -453,6 +463,121 @@ TEST_F(CoordinatorTest, UploadReferencesBecomeAssignmentInputs) {
   EXPECT_EQ(a.inputs(0).path(), "inputs/up-model/config.json");
   EXPECT_EQ(a.inputs(2).path(), "inputs/up-data/train.jsonl");
   EXPECT_FALSE(a.inputs(2).sha256().empty());
+}
+
+// Every job ID the coordinator lists, newest first (pages of 1000).
+std::vector<std::pair<std::string, v1::JobState>> ListAll(Coordinator& c) {
+  std::vector<std::pair<std::string, v1::JobState>> all;
+  v1::ListJobsRequest r;
+  r.set_page_size(1000);
+  while (true) {
+    auto page = c.ListJobs(r);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) break;
+    for (const v1::Job& j : page->jobs()) all.emplace_back(j.id(), j.state());
+    if (page->next_page_token().empty()) break;
+    r.set_page_token(page->next_page_token());
+  }
+  return all;
+}
+
+// Group commit: callers on many threads, their answers only once durable.
+TEST_F(CoordinatorTest, ConcurrentSubmittersAreAllDurableListedOnceInOrder) {
+  constexpr int kThreads = 8, kJobs = 25;
+  std::vector<std::vector<std::string>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kJobs; ++i) {
+        auto job = coordinator_->Submit(Request());
+        EXPECT_TRUE(job.ok()) << job.status();
+        if (job.ok()) ids[t].push_back(job->id());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto check = [&](const char* when) {
+    const auto listed = ListAll(*coordinator_);
+    std::map<std::string, size_t> position;  // in submission order
+    for (size_t i = 0; i < listed.size(); ++i) {
+      EXPECT_TRUE(position.emplace(listed[listed.size() - 1 - i].first, i).second)
+          << when << ": " << listed[i].first << " listed twice";
+      EXPECT_EQ(listed[i].second, v1::QUEUED) << when;
+    }
+    EXPECT_EQ(listed.size(), static_cast<size_t>(kThreads * kJobs)) << when;
+    for (const auto& mine : ids) {  // each thread's jobs in the order it was answered
+      for (size_t i = 1; i < mine.size(); ++i) {
+        ASSERT_TRUE(position.count(mine[i]) && position.count(mine[i - 1])) << when << ": " << mine[i];
+        EXPECT_LT(position[mine[i - 1]], position[mine[i]]) << when;
+      }
+    }
+  };
+  check("before the restart");
+  EXPECT_GE(coordinator_->commit_stats().mutations, kThreads * kJobs);
+  Open();  // the store, read from disk again
+  check("after the restart");
+}
+
+// A store write that fails (another connection holds the database's write
+// lock past the busy timeout) fails every call whose changes it carried, and
+// the coordinator's state goes back to what the store has.
+TEST_F(CoordinatorTest, AFailedStoreWriteFailsItsCallsAndRestoresTheStoredState) {
+  store_options_.busy_timeout_ms = 100;
+  Open();
+  const std::string w = AddWorker(1);
+  const std::string kept = Submit(Request());
+  const auto before = ListAll(*coordinator_);
+
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.file("jobs.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE;", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::vector<std::thread> threads;
+  std::atomic<int> succeeded{0};
+  std::vector<absl::Status> errors(5);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto job = coordinator_->Submit(Request());
+      if (job.ok()) ++succeeded;
+      errors[t] = job.status();
+    });
+  }
+  threads.emplace_back([&] {
+    auto cancelled = coordinator_->Cancel(kept, "test");
+    if (cancelled.ok()) ++succeeded;
+    errors[4] = cancelled.status();
+  });
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK;", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  EXPECT_EQ(succeeded, 0);
+  for (const absl::Status& s : errors) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_NE(s.message().find(dir_.file("jobs.db")), std::string::npos) << s;  // names the store
+  }
+
+  // Once the coordinator has reloaded the store (it answers again), it holds
+  // exactly what the store holds: the cancel and the submissions are undone.
+  absl::StatusOr<v1::Job> job;
+  for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end; absl::SleepFor(absl::Milliseconds(10))) {
+    job = coordinator_->GetJob(kept);
+    if (job.ok()) break;
+  }
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::QUEUED);
+  EXPECT_FALSE(job->cancel_requested());
+  EXPECT_EQ(ListAll(*coordinator_), before);
+  EXPECT_GE(coordinator_->commit_stats().failed_batches, 1);
+
+  // And it works on: a job is placed, leased and finished.
+  const std::string next = Submit(Request());
+  coordinator_->ScheduleNow();
+  const v1::Assignment a = Lease(w);
+  EXPECT_EQ(a.job_id(), kept);
+  const auto after = ListAll(*coordinator_);
+  Open();
+  EXPECT_EQ(ListAll(*coordinator_), after);
+  EXPECT_EQ(State(kept), v1::SCHEDULED);
+  EXPECT_EQ(State(next), v1::QUEUED);
 }
 
 }  // namespace
