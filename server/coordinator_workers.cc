@@ -54,8 +54,12 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::Register(const v1::Regis
   StoredWorker worker{NewWorkerId(), request};
   StoreMutation m;
   m.workers.push_back(worker);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (absl::Status s = Commit(m); !s.ok()) return s;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ticket = Stage(m);
+  }
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   v1::RegisterWorkerResponse response;
   response.set_worker_id(worker.id);
   response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
@@ -69,45 +73,57 @@ absl::Status UnknownWorker(const std::string& id) {
 }
 }  // namespace
 
+// Nothing to write (the heartbeat clock is not stored); an answer with STOP
+// commands waits until what they follow from is durable. work_available needs
+// no wait: the lease it leads to does.
 absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
   v1::HeartbeatResponse response;
-  for (const auto& [id, a] : assignments_) {
-    if (a.worker_id != request.worker_id()) continue;
-    if (a.stop_requested) {
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
+    for (const auto& [id, a] : assignments_) {
+      if (a.worker_id != request.worker_id()) continue;
+      if (a.stop_requested) {
+        v1::WorkerCommand* c = response.add_commands();
+        c->set_type(v1::WorkerCommand::STOP);
+        c->set_assignment_id(id);
+        const auto job = jobs_.find(a.assignment.job_id());
+        c->set_reason(job != jobs_.end() && job->second.state() == v1::CANCELLED ? "job cancelled"
+                                                                                   : "the attempt failed");
+      }
+      if (a.state == AssignmentState::kPending) response.set_work_available(true);
+    }
+    for (const std::string& id : request.running_assignments()) {
+      if (assignments_.count(id)) continue;
       v1::WorkerCommand* c = response.add_commands();
       c->set_type(v1::WorkerCommand::STOP);
       c->set_assignment_id(id);
-      const auto job = jobs_.find(a.assignment.job_id());
-      c->set_reason(job != jobs_.end() && job->second.state() == v1::CANCELLED ? "job cancelled"
-                                                                                 : "the attempt failed");
+      c->set_reason("the assignment is no longer active");
     }
-    if (a.state == AssignmentState::kPending) response.set_work_available(true);
+    if (response.commands_size() > 0) ticket = Visible();
   }
-  for (const std::string& id : request.running_assignments()) {
-    if (assignments_.count(id)) continue;
-    v1::WorkerCommand* c = response.add_commands();
-    c->set_type(v1::WorkerCommand::STOP);
-    c->set_assignment_id(id);
-    c->set_reason("the assignment is no longer active");
-  }
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return response;
 }
 
 absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAssignmentRequest& request) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
   v1::LeaseAssignmentResponse response;
-  for (const auto& [id, a] : assignments_) {
-    if (a.worker_id != request.worker_id() || a.state != AssignmentState::kPending) continue;
-    StoreMutation m;
-    StoredAssignment& staged = m.assignments.emplace_back(a);
-    staged.state = AssignmentState::kLeased;
-    *response.mutable_assignment() = a.assignment;
-    if (absl::Status s = Commit(m); !s.ok()) return s;
-    break;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
+    for (const auto& [id, a] : assignments_) {
+      if (a.worker_id != request.worker_id() || a.state != AssignmentState::kPending) continue;
+      StoreMutation m;
+      StoredAssignment& staged = m.assignments.emplace_back(a);
+      staged.state = AssignmentState::kLeased;
+      *response.mutable_assignment() = a.assignment;
+      ticket = Stage(m);
+      break;
+    }
   }
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return response;
 }
 
@@ -139,56 +155,60 @@ absl::StatusOr<v1::Assignment> Coordinator::CheckAssignment(const std::string& w
 
 absl::StatusOr<v1::ReportProgressResponse> Coordinator::Report(const v1::ReportProgressRequest& request) {
   if (request.logs_size() > 10000) return absl::InvalidArgumentError("logs: more than 10000 lines in one report");
-  std::lock_guard<std::mutex> lock(mu_);
-  auto checked = CheckAssignmentLocked(request.worker_id(), request.assignment_id());
-  if (!checked.ok()) return checked.status();
-  StoredAssignment* a = *checked;
   v1::ReportProgressResponse response;
-  response.set_stop(a->stop_requested);
-  const v1::Assignment& asg = a->assignment;
-  auto job_it = jobs_.find(asg.job_id());
-  if (job_it == jobs_.end()) return response;
-  StoreMutation m;
-  if (request.started() && a->state != AssignmentState::kStarted) {
-    StoredAssignment& staged = m.assignments.emplace_back(*a);
-    staged.state = AssignmentState::kStarted;
-  }
-  const bool current = !IsTerminal(job_it->second.state()) && job_it->second.attempt() == asg.attempt();
-  v1::Job* job = nullptr;
-  auto stage_job = [&]() -> v1::Job& {
-    if (job == nullptr) job = &m.jobs.emplace_back(job_it->second);
-    return *job;
-  };
-  if (current && job_it->second.state() == v1::SCHEDULED && !m.assignments.empty()) {
-    bool all_started = true;
-    for (const auto& [id, other] : assignments_) {
-      if (other.assignment.job_id() == asg.job_id() && other.assignment.attempt() == asg.attempt() &&
-          id != asg.id() && other.state != AssignmentState::kStarted) {
-        all_started = false;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto checked = CheckAssignmentLocked(request.worker_id(), request.assignment_id());
+    if (!checked.ok()) return checked.status();
+    StoredAssignment* a = *checked;
+    response.set_stop(a->stop_requested);
+    const v1::Assignment asg = a->assignment;
+    auto job_it = jobs_.find(asg.job_id());
+    if (job_it == jobs_.end()) return response;
+    StoreMutation m;
+    if (request.started() && a->state != AssignmentState::kStarted) {
+      StoredAssignment& staged = m.assignments.emplace_back(*a);
+      staged.state = AssignmentState::kStarted;
+    }
+    const bool current = !IsTerminal(job_it->second.state()) && job_it->second.attempt() == asg.attempt();
+    v1::Job* job = nullptr;
+    auto stage_job = [&]() -> v1::Job& {
+      if (job == nullptr) job = &m.jobs.emplace_back(job_it->second);
+      return *job;
+    };
+    if (current && job_it->second.state() == v1::SCHEDULED && !m.assignments.empty()) {
+      bool all_started = true;
+      for (const auto& [id, other] : assignments_) {
+        if (other.assignment.job_id() == asg.job_id() && other.assignment.attempt() == asg.attempt() &&
+            id != asg.id() && other.state != AssignmentState::kStarted) {
+          all_started = false;
+        }
+      }
+      if (all_started) {
+        v1::Job& j = stage_job();
+        if (!j.has_start_time()) *j.mutable_start_time() = Now();
+        SetState(m, j, v1::RUNNING, absl::StrCat("all ", j.world_size(), " ranks started"));
       }
     }
-    if (all_started) {
+    if (current && asg.rank() == 0 && request.has_metrics()) {
       v1::Job& j = stage_job();
-      if (!j.has_start_time()) *j.mutable_start_time() = Now();
-      SetState(m, j, v1::RUNNING, absl::StrCat("all ", j.world_size(), " ranks started"));
+      *j.mutable_metrics() = request.metrics();
+      *AddEvent(m, j.id()).mutable_progress() = request.metrics();
     }
+    if (current) {
+      for (const v1::EvalResult& e : request.evals()) *AddEvent(m, asg.job_id()).mutable_eval() = e;
+    }
+    for (const v1::LogLine& line : request.logs()) {
+      v1::LogLine* l = AddEvent(m, asg.job_id()).mutable_log();
+      *l = line;
+      l->set_rank(asg.rank());
+      l->set_attempt(asg.attempt());
+    }
+    ticket = Stage(m);  // nothing to write: what is visible (the stop flag)
+    if (current && asg.rank() == 0 && request.has_metrics()) training_->Set(asg.job_id(), request.metrics());
   }
-  if (current && asg.rank() == 0 && request.has_metrics()) {
-    v1::Job& j = stage_job();
-    *j.mutable_metrics() = request.metrics();
-    *AddEvent(m, j.id()).mutable_progress() = request.metrics();
-  }
-  if (current) {
-    for (const v1::EvalResult& e : request.evals()) *AddEvent(m, asg.job_id()).mutable_eval() = e;
-  }
-  for (const v1::LogLine& line : request.logs()) {
-    v1::LogLine* l = AddEvent(m, asg.job_id()).mutable_log();
-    *l = line;
-    l->set_rank(asg.rank());
-    l->set_attempt(asg.attempt());
-  }
-  if (absl::Status s = Commit(m); !s.ok()) return s;
-  if (current && asg.rank() == 0 && request.has_metrics()) training_->Set(asg.job_id(), request.metrics());
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return response;
 }
 
@@ -201,6 +221,7 @@ absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const
   int64_t step = 0;
   if (!absl::SimpleAtoi(number, &step) || step <= 0) return absl::OkStatus();
   int64_t keep = 3;
+  uint64_t ticket = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(assignment.job_id());
@@ -212,8 +233,10 @@ absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const
     c->set_step(step);
     c->set_name(absl::StrCat("checkpoints/step-", step));
     if (job.spec().train().has_keep_checkpoints()) keep = std::max<int64_t>(1, job.spec().train().keep_checkpoints());
-    if (absl::Status s = Commit(m); !s.ok()) return s;
+    ticket = Stage(m);
   }
+  // The job names the new checkpoint durably before older ones go.
+  if (absl::Status s = Durable(ticket); !s.ok()) return s;
   // Keep the newest `keep` stored checkpoints.
   const std::string root = absl::StrCat("jobs/", assignment.job_id(), "/checkpoints/");
   auto files = artifacts_->List(root);
@@ -236,17 +259,24 @@ absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const
 absl::Status Coordinator::EndAssignment(
     const std::string& worker_id, const std::string& assignment_id,
     const std::function<void(StoreMutation&, v1::Job&, const v1::Assignment&)>& update) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto checked = CheckAssignmentLocked(worker_id, assignment_id);
-  if (!checked.ok()) return checked.status();
-  const v1::Assignment asg = (*checked)->assignment;
-  StoreMutation m;
-  m.deleted_assignments.push_back(asg.id());
-  auto job_it = jobs_.find(asg.job_id());
-  if (job_it != jobs_.end() && !IsTerminal(job_it->second.state()) && job_it->second.attempt() == asg.attempt()) {
-    update(m, m.jobs.emplace_back(job_it->second), asg);
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto checked = CheckAssignmentLocked(worker_id, assignment_id);
+    if (!checked.ok()) return checked.status();
+    const v1::Assignment asg = (*checked)->assignment;
+    StoreMutation m;
+    m.deleted_assignments.push_back(asg.id());
+    auto job_it = jobs_.find(asg.job_id());
+    // QUEUED: the attempt has already ended (another rank failed first); its
+    // first error stays the job's, later reports (the others, stopped) do not count.
+    if (job_it != jobs_.end() && !IsTerminal(job_it->second.state()) && job_it->second.state() != v1::QUEUED &&
+        job_it->second.attempt() == asg.attempt()) {
+      update(m, m.jobs.emplace_back(job_it->second), asg);
+    }
+    ticket = Stage(m);
   }
-  return Commit(m);
+  return Durable(ticket);
 }
 
 absl::Status Coordinator::Complete(const v1::CompleteAssignmentRequest& request) {
@@ -370,24 +400,40 @@ absl::Status Coordinator::BuildAssignmentInputs(const v1::Job& job, v1::Assignme
         in->set_sha256(f.sha256);
       }
       a.set_resume_from(absl::StrCat("resume/", dir));
+      // The previous complete checkpoint too: the trainer falls back to it
+      // when the newest fails its checksums (corrupted in the store).
+      const std::string job_dir = absl::StrCat("jobs/", job.id(), "/");
+      const std::string root = job_dir + "checkpoints/";
+      auto all = artifacts_->List(root);
+      if (!all.ok()) return all.status();
+      int64_t previous = 0;
+      for (const ArtifactInfo& f : *all) {
+        int64_t s = 0;
+        const std::string rest = f.key.substr(root.size());
+        if (absl::StartsWith(rest, "step-") && absl::EndsWith(rest, "/trainer_state.json") &&
+            absl::SimpleAtoi(rest.substr(5, rest.find('/') - 5), &s) && s < job.checkpoint_step()) {
+          previous = std::max(previous, s);
+        }
+      }
+      const std::string older = absl::StrCat("checkpoints/step-", previous, "/");
+      for (const ArtifactInfo& f : *all) {
+        if (previous == 0 || !absl::StartsWith(f.key.substr(job_dir.size()), older)) continue;
+        v1::InputFile* in = a.add_inputs();
+        in->set_name(f.key);
+        in->set_path(absl::StrCat("resume/", f.key.substr(job_dir.size())));
+        in->set_size(f.size);
+        in->set_sha256(f.sha256);
+      }
     }
   }
   return absl::OkStatus();
 }
 
 void Coordinator::PlaceQueued(StoreMutation& m) {
-  std::vector<const v1::Job*> queued;
-  std::map<std::string, size_t> order;
-  for (size_t i = 0; i < job_order_.size(); ++i) {
-    const v1::Job& job = jobs_.at(job_order_[i]);
-    order[job.id()] = i;
-    if (job.state() == v1::QUEUED) queued.push_back(&job);
-  }
-  if (queued.empty()) return;
-  std::stable_sort(queued.begin(), queued.end(), [&](const v1::Job* a, const v1::Job* b) {
-    if (a->priority() != b->priority()) return a->priority() > b->priority();
-    return order[a->id()] < order[b->id()];
-  });
+  if (queued_.empty()) return;
+  int total_slots = 0;
+  for (const auto& [wid, w] : workers_) total_slots += w.stored.registration.slots_size();
+  if (static_cast<int>(assignments_.size()) >= total_slots) return;  // no slot is free
   std::map<std::string, std::set<int>> busy;  // by worker
   std::map<std::string, std::set<int>> ports;  // by host
   for (const auto& [id, a] : assignments_) {
@@ -415,8 +461,18 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
     }
     slots.push_back(std::move(s));
   }
+  // The queue in start order, as far as PlaceJobs can get with the free
+  // slots: up to the first job that does not fit (which holds back the rest).
+  int free_slots = 0;
+  for (const WorkerSlots& s : slots) free_slots += static_cast<int>(s.free_slots.size());
   std::vector<QueuedJob> queue;
-  for (const v1::Job* job : queued) queue.push_back({job->id(), job->world_size()});
+  for (const auto& [neg_priority, order, id] : queued_) {
+    const int world_size = jobs_.at(id).world_size();
+    queue.push_back({id, world_size});
+    if (world_size > total_slots) continue;  // passed over
+    if (world_size > free_slots) break;
+    free_slots -= world_size;
+  }
   for (const Placement& p : PlaceJobs(queue, slots)) {
     v1::Job& job = m.jobs.emplace_back(jobs_.at(p.job_id));
     job.set_attempt(job.attempt() + 1);
@@ -462,15 +518,22 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
   }
 }
 
+// Nothing here waits for the store: the calls that reveal the outcome do.
 void Coordinator::ScheduleNow() {
-  std::lock_guard<std::mutex> lock(mu_);
-  StoreMutation reap;
-  ReapWorkers(reap);
-  if (absl::Status s = Commit(reap); !s.ok()) return;  // the store is failing; try again next round
-  StoreMutation place;
-  PlaceQueued(place);
-  if (absl::Status s = Commit(place); !s.ok()) return;
-  UpdateGauges();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!recovery_pending_) {
+      StoreMutation reap;
+      ReapWorkers(reap);
+      Stage(reap);
+      StoreMutation place;
+      PlaceQueued(place);
+      Stage(place);
+      UpdateGauges();
+      return;
+    }
+  }
+  Recover();  // an earlier reload after a failed write failed; try again
 }
 
 }  // namespace d2lora::server

@@ -86,6 +86,25 @@ absl::Status LinkTree(const fs::path& from, const fs::path& to) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
+bool IsDivergence(const std::string& error_line) {
+  // worker/engine/train/trainer.cc: "training diverged: non-finite loss at step N, K step(s) in a row
+  // (train.max_nonfinite_steps = M); ..."
+  return absl::StrContains(error_line, "training diverged: non-finite") &&
+         absl::StrContains(error_line, "train.max_nonfinite_steps");
+}
+
+std::string ResumeArgument(const std::string& dir, const std::string& resume_from) {
+  const fs::path path = fs::path(resume_from);
+  if (absl::StartsWith(path.filename().string(), "step-") && path.parent_path().filename() == "checkpoints") {
+    return absl::StrCat(dir, "/", path.parent_path().string());
+  }
+  return absl::StrCat(dir, "/", resume_from);
+}
+
+namespace {
+
 // Registers a unary call with the runner's hook for its duration (Abandon cancels it).
 class ScopedCall {
  public:
@@ -280,7 +299,7 @@ AssignmentResult AssignmentRunner::Execute() {
                  absl::StrCat(assignment_.local_rank())};
   if (!assignment_.resume_from().empty()) {
     launch.argv.push_back("--resume");
-    launch.argv.push_back(absl::StrCat(dir_, "/", assignment_.resume_from()));
+    launch.argv.push_back(ResumeArgument(dir_, assignment_.resume_from()));
   }
   launch.log_path = log_path();
   launch.working_dir = dir_;
@@ -596,6 +615,11 @@ AssignmentResult AssignmentRunner::Finish(const ExitStatus& exit) {
     failure.code = code.empty() ? "INTERNAL" : code;
     failure.message = error_line.empty() ? exit.Describe() : error_line;
     failure.retryable = exit.signal != 0 || exit.exit_code != 2;  // 2: a usage error, the same every time
+    if (exit.signal == 0 && IsDivergence(error_line)) {
+      // The same seeds from the same checkpoint diverge again: a retry only burns time.
+      failure.code = "FAILED_PRECONDITION";
+      failure.retryable = false;
+    }
   }
   UploadLog();
   ReportFailure(failure, exit.code(), absl::StrJoin(LastLines(log_path(), kLogTailLines), "\n"));

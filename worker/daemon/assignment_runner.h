@@ -59,6 +59,16 @@ struct RunnerOptions {
   std::function<void()> on_done;       // the runner has finished (from its thread)
 };
 
+// The trainer's --resume for an assignment in `dir` resuming from
+// `resume_from`: for "resume/checkpoints/step-N" the folder holding it, so that
+// the trainer falls back to an older checkpoint sent along (the coordinator
+// sends the previous one too) when the newest fails its checksums.
+std::string ResumeArgument(const std::string& dir, const std::string& resume_from);
+
+// The trainer's error line says the run diverged (train.max_nonfinite_steps
+// non-finite steps in a row): reported FAILED_PRECONDITION, not retryable.
+bool IsDivergence(const std::string& error_line);
+
 class AssignmentRunner {
  public:
   AssignmentRunner(RunnerOptions options, v1::Assignment assignment);

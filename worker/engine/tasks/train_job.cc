@@ -3,6 +3,7 @@
 #include "worker/engine/tasks/train_job.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <system_error>
@@ -175,7 +176,12 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   const bool resuming = !options.resume.empty();
   std::string resume_dir;
   if (resuming) {
-    D2_ASSIGN_OR_RETURN(resume_dir, ResolveResumePath(options.resume));
+    std::vector<std::string> skipped;
+    D2_ASSIGN_OR_RETURN(resume_dir, ResolveResumePath(options.resume, &skipped));
+    for (const std::string& why : skipped) {
+      std::fprintf(stderr, "warning: skipping a checkpoint that fails verification: %s\n", why.c_str());
+    }
+    if (!skipped.empty()) std::fprintf(stderr, "warning: resuming from the previous checkpoint %s\n", resume_dir.c_str());
   }
   if (spec.resources.device == DeviceKind::kCuda && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError("resources.device = cuda, but LibTorch sees no CUDA device");

@@ -97,6 +97,36 @@ absl::Status WriteTrainingCheckpoint(const std::string& dir, const TrainingState
   return staged.Commit(/*replace=*/true);
 }
 
+namespace {
+
+// Both tensor files of checkpoint `dir` against the SHA-256s its trainer state
+// `j` (read from `state_path`) records.
+absl::Status CheckFileDigests(const std::string& dir, const std::string& state_path, nlohmann::json& j) {
+  for (const char* name : {kParametersFile, kOptimizerFile}) {
+    const std::string path = dir + "/" + name;
+    std::string expected;
+    D2_RETURN_IF_ERROR(Field(j["sha256"], name, state_path + " sha256", &expected));
+    D2_ASSIGN_OR_RETURN(std::string actual, Sha256File(path));
+    if (actual != expected) {
+      return absl::DataLossError(absl::StrCat(path, ": checksum mismatch (SHA-256 ", actual, ", ", kTrainerStateFile,
+                                              " records ", expected, "): the checkpoint is corrupt"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status VerifyTrainingCheckpoint(const std::string& dir) {
+  const std::string state_path = dir + "/" + kTrainerStateFile;
+  D2_ASSIGN_OR_RETURN(std::string text, ReadFileToString(state_path));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("sha256")) {
+    return absl::DataLossError(absl::StrCat(state_path, ": not a JSON object with sha256 (corrupt checkpoint)"));
+  }
+  return CheckFileDigests(dir, state_path, j);
+}
+
 absl::StatusOr<TrainingState> ReadTrainingCheckpoint(const std::string& dir) {
   const std::string state_path = dir + "/" + kTrainerStateFile;
   D2_ASSIGN_OR_RETURN(std::string text, ReadFileToString(state_path));
@@ -126,16 +156,7 @@ absl::StatusOr<TrainingState> ReadTrainingCheckpoint(const std::string& dir) {
   s.fingerprint = j["fingerprint"];
   if (s.step < 0 || s.optimizer_steps < 0) return absl::DataLossError(absl::StrCat(state_path, ": negative step"));
 
-  for (const char* name : {kParametersFile, kOptimizerFile}) {
-    const std::string path = dir + "/" + name;
-    std::string expected;
-    D2_RETURN_IF_ERROR(Field(j["sha256"], name, state_path + " sha256", &expected));
-    D2_ASSIGN_OR_RETURN(std::string actual, Sha256File(path));
-    if (actual != expected) {
-      return absl::DataLossError(absl::StrCat(path, ": checksum mismatch (SHA-256 ", actual, ", ", kTrainerStateFile,
-                                              " records ", expected, "): the checkpoint is corrupt"));
-    }
-  }
+  D2_RETURN_IF_ERROR(CheckFileDigests(dir, state_path, j));
   D2_ASSIGN_OR_RETURN(s.parameters, ReadAll(dir + "/" + kParametersFile));
   D2_ASSIGN_OR_RETURN(s.optimizer, ReadAll(dir + "/" + kOptimizerFile));
   return s;
@@ -190,11 +211,17 @@ absl::Status PruneCheckpoints(const std::string& checkpoints_dir, int64_t keep) 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ResolveResumePath(const std::string& path) {
+absl::StatusOr<std::string> ResolveResumePath(const std::string& path, std::vector<std::string>* skipped) {
   if (IsFile(path + "/" + kTrainerStateFile)) return path;
   for (const std::string& dir : {path + "/checkpoints", path}) {
     auto all = ListCheckpoints(dir);
-    if (!all.empty()) return all.back().second;
+    if (all.empty()) continue;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+      absl::Status verified = VerifyTrainingCheckpoint(it->second);
+      if (verified.ok()) return it->second;
+      if (skipped != nullptr) skipped->push_back(std::string(verified.message()));
+    }
+    return all.back().second;
   }
   return absl::NotFoundError(absl::StrCat("--resume ", path, ": no checkpoint there (expected ", kTrainerStateFile,
                                           ", or checkpoints/step-<N>/ under an output directory)"));

@@ -78,8 +78,15 @@ std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& 
 // Deletes all but the newest `keep` checkpoints.
 absl::Status PruneCheckpoints(const std::string& checkpoints_dir, int64_t keep);
 
+// Checks that trainer_state.json parses and that every file it lists matches
+// its SHA-256, without loading the tensors; DataLoss naming the file otherwise.
+absl::Status VerifyTrainingCheckpoint(const std::string& dir);
+
 // `path` itself when it holds trainer_state.json; else, when it is an output
-// directory or a checkpoints directory, its newest checkpoint. NotFound otherwise.
-absl::StatusOr<std::string> ResolveResumePath(const std::string& path);
+// directory or a checkpoints directory, its newest checkpoint that verifies
+// (VerifyTrainingCheckpoint): each newer one that does not is skipped and, when
+// `skipped` is set, named there with what is wrong. When none verifies, the
+// newest (reading it reports the damage). NotFound when there is none.
+absl::StatusOr<std::string> ResolveResumePath(const std::string& path, std::vector<std::string>* skipped = nullptr);
 
 }  // namespace d2lora::engine

@@ -486,16 +486,22 @@ TEST(TrainJob, StopAndResumeMatchesUninterruptedRun) {
   ASSERT_TRUE(kept.ok()) << kept.status();
   EXPECT_EQ(*kept, spec);
 
-  // A corrupt newest checkpoint is data loss, naming the file.
-  const std::string params = tmp.file("b/checkpoints/step-6/") + kParametersFile;
+  // A corrupt checkpoint named as such is data loss, naming the file ...
+  const std::string newest = tmp.file("b/checkpoints/step-6");
+  const std::string params = newest + "/" + kParametersFile;
   std::string bytes = ReadFile(params);
   ASSERT_GT(bytes.size(), 100u);
   bytes[bytes.size() - 5] ^= 0x40;
   WriteFile(params, bytes);
-  auto corrupt = RunJob(spec_b, spec_b.output.dir);
+  auto corrupt = RunJob(spec_b, newest);
   ASSERT_FALSE(corrupt.ok());
   EXPECT_EQ(corrupt.status().code(), absl::StatusCode::kDataLoss) << corrupt.status();
   EXPECT_TRUE(Contains(std::string(corrupt.status().message()), params)) << corrupt.status();
+  // ... while resuming an output directory passes over it to the previous one.
+  auto fallback = RunJob(spec_b, spec_b.output.dir);
+  ASSERT_TRUE(fallback.ok()) << fallback.status();
+  EXPECT_TRUE(Contains((*fallback)["resumed_from"].get<std::string>(), "step-4")) << (*fallback)["resumed_from"];
+  EXPECT_EQ((*fallback)["status"], "completed");
 }
 
 TEST(TrainJob, FullFineTuneWritesTheModelAndNoAdapter) {

@@ -84,6 +84,46 @@ TEST(TrainingCheckpointTest, CorruptFilesAreRefusedWithTheirName) {
   EXPECT_NE(read.status().message().find(kTrainerStateFile), std::string::npos) << read.status();
 }
 
+// A checkpoints folder resolves to its newest checkpoint that verifies: a
+// corrupt newest one is skipped (and named), the previous one used.
+TEST(TrainingCheckpointTest, ResolvingSkipsACorruptNewestCheckpoint) {
+  TempDir tmp;
+  const std::string ckpts = tmp.file("checkpoints");
+  for (int step : {4, 8}) D2_ASSERT_OK(WriteTrainingCheckpoint(CheckpointPath(ckpts, step), SampleState()));
+  D2_EXPECT_OK(VerifyTrainingCheckpoint(CheckpointPath(ckpts, 8)));
+  {
+    std::fstream f(CheckpointPath(ckpts, 8) + "/" + kOptimizerFile, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  absl::Status verified = VerifyTrainingCheckpoint(CheckpointPath(ckpts, 8));
+  EXPECT_EQ(verified.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(verified.message().find(std::string(kOptimizerFile) + ": checksum mismatch"), std::string::npos) << verified;
+
+  std::vector<std::string> skipped;
+  auto resolved = ResolveResumePath(ckpts, &skipped);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(*resolved, CheckpointPath(ckpts, 4));
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_NE(skipped[0].find("step-8/optimizer.safetensors: checksum mismatch"), std::string::npos) << skipped[0];
+  // A checkpoint named itself is never swapped for another.
+  resolved = ResolveResumePath(CheckpointPath(ckpts, 8));
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_EQ(*resolved, CheckpointPath(ckpts, 8));
+
+  // None verifies: the newest, whose reading names the damage.
+  {
+    std::fstream f(CheckpointPath(ckpts, 4) + "/" + kParametersFile, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  skipped.clear();
+  resolved = ResolveResumePath(ckpts, &skipped);
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_EQ(*resolved, CheckpointPath(ckpts, 8));
+  EXPECT_EQ(skipped.size(), 2u);
+}
+
 TEST(TrainingCheckpointTest, FingerprintMismatchNamesTheKey) {
   const nlohmann::json a = {{"method", "d2lora"}, {"train", {{"lr", 0.001}, {"seed", 3}}}};
   D2_EXPECT_OK(CheckFingerprint(a, a));

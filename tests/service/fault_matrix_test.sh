@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# The fault matrix, one case per run, all real processes on loopback (a
+# coordinator, CPU workers, the CLI; tiny model and data) in a temporary
+# directory of the case's own. Each case injects one fault and asserts what
+# must hold: the job's final state and reason, that a retry resumed from the
+# last good checkpoint, that no acknowledged job or artifact is lost, and at
+# the end that no process of the case is left and none of its ports listens.
+# (service_e2e covers a worker SIGKILLed mid-job and a coordinator SIGKILLed
+# right after a submit.)
+#
+#   fault_matrix_test.sh CASE D2LORA COORDINATOR WORKER
+#
+# CASE: worker_sigstop | rank_death | rank_hang | coordinator_kill_scheduling |
+#       coordinator_kill_upload | store_full | checkpoint_corrupt | nonfinite
+# Exit 77 (skipped) when the case cannot run here (store_full without mounts).
+set -uo pipefail
+CASE="$1" D2="$2" COORD="$3" WORKER="$4"
+T="$(mktemp -d /tmp/d2lora-fault.XXXXXX)"
+source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/service_lib.sh"
+trap svc_cleanup EXIT
+cd "$T"
+export OMP_NUM_THREADS=1 D2LORA_DIST_TIMEOUT_S=10
+
+make_tiny_model "$D2" m || { fail "init-model"; exit 1; }
+gen_choices 64 1 >train.jsonl
+gen_choices 16 2 >val.jsonl
+# A long job (stopped by the faults long before its end) and a short one.
+tiny_spec fault "{epochs: 0, max_steps: 400, batch_size: 8, micro_batch_size: 4, lr: 5.0e-3, warmup_steps: 2, \
+checkpoint_every: 4, keep_checkpoints: 2}" "{every: 0}" "{threads: 1, world_size: 1}" >long.yaml
+tiny_spec short "{epochs: 0, max_steps: 12, batch_size: 8, micro_batch_size: 4, lr: 5.0e-3, warmup_steps: 2, \
+checkpoint_every: 4, keep_checkpoints: 2}" "{every: 0}" "{threads: 1, world_size: 1}" >short.yaml
+
+ckpt_at_least() { [ "$(field "$1" '.checkpoint_step // 0')" -ge "$2" ]; }
+attempt_at_least() { [ "$(field "$1" '.attempt // 0')" -ge "$2" ]; }
+# rank_log WORKER JOB ATTEMPT RANK: that rank's log in the worker's work directory.
+rank_log() { echo "$T/work-$1/jobs/$2/attempt-$3/rank-$4/rank.log"; }
+# resumed_step LOG: the step rank 0's start event (metrics.jsonl beside LOG) says it resumed at.
+resumed_step() { grep -m1 '"event":"start"' "$(dirname "$1")/out/metrics.jsonl" 2>/dev/null | jq -r '.start_step // 0'; }
+# verify_artifacts JOB: every artifact the coordinator lists for JOB is a whole
+# file in the store whose SHA-256 is the listed one (no half-written file is
+# visible under an artifact's name). The store is $STORE (default $T/data/artifacts).
+verify_artifacts() {
+  local job="$1" bad="" n=0
+  while read -r name sha; do
+    [ -z "$name" ] && continue
+    n=$((n + 1))
+    [ "$(sha256sum "${STORE:-$T/data/artifacts}/jobs/$job/$name" 2>/dev/null | cut -d' ' -f1)" == "$sha" ] || bad="$bad $name"
+  done < <(cli artifacts "$job" --json 2>/dev/null | jq -r '.artifacts[]? | "\(.name) \(.sha256)"')
+  [ -z "$bad" ] && [ "$n" -gt 0 ] && return 0
+  echo "artifacts of $job ($n) not matching their listed SHA-256:$bad"
+  return 1
+}
+artifact_list() { cli artifacts "$1" --json 2>/dev/null | jq -r '.artifacts[]? | "\(.name) \(.sha256 // "")"' | sort; }
+
+case "$CASE" in
+
+# The worker running a job hangs (SIGSTOP to its daemon and its rank): the
+# coordinator declares it lost after the heartbeat timeout and runs the job
+# elsewhere from its checkpoint. SIGCONT: the stale worker's calls are refused,
+# its rank is killed, it registers again and runs new work.
+worker_sigstop)
+  start_coordinator || exit 1
+  start_worker a || exit 1
+  J=$(submit long.yaml --set train.max_steps=80)
+  until_true 90 ckpt_at_least "$J" 8 && pass "job $J checkpointed on worker a" || fail "no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
+  start_worker b || exit 1
+  A_RANKS=$(pgrep -f "$T/work-a/jobs/$J/")
+  kill -STOP "$WORKER_a" $A_RANKS
+  t0=$SECONDS
+  STOPPED_AT=$(field "$J" .checkpoint_step)
+  until_true 30 attempt_at_least "$J" 2 && pass "worker a declared lost, the job rescheduled after $((SECONDS - t0)) s (heartbeat timeout 3 s)" ||
+    fail "not rescheduled: $(cli get "$J" 2>&1 | tail -5)"
+  field "$J" .error.message | grep -q "was lost: no heartbeat" && pass "the reason names the lost worker" ||
+    fail "reason: $(field "$J" .error.message)"
+  on_b() { [ "$(field "$J" '.workers[0]')" != "" ] && [ -f "$(rank_log b "$J" 2 0)" ]; }
+  until_true 30 on_b && pass "attempt 2 runs on worker b" || fail "attempt 2: $(cli get "$J" 2>&1 | tail -5)"
+  until_true 30 ckpt_at_least "$J" $((STOPPED_AT + 4))  # let b store a checkpoint of its own
+  kill -CONT "$WORKER_a" $A_RANKS
+  t0=$SECONDS
+  ranks_gone() { for p in $A_RANKS; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+  until_true 30 ranks_gone && pass "the stale rank on worker a was killed $((SECONDS - t0)) s after SIGCONT" ||
+    fail "stale rank still running: $(pgrep -af "$T/work-a/jobs/$J/")"
+  reregistered() { [ "$(grep -c "registered as" "$T/worker-a.log")" -ge 2 ]; }
+  until_true 30 reregistered && pass "worker a registered again" || fail "worker a: $(tail -5 "$T/worker-a.log")"
+  until_true 120 is_state "$J" SUCCEEDED && pass "job SUCCEEDED" || fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  [ "$(field "$J" .attempt)" == "2" ] && pass "in 2 attempts" || fail "attempt $(field "$J" .attempt)"
+  r=$(resumed_step "$(rank_log b "$J" 2 0)")
+  [ "$r" -ge "$STOPPED_AT" ] 2>/dev/null && pass "attempt 2 resumed at step $r (checkpoint $STOPPED_AT stored before the hang)" ||
+    fail "attempt 2 resumed at '$r', wanted >= $STOPPED_AT"
+  grep -q "attempt-1" <(artifact_list "$J" | grep logs/) && fail "a log of the stale attempt was accepted" ||
+    pass "nothing of the stale attempt was accepted after the loss"
+  verify_artifacts "$J" && pass "every artifact verifies"
+  kill -TERM "$WORKER_b"; wait "$WORKER_b" 2>/dev/null
+  J2=$(submit short.yaml)
+  until_true 90 is_state "$J2" SUCCEEDED && [ -f "$(rank_log a "$J2" 1 0)" ] &&
+    pass "worker a back in service: a new job SUCCEEDED on it" || fail "new job: $(cli get "$J2" 2>&1 | tail -5)"
+  ;;
+
+# One rank of a 2-rank job is SIGKILLed mid-step (rank_death) or hangs
+# (rank_hang: SIGSTOP); the other waits in a collective and must not hang: it exits within
+# the collective timeout (D2LORA_DIST_TIMEOUT_S=10), the attempt fails naming
+# the rank to blame, and the next attempt resumes from the checkpoint.
+rank_death | rank_hang)
+  start_coordinator || exit 1
+  start_worker a || exit 1
+  start_worker b || exit 1
+  J=$(submit long.yaml --set train.max_steps=60 --world-size 2)
+  ranks_of() { R0=$(pgrep -f "$T/work-[ab]/jobs/$J/attempt-$1/rank-0/" | head -1); R1=$(pgrep -f "$T/work-[ab]/jobs/$J/attempt-$1/rank-1/" | head -1); }
+  r0_gone() { ! kill -0 "$R0" 2>/dev/null; }
+  # fault ATTEMPT SIGNAL: SIGNAL to rank 1 once ATTEMPT has checkpointed; the survivor's exit time.
+  fault() {
+    until_true 90 ckpt_at_least "$J" 8 || fail "attempt $1: no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
+    ranks_of "$1"
+    [ -n "$R1" ] && [ -n "$R0" ] || fail "attempt $1: rank processes not found"
+    CK=$(field "$J" .checkpoint_step)
+    kill -"$2" "$R1"
+    local t0=$(date +%s%N)
+    if until_true 40 r0_gone; then
+      local ms=$((($(date +%s%N) - t0) / 1000000))
+      pass "attempt $1: rank 1 $2: the surviving rank 0 exited after $((ms / 1000)).$((ms % 1000 / 100)) s (collective timeout 10 s)"
+    else
+      fail "attempt $1: rank 0 still running 40 s after rank 1 got $2"
+    fi
+    until_true 30 attempt_at_least "$J" $(($1 + 1)) || fail "no attempt after $1: $(cli get "$J" 2>&1 | tail -5)"
+    echo "attempt $1 error: $(field "$J" '.error | "\(.code) rank \(.rank // 0): \(.message)"')"
+    [ "$(field "$J" .error.attempt)" == "$1" ] && pass "attempt $1's failure is the job's last error" || fail "error: $(field "$J" .error)"
+    for w in a b; do L=$(rank_log $w "$J" $(($1 + 1)) 0); [ -f "$L" ] && break; done
+    until_true 30 test -s "$(dirname "$L")/out/metrics.jsonl"
+    local r=$(resumed_step "$L")
+    [ "$r" -ge "$CK" ] 2>/dev/null && pass "attempt $(($1 + 1)) resumed at step $r (last checkpoint before the fault: $CK)" ||
+      fail "attempt $(($1 + 1)) resumed at '$r', wanted >= $CK"
+  }
+  if [ "$CASE" == rank_hang ]; then
+    fault 1 STOP  # hung: the survivor times out in the collective
+    field "$J" .error.message | grep -q "Timed out" && pass "the reason names the collective timeout" || fail "reason: $(field "$J" .error)"
+  else
+    fault 1 KILL  # dead: the survivor sees the connection go
+    [ "$(field "$J" .error.rank)" == "1" ] && field "$J" .error.message | grep -q "signal 9\|SIGKILL\|killed" &&
+      pass "the reason names rank 1's death" || fail "reason: $(field "$J" .error)"
+  fi
+  until_true 120 is_state "$J" SUCCEEDED && pass "job SUCCEEDED" || fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  [ "$(field "$J" .attempt)" == "2" ] && pass "in 2 attempts" || fail "attempt $(field "$J" .attempt)"
+  verify_artifacts "$J" && pass "every artifact verifies"
+  ;;
+
+# The coordinator SIGKILLed while jobs are being leased, restarted on the same
+# port: every acknowledged job is there and completes; then again mid-run.
+coordinator_kill_scheduling)
+  start_coordinator || exit 1
+  start_worker a || exit 1
+  start_worker b || exit 1
+  # Four submits at once (the workers read the files in place), the SIGKILL as
+  # soon as all are acknowledged: the first jobs are being leased, the others queued.
+  for i in 1 2 3 4; do cli submit short.yaml --json >"$T/sub-$i.json" 2>&1 & done
+  wait_submits() { for i in 1 2 3 4; do grep -q '"job-' "$T/sub-$i.json" 2>/dev/null || return 1; done; }
+  until_true 30 wait_submits || fail "submits: $(cat "$T"/sub-*.json)"
+  kill_coordinator
+  IDS=($(for i in 1 2 3 4; do jq -r .id "$T/sub-$i.json"; done))
+  BEFORE=$(printf '%s\n' "${IDS[@]}" | sort)
+  start_coordinator "$COORD_PORT" || exit 1
+  echo "states after the restart: $(for j in "${IDS[@]}"; do echo -n "$(state "$j") "; done)"
+  [ "$(job_ids)" == "$BEFORE" ] && pass "all 4 acknowledged jobs kept across the SIGKILL" ||
+    fail "jobs before: $BEFORE after: $(job_ids)"
+  all_done() { for j in "${IDS[@]}"; do is_state "$j" SUCCEEDED || return 1; done; }
+  until_true 180 all_done && pass "all 4 jobs SUCCEEDED after the restart" ||
+    fail "states: $(for j in "${IDS[@]}"; do echo -n "$j=$(state "$j") "; done)"
+  for j in "${IDS[@]}"; do
+    artifact_list "$j" | grep -q "^merged/model.safetensors " || fail "$j has no merged model"
+  done
+  # Mid-run: the job keeps its checkpoint and its artifacts, and finishes.
+  J=$(submit long.yaml --set train.max_steps=80)
+  until_true 90 ckpt_at_least "$J" 8 && pass "job $J running, checkpointed" || fail "no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
+  ART_BEFORE=$(artifact_list "$J" | grep -v "^checkpoints/")  # checkpoints rotate (keep 2)
+  CK=$(field "$J" .checkpoint_step)
+  kill_coordinator
+  sleep 1
+  start_coordinator "$COORD_PORT" || exit 1
+  [ "$(field "$J" .checkpoint_step)" -ge "$CK" ] && pass "checkpoint step $CK kept across the SIGKILL" || fail "checkpoint_step $(field "$J" .checkpoint_step) < $CK"
+  until_true 180 is_state "$J" SUCCEEDED && pass "the running job SUCCEEDED after the restart" ||
+    fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  A=$(field "$J" .attempt)
+  if [ "$A" -gt 1 ]; then
+    for w in a b; do L=$(rank_log $w "$J" "$A" 0); [ -f "$L" ] && break; done
+    r=$(resumed_step "$L")
+    [ "$r" -ge "$CK" ] 2>/dev/null && pass "attempt $A resumed at step $r (checkpoint $CK)" || fail "attempt $A resumed at '$r', wanted >= $CK"
+  else
+    pass "the run continued in its first attempt across the restart"
+  fi
+  missing=$(comm -23 <(echo "$ART_BEFORE") <(artifact_list "$J"))
+  [ -z "$missing" ] && pass "no artifact lost" || fail "artifacts lost: $missing"
+  [ "$(job_ids | wc -l)" == "5" ] && pass "5 jobs listed" || fail "jobs: $(job_ids)"
+  verify_artifacts "$J" && pass "every artifact verifies"
+  ;;
+
+# The coordinator SIGKILLed while a worker uploads (a checkpoint every step):
+# after the restart no half-written artifact is visible, the store's temporary
+# files are gone, the job completes and every artifact verifies.
+coordinator_kill_upload)
+  start_coordinator || exit 1
+  start_worker a || exit 1
+  J=$(submit long.yaml --set train.max_steps=60 --set train.checkpoint_every=1)
+  until_true 90 ckpt_at_least "$J" 2 || fail "no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
+  TMPD="$T/data/artifacts/.d2lora-tmp"
+  # Freeze the coordinator when an upload's temporary file appears; SIGKILL it
+  # if the file is still there (an upload in flight), else let it go on.
+  caught=0
+  for _ in $(seq 3000); do
+    if [ -n "$(ls -A "$TMPD" 2>/dev/null)" ]; then
+      kill -STOP "$COORD_PID"
+      if [ -n "$(ls -A "$TMPD" 2>/dev/null)" ]; then kill -9 "$COORD_PID"; caught=1; break; fi
+      kill -CONT "$COORD_PID"
+    fi
+    sleep 0.005
+  done
+  wait "$COORD_PID" 2>/dev/null
+  PARTIAL=$(ls -A "$TMPD" 2>/dev/null | wc -l)
+  [ "$caught" == 1 ] && [ "$PARTIAL" -gt 0 ] && pass "SIGKILLed with $PARTIAL upload(s) half-written" ||
+    fail "could not catch an upload in flight (caught=$caught, temp files $PARTIAL)"
+  ART_BEFORE=""
+  sleep 1
+  start_coordinator "$COORD_PORT" || exit 1
+  [ -z "$(ls -A "$TMPD" 2>/dev/null)" ] && pass "the restarted store removed the half-written files" ||
+    fail "temporary files left: $(ls -A "$TMPD")"
+  until_true 180 is_state "$J" SUCCEEDED && pass "job SUCCEEDED after the restart (attempt $(field "$J" .attempt))" ||
+    fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  verify_artifacts "$J" && pass "every artifact verifies (no half-written one visible)"
+  ;;
+
+# The artifact store's volume fills up (a tmpfs in the coordinator's own mount
+# namespace): uploads fail RESOURCE_EXHAUSTED, no partial artifact is visible,
+# the job fails naming the space problem, the coordinator keeps serving, and
+# once space is freed a new job succeeds.
+store_full)
+  mkdir -p "$T/data/artifacts"
+  if ! unshare -m sh -c "mount -t tmpfs -o size=16M tmpfs '$T/data/artifacts'" 2>"$T/mount.err"; then
+    echo "SKIP: cannot mount a tmpfs in a new mount namespace (needs root): $(cat "$T/mount.err")"
+    exit 77
+  fi
+  start_coordinator 0 unshare -m sh -c "mount -t tmpfs -o size=16M tmpfs '$T/data/artifacts' && exec \"\$0\" \"\$@\"" || exit 1
+  STORE="/proc/$COORD_PID/root$T/data/artifacts"
+  grep -q "$T/data/artifacts" "/proc/$COORD_PID/mounts" && pass "artifact store on a 16 MiB tmpfs" || fail "no tmpfs: $(cat /proc/$COORD_PID/mounts | tail -3)"
+  start_worker a || exit 1
+  J=$(submit long.yaml --upload-inputs --set train.max_steps=40 --max-retries 1)
+  [ -n "$J" ] || fail "submit: $(cat "$T/submit.err")"
+  ART_BEFORE=$(artifact_list "$J")
+  JOBS_BEFORE=$(job_ids)
+  # Fill the volume.
+  head -c 64M /dev/zero >"$STORE/.fill" 2>/dev/null  # more than the volume: it fills up
+  echo "store free after filling: $(($(stat -f -c '%a * %S' "$STORE"))) bytes"
+  until_true 150 is_state "$J" FAILED && pass "job FAILED" || fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  echo "error: $(field "$J" '.error | "\(.code): \(.message)"')"
+  [ "$(field "$J" .error.code)" == "RESOURCE_EXHAUSTED" ] && pass "error code RESOURCE_EXHAUSTED" || fail "error code $(field "$J" .error.code)"
+  field "$J" .error.message | grep -qi "no space left" && pass "the reason names the space problem" || fail "reason: $(field "$J" .error.message)"
+  grep -q "not uploaded: .*No space left" "$T/worker-a.log" && pass "checkpoint uploads failed with no space left" ||
+    echo "note: no checkpoint upload failure logged"
+  artifact_list "$J" | grep -q "^merged/" && fail "a merged model is visible" || pass "no partial merged model visible"
+  [ -z "$(ls -A "$STORE/.d2lora-tmp" 2>/dev/null)" ] && pass "no temporary file left in the store" || fail "temp files: $(ls -A "$STORE/.d2lora-tmp")"
+  verify_artifacts "$J" && pass "every visible artifact is whole"
+  missing=$(comm -23 <(echo "$ART_BEFORE") <(artifact_list "$J"))
+  [ -z "$missing" ] && pass "no acknowledged artifact lost" || fail "lost: $missing"
+  [ "$(job_ids)" == "$JOBS_BEFORE" ] && pass "the coordinator keeps serving (list)" || fail "list: $(job_ids)"
+  rm -f "$STORE/.fill"
+  J2=$(submit short.yaml --upload-inputs)
+  until_true 120 is_state "$J2" SUCCEEDED && pass "space freed: a new job SUCCEEDED" || fail "new job: $(cli get "$J2" 2>&1 | tail -10)"
+  verify_artifacts "$J2" && pass "its artifacts verify"
+  ;;
+
+# The newest stored checkpoint is corrupted on disk (in the artifact store,
+# where a retry reads it) and the worker killed: the retry names the checksum
+# failure in its log and resumes from the previous checkpoint.
+checkpoint_corrupt)
+  start_coordinator || exit 1
+  start_worker a || exit 1
+  J=$(submit long.yaml --set train.max_steps=150)
+  until_true 90 ckpt_at_least "$J" 12 && pass "job $J checkpointed" || fail "no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
+  A_RANKS=$(pgrep -f "$T/work-a/jobs/$J/")
+  kill -STOP "$WORKER_a" $A_RANKS  # freeze: no newer checkpoint arrives meanwhile
+  sleep 0.5
+  N=$(field "$J" .checkpoint_step)
+  ls "$T/data/artifacts/jobs/$J/checkpoints/"
+  PREV=$(ls "$T/data/artifacts/jobs/$J/checkpoints/" | sed -n 's/^step-//p' | sort -n | awk -v n="$N" '$1 < n' | tail -1)
+  F="$T/data/artifacts/jobs/$J/checkpoints/step-$N/parameters.safetensors"
+  [ -f "$F" ] && [ -n "$PREV" ] && pass "newest stored checkpoint step-$N, previous step-$PREV" || fail "store: $(ls -R "$T/data/artifacts/jobs/$J/checkpoints")"
+  printf '\x00\x01\x02\x03\x04\x05\x06\x07' | dd of="$F" bs=1 seek=$(($(stat -c %s "$F") / 2)) conv=notrunc status=none
+  kill -9 "$WORKER_a" $A_RANKS
+  wait "$WORKER_a" 2>/dev/null
+  start_worker b || exit 1
+  until_true 150 is_state "$J" SUCCEEDED && pass "job SUCCEEDED" || fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  [ "$(field "$J" .attempt)" == "2" ] && pass "in 2 attempts" || fail "attempt $(field "$J" .attempt)"
+  L=$(rank_log b "$J" 2 0)
+  grep -q "step-$N/parameters.safetensors: checksum mismatch" "$L" && pass "attempt 2 names the checksum failure of step-$N" ||
+    fail "no checksum failure in $L: $(grep -i warn "$L" | head -3)"
+  r=$(resumed_step "$L")
+  [ "$r" == "$PREV" ] && pass "attempt 2 resumed from the previous checkpoint, step $r" || fail "resumed at '$r', wanted $PREV"
+  verify_artifacts "$J" && pass "every artifact verifies"
+  ;;
+
+# A job whose loss goes non-finite (lr 1e30): the steps are skipped and
+# counted, and after train.max_nonfinite_steps in a row the job FAILS naming
+# it, without retries (the same seeds from the same checkpoint diverge again).
+nonfinite)
+  start_coordinator || exit 1
+  start_worker a || exit 1
+  J=$(submit long.yaml --set train.lr=1e30 --set train.max_nonfinite_steps=3 --max-retries 2)
+  until_true 90 is_state "$J" FAILED && pass "job FAILED" || fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  echo "error: $(field "$J" '.error | "\(.code): \(.message)"')"
+  field "$J" .error.message | grep -q "training diverged: non-finite loss.*train.max_nonfinite_steps = 3" &&
+    pass "the reason names the divergence and train.max_nonfinite_steps" || fail "reason: $(field "$J" .error.message)"
+  [ "$(field "$J" .error.code)" == "FAILED_PRECONDITION" ] && pass "code FAILED_PRECONDITION" || fail "code $(field "$J" .error.code)"
+  [ "$(field "$J" .attempt)" == "1" ] && pass "no retry burnt" || fail "attempts: $(field "$J" .attempt)"
+  sk=$(field "$J" '.metrics.skippedSteps // .metrics.skipped_steps // 0')
+  [ "$sk" -ge 3 ] && pass "$sk skipped steps counted in the job's metrics" || fail "skipped steps: $sk ($(field "$J" .metrics))"
+  J2=$(submit short.yaml)
+  until_true 90 is_state "$J2" SUCCEEDED && pass "the worker runs the next job" || fail "next job: $(cli get "$J2" 2>&1 | tail -5)"
+  ;;
+
+*)
+  echo "unknown case $CASE"
+  exit 2
+  ;;
+esac
+
+check_nothing_left
+echo "case $CASE: failures: $failures (${SECONDS} s)"
+[ "$failures" -eq 0 ]

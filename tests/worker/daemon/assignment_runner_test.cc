@@ -1,0 +1,26 @@
+#include "worker/daemon/assignment_runner.h"
+
+#include <gtest/gtest.h>
+
+namespace d2lora::worker {
+namespace {
+
+// A retry resumes from the folder of its checkpoints, so that the trainer can
+// fall back to the previous one when the newest fails its checksums.
+TEST(AssignmentRunnerTest, ResumesFromTheCheckpointsFolder) {
+  EXPECT_EQ(ResumeArgument("/w/jobs/j/attempt-2/rank-0", "resume/checkpoints/step-8"),
+            "/w/jobs/j/attempt-2/rank-0/resume/checkpoints");
+  EXPECT_EQ(ResumeArgument("/w/r", "resume/out"), "/w/r/resume/out");
+  EXPECT_EQ(ResumeArgument("/w/r", "resume/elsewhere/step-8"), "/w/r/resume/elsewhere/step-8");
+}
+
+TEST(AssignmentRunnerTest, RecognisesADivergedRun) {
+  EXPECT_TRUE(IsDivergence(
+      "d2lora train: error: training diverged: non-finite loss at step 7, 6 step(s) in a row "
+      "(train.max_nonfinite_steps = 5); lower train.lr, or clip harder with a smaller train.grad_clip"));
+  EXPECT_FALSE(IsDivergence("d2lora train: error: out of memory"));
+  EXPECT_FALSE(IsDivergence(""));
+}
+
+}  // namespace
+}  // namespace d2lora::worker
