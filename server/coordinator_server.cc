@@ -21,6 +21,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key: give both or neither");
   }
+  if (options.max_message_bytes < (2 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-message-bytes = ", options.max_message_bytes,
+                                                   ": must be at least 2 MiB (file chunks are 1 MiB)"));
+  }
+  auto roots = PathRoots::Create(options.allowed_path_roots);
+  if (!roots.ok()) return roots.status();
+  auto auth = TokenAuth::Create({options.token, options.read_token});
+  if (!auth.ok()) return auth.status();
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("--data-dir ", options.data_dir, ": ", ec.message()));
@@ -33,11 +41,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   auto artifacts = LocalArtifactStore::Create({options.data_dir + "/artifacts"});
   if (!artifacts.ok()) return artifacts.status();
   s->artifacts_ = *std::move(artifacts);
-  s->auth_ = std::make_unique<TokenAuth>(options.token);
+  s->auth_ = *std::move(auth);
+  s->roots_ = *std::move(roots);
   auto coordinator = Coordinator::Create(options.coordinator, s->jobs_.get(), s->artifacts_.get(), s->registry_.get());
   if (!coordinator.ok()) return coordinator.status();
   s->coordinator_ = *std::move(coordinator);
-  s->job_service_ = std::make_unique<JobServiceImpl>(s->coordinator_.get(), s->artifacts_.get(), s->auth_.get());
+  s->job_service_ = std::make_unique<JobServiceImpl>(s->coordinator_.get(), s->artifacts_.get(), s->auth_.get(),
+                                                      &s->roots_);
   s->worker_service_ = std::make_unique<WorkerServiceImpl>(s->coordinator_.get(), s->artifacts_.get(), s->auth_.get());
 
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
@@ -56,8 +66,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddListeningPort(options.listen, credentials, &s->port_);
   builder.RegisterService(s->job_service_.get());
   builder.RegisterService(s->worker_service_.get());
-  builder.SetMaxReceiveMessageSize(16 << 20);
-  builder.SetMaxSendMessageSize(16 << 20);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  // Handler threads stay for the next call rather than exit after each one
+  // (gRPC's default keeps 2 idle): under load, creating and unmapping a thread
+  // per call cost more CPU than the calls (coordinator_bench --mode load).
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(MakeRpcMetricsInterceptorFactory(*s->registry_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));

@@ -5,11 +5,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/server.h>
 #include <prometheus/registry.h>
 
 #include "absl/status/statusor.h"
+#include "common/path_roots.h"
+#include "common/rpc/channel.h"
 #include "server/artifact_store.h"
 #include "server/auth.h"
 #include "server/coordinator.h"
@@ -22,8 +25,12 @@ namespace d2lora::server {
 struct CoordinatorServerOptions {
   std::string listen = "127.0.0.1:50051";  // port 0 picks a free one
   std::string data_dir;                    // jobs.db and artifacts/
-  std::string token;                       // "" = no authentication
+  std::string token;                       // the full token; "" = no authentication
+  std::string read_token;                  // a read-only token (list, get, watch, download); "" = none
   std::string tls_cert_file, tls_key_file;  // both or neither
+  // Directories spec paths (model, data) must lie in; empty = anywhere (absolute, no "..").
+  std::vector<std::string> allowed_path_roots;
+  int max_message_bytes = rpc::kMaxMessageBytes;  // one gRPC message, either way
   CoordinatorOptions coordinator;
 };
 
@@ -45,6 +52,7 @@ class CoordinatorServer {
   std::unique_ptr<JobStore> jobs_;
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<TokenAuth> auth_;
+  PathRoots roots_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;

@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "server/artifact_streaming.h"
 #include "server/job_ids.h"
+#include "server/submit_check.h"
 
 namespace d2lora::server {
 namespace {
@@ -25,11 +26,24 @@ absl::StatusOr<std::string> ArtifactKey(Coordinator& coordinator, const std::str
   return absl::StrCat("jobs/", job_id, "/", name);
 }
 
+// Ids and free text from clients, bounded before they reach the coordinator,
+// the job store or an error message.
+constexpr size_t kMaxIdBytes = 128;
+constexpr size_t kMaxReasonBytes = 1024;
+
+absl::Status CheckId(const char* field, const std::string& id) {
+  if (id.size() > kMaxIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", id.size(), " bytes, longer than the limit of ", kMaxIdBytes));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
                                        v1::Job* response) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/SubmitJob"); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckSpecPathRoots(*request, *roots_); !s.ok()) return ToGrpcStatus(s);
   auto job = coordinator_->Submit(*request);
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response = *std::move(job);
@@ -37,7 +51,8 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::S
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request, v1::Job* response) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/GetJob"); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckId("id", request->id()); !s.ok()) return ToGrpcStatus(s);
   auto job = coordinator_->GetJob(request->id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response = *std::move(job);
@@ -46,7 +61,7 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJ
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/ListJobs"); !s.ok()) return ToGrpcStatus(s);
   auto list = coordinator_->ListJobs(*request);
   if (!list.ok()) return ToGrpcStatus(list.status());
   *response = *std::move(list);
@@ -55,7 +70,12 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context, const v1::Li
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
                                        v1::Job* response) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/CancelJob"); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckId("id", request->id()); !s.ok()) return ToGrpcStatus(s);
+  if (request->reason().size() > kMaxReasonBytes) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("reason: ", request->reason().size(), " bytes, longer than the limit of ", kMaxReasonBytes)));
+  }
   auto job = coordinator_->Cancel(request->id(), request->reason());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response = *std::move(job);
@@ -64,7 +84,8 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::C
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/WatchJob"); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckId("id", request->id()); !s.ok()) return ToGrpcStatus(s);
   int64_t after = request->after_seq();
   while (!context->IsCancelled()) {
     auto batch = coordinator_->WaitEvents(request->id(), after, request->follow() ? absl::Seconds(1) : absl::ZeroDuration());
@@ -81,7 +102,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
 
 grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* context, const v1::ListArtifactsRequest* request,
                                            v1::ListArtifactsResponse* response) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/ListArtifacts"); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckId("job_id", request->job_id()); !s.ok()) return ToGrpcStatus(s);
   const std::string& prefix = request->prefix();
   if (prefix.size() > 1024 || absl::StrContains(prefix, "..") || absl::StartsWith(prefix, "/")) {
     return ToGrpcStatus(absl::InvalidArgumentError("prefix: must be a relative path without \"..\""));
@@ -104,7 +126,8 @@ grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* context, const v
 
 grpc::Status JobServiceImpl::DownloadArtifact(grpc::ServerContext* context, const v1::DownloadArtifactRequest* request,
                                               grpc::ServerWriter<v1::FileChunk>* writer) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/DownloadArtifact"); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckId("job_id", request->job_id()); !s.ok()) return ToGrpcStatus(s);
   auto key = ArtifactKey(*coordinator_, request->job_id(), request->name());
   if (!key.ok()) return ToGrpcStatus(key.status());
   return ToGrpcStatus(StreamArtifact(*artifacts_, *key, request->offset(), *context, *writer));
@@ -112,7 +135,7 @@ grpc::Status JobServiceImpl::DownloadArtifact(grpc::ServerContext* context, cons
 
 grpc::Status JobServiceImpl::UploadFile(grpc::ServerContext* context, grpc::ServerReader<v1::UploadFileRequest>* reader,
                                         v1::UploadFileResponse* response) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/UploadFile"); !s.ok()) return ToGrpcStatus(s);
   v1::UploadFileRequest message;
   if (!reader->Read(&message) || !message.has_header()) {
     return ToGrpcStatus(absl::InvalidArgumentError("the first message must be the header"));

@@ -1,8 +1,10 @@
-// JobService over gRPC: checks the token, translates, calls the coordinator
-// and the artifact store, maps the Status (rpc::ToGrpcStatus).
+// JobService over gRPC: checks the token and its role (TokenAuth), the
+// request's sizes and the spec's paths against the allowed roots, calls the
+// coordinator and the artifact store, maps the Status (rpc::ToGrpcStatus).
 #pragma once
 
 #include "d2lora/v1/job_service.grpc.pb.h"
+#include "common/path_roots.h"
 #include "server/artifact_store.h"
 #include "server/auth.h"
 #include "server/coordinator.h"
@@ -11,8 +13,9 @@ namespace d2lora::server {
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  JobServiceImpl(Coordinator* coordinator, ArtifactStore* artifacts, const TokenAuth* auth)
-      : coordinator_(coordinator), artifacts_(artifacts), auth_(auth) {}
+  // `roots`: where spec paths may point (PathRoots::Check); must outlive this.
+  JobServiceImpl(Coordinator* coordinator, ArtifactStore* artifacts, const TokenAuth* auth, const PathRoots* roots)
+      : coordinator_(coordinator), artifacts_(artifacts), auth_(auth), roots_(roots) {}
 
   grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request, v1::Job* response) override;
   grpc::Status GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request, v1::Job* response) override;
@@ -32,6 +35,7 @@ class JobServiceImpl final : public v1::JobService::Service {
   Coordinator* coordinator_;
   ArtifactStore* artifacts_;
   const TokenAuth* auth_;
+  const PathRoots* roots_;
 };
 
 }  // namespace d2lora::server

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   CLI::App app{"d2lora-coordinator: the d2lora job API, scheduler and artifact store"};
   server::CoordinatorServerOptions options;
   std::string metrics_listen = "127.0.0.1:9090";
-  std::string token_file;
+  std::string token_file, read_token_file;
   double heartbeat_timeout = 20, heartbeat_interval = 2;
   int default_retries = 2;
   app.add_option("--listen", options.listen, "HOST:PORT for the gRPC API (port 0: any free port)")
@@ -23,7 +23,11 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen, "HOST:PORT for Prometheus' /metrics (port 0: any)")
       ->capture_default_str();
   app.add_option("--data-dir", options.data_dir, "job store (jobs.db) and artifacts (artifacts/)")->required();
-  app.add_option("--token-file", token_file, "require this bearer token on every call");
+  app.add_option("--token-file", token_file, "require this bearer token on every call (the full token)");
+  app.add_option("--read-token-file", read_token_file,
+                 "also accept this read-only token: list, get, watch and download, but not submit, cancel or upload");
+  app.add_option("--allowed-path-root", options.allowed_path_roots,
+                 "directory a job spec's paths must lie in (repeatable; symlinks are followed); default: anywhere");
   app.add_option("--tls-cert", options.tls_cert_file, "serve TLS with this certificate (PEM)");
   app.add_option("--tls-key", options.tls_key_file, "... and this private key (PEM)");
   app.add_option("--heartbeat-timeout", heartbeat_timeout, "seconds without a heartbeat before a worker is lost")
@@ -33,6 +37,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-retries", default_retries, "retries of a job whose submit does not say")
       ->capture_default_str()->check(CLI::Range(0, 100));
   app.add_option("--max-upload-bytes", options.coordinator.max_upload_bytes, "largest file one upload may send")
+      ->capture_default_str();
+  app.add_option("--max-message-bytes", options.max_message_bytes, "largest gRPC message received or sent")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -50,6 +56,11 @@ int main(int argc, char** argv) {
     auto token = rpc::ReadSecretFile(token_file);
     if (!token.ok()) return fail(token.status());
     options.token = *token;
+  }
+  if (!read_token_file.empty()) {
+    auto token = rpc::ReadSecretFile(read_token_file);
+    if (!token.ok()) return fail(token.status());
+    options.read_token = *token;
   }
 
   // SIGINT/SIGTERM are waited for by one thread; block them before any other thread starts.

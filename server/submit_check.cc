@@ -1,8 +1,12 @@
 #include "server/submit_check.h"
 
 #include <cctype>
+#include <cmath>
 #include <utility>
 #include <vector>
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -26,6 +30,36 @@ bool ValidLabelKey(const std::string& key) {
   return true;
 }
 
+// Every string field of `message` (recursively) at most kMaxPathBytes, every
+// floating-point one finite (NaN passes every range check written as a < b).
+absl::Status CheckFieldValues(const google::protobuf::Message& message, const std::string& prefix) {
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const google::protobuf::FieldDescriptor* f : fields) {
+    const std::string name = absl::StrCat(prefix, f->name());
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) continue;  // the spec has no repeated messages
+      if (absl::Status s = CheckFieldValues(reflection->GetMessage(message, f), name + "."); !s.ok()) return s;
+    } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE && !f->is_repeated()) {
+      const double v = reflection->GetDouble(message, f);
+      if (!std::isfinite(v)) return Invalid(name, absl::StrCat(v, ": must be a finite number"));
+    } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
+      const int n = f->is_repeated() ? reflection->FieldSize(message, f) : 1;
+      for (int i = 0; i < n; ++i) {
+        std::string scratch;
+        const std::string& v = f->is_repeated() ? reflection->GetRepeatedStringReference(message, f, i, &scratch)
+                                                : reflection->GetStringReference(message, f, &scratch);
+        if (v.size() > kMaxPathBytes) {
+          return Invalid(f->is_repeated() ? absl::StrCat(name, "[", i, "]") : name,
+                         absl::StrCat(v.size(), " bytes, longer than the limit of ", kMaxPathBytes));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckPath(const std::string& field, const std::string& path, ArtifactStore& artifacts, bool model) {
   auto ref = ParseUploadRef(field, path);
   if (!ref.ok()) return ref.status();
@@ -34,6 +68,7 @@ absl::Status CheckPath(const std::string& field, const std::string& path, Artifa
       return Invalid(field, absl::StrCat("\"", path, "\" is not an absolute path: give a path every worker can ",
                                          "read (a shared volume), or upload it (d2lora upload) and use upload:ID"));
     }
+    if (HasDotDotSegment(path)) return Invalid(field, absl::StrCat("\"", path, "\" has a \"..\" segment"));
     return absl::OkStatus();
   }
   const UploadRef& r = **ref;
@@ -56,6 +91,21 @@ absl::Status CheckPath(const std::string& field, const std::string& path, Artifa
 
 }  // namespace
 
+absl::Status CheckSpecPathRoots(const v1::SubmitJobRequest& request, const PathRoots& roots) {
+  const v1::JobSpec& spec = request.spec();
+  const std::vector<std::pair<std::string, const std::string*>> paths = {
+      {"spec.model", &spec.model()}, {"spec.data.train", &spec.data().train()}};
+  for (const auto& [field, path] : paths) {
+    if (path->empty() || absl::StartsWith(*path, kUploadScheme)) continue;  // CheckSubmitRequest's to judge
+    if (absl::Status s = roots.Check(field, *path); !s.ok()) return s;
+  }
+  if (spec.data().has_validation() && !spec.data().validation().empty() &&
+      !absl::StartsWith(spec.data().validation(), kUploadScheme)) {
+    if (absl::Status s = roots.Check("spec.data.validation", spec.data().validation()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<UploadRef>> ParseUploadRef(const std::string& field, const std::string& path) {
   if (!absl::StartsWith(path, kUploadScheme)) return std::optional<UploadRef>();
   const std::string rest = path.substr(sizeof(kUploadScheme) - 1);
@@ -75,6 +125,13 @@ absl::StatusOr<std::optional<UploadRef>> ParseUploadRef(const std::string& field
 absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, ArtifactStore& artifacts,
                                            int default_max_retries) {
   if (!request.has_spec()) return Invalid("spec", "required");
+  // Sizes first: nothing oversized reaches the parser or an error message.
+  if (absl::Status s = CheckFieldValues(request.spec(), "spec."); !s.ok()) return s;
+  if (const size_t bytes = request.spec().ByteSizeLong(); bytes > kMaxSpecBytes) {
+    return Invalid("spec", absl::StrCat(bytes, " bytes, larger than the limit of ", kMaxSpecBytes));
+  }
+  if (request.labels_size() > 64) return Invalid("labels", "more than 64");
+  if (request.idempotency_key().size() > 256) return Invalid("idempotency_key", "longer than 256 bytes");
   auto spec = rpc::SpecFromProto(request.spec());
   if (!spec.ok()) return absl::InvalidArgumentError(spec.status().message());
 
@@ -95,12 +152,10 @@ absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, 
   if (max_retries < 0 || max_retries > 100) {
     return Invalid("max_retries", absl::StrCat(max_retries, ": must be in [0, 100]"));
   }
-  if (request.labels_size() > 64) return Invalid("labels", "more than 64");
   for (const auto& [k, v] : request.labels()) {
     if (!ValidLabelKey(k)) return Invalid(absl::StrCat("labels[\"", k.substr(0, 80), "\"]"), "keys are 1-63 of [A-Za-z0-9_.-/], starting with a letter or digit");
     if (v.size() > 256) return Invalid(absl::StrCat("labels[\"", k, "\"]"), "value longer than 256 bytes");
   }
-  if (request.idempotency_key().size() > 256) return Invalid("idempotency_key", "longer than 256 bytes");
 
   const std::vector<std::pair<std::string, std::string>> paths = {
       {"spec.model", spec->model}, {"spec.data.train", spec->data.train}, {"spec.data.validation", spec->data.validation}};

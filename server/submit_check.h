@@ -2,19 +2,25 @@
 // the field: the spec (the engine's own parser, as `d2lora train` uses),
 // world_size against the spec, priority, retries, labels, and every path the
 // spec names (an "upload:" reference must exist; any other path must be
-// absolute, since workers cannot know the client's working directory).
+// absolute, since workers cannot know the client's working directory), and
+// the request's sizes (every string and the spec as a whole), so that no
+// oversized value reaches the spec parser, the job store or an error message.
 #pragma once
 
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/path_roots.h"
 #include "d2lora/v1/job_service.pb.h"
 #include "server/artifact_store.h"
 
 namespace d2lora::server {
 
 inline constexpr char kUploadScheme[] = "upload:";
+// Every string of a spec (paths included) is at most kMaxPathBytes; the
+// serialized spec at most kMaxSpecBytes.
+inline constexpr size_t kMaxSpecBytes = 64 << 10;
 
 struct UploadRef {
   std::string upload_id;
@@ -29,5 +35,12 @@ absl::StatusOr<std::optional<UploadRef>> ParseUploadRef(const std::string& field
 // form with resources.world_size = world_size, max_retries resolved.
 absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, ArtifactStore& artifacts,
                                            int default_max_retries);
+
+// The paths of `request.spec` that are not upload references (model,
+// data.train, data.validation), each checked against `roots` (absolute, no
+// "..", inside a root when roots are configured, symlinks followed):
+// INVALID_ARGUMENT naming the spec field. The service calls this before the
+// coordinator's CheckSubmitRequest.
+absl::Status CheckSpecPathRoots(const v1::SubmitJobRequest& request, const PathRoots& roots);
 
 }  // namespace d2lora::server

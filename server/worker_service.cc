@@ -19,8 +19,9 @@ bool AllowedArtifactName(const std::string& name) {
 }
 
 template <typename Response, typename Call>
-grpc::Status Unary(const TokenAuth& auth, grpc::ServerContext& context, Response* response, Call call) {
-  if (absl::Status s = auth.Check(context); !s.ok()) return ToGrpcStatus(s);
+grpc::Status Unary(const TokenAuth& auth, grpc::ServerContext& context, const char* method, Response* response,
+                   Call call) {
+  if (absl::Status s = auth.Authorize(context, method); !s.ok()) return ToGrpcStatus(s);
   auto result = call();
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *std::move(result);
@@ -31,27 +32,33 @@ grpc::Status Unary(const TokenAuth& auth, grpc::ServerContext& context, Response
 
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context, const v1::RegisterWorkerRequest* request,
                                                v1::RegisterWorkerResponse* response) {
-  return Unary(*auth_, *context, response, [&] { return coordinator_->Register(*request); });
+  return Unary(*auth_, *context, "d2lora.v1.WorkerService/RegisterWorker", response,
+               [&] { return coordinator_->Register(*request); });
 }
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
                                           v1::HeartbeatResponse* response) {
-  return Unary(*auth_, *context, response, [&] { return coordinator_->Heartbeat(*request); });
+  return Unary(*auth_, *context, "d2lora.v1.WorkerService/Heartbeat", response,
+               [&] { return coordinator_->Heartbeat(*request); });
 }
 
 grpc::Status WorkerServiceImpl::LeaseAssignment(grpc::ServerContext* context, const v1::LeaseAssignmentRequest* request,
                                                 v1::LeaseAssignmentResponse* response) {
-  return Unary(*auth_, *context, response, [&] { return coordinator_->Lease(*request); });
+  return Unary(*auth_, *context, "d2lora.v1.WorkerService/LeaseAssignment", response,
+               [&] { return coordinator_->Lease(*request); });
 }
 
 grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* context, const v1::ReportProgressRequest* request,
                                                v1::ReportProgressResponse* response) {
-  return Unary(*auth_, *context, response, [&] { return coordinator_->Report(*request); });
+  return Unary(*auth_, *context, "d2lora.v1.WorkerService/ReportProgress", response,
+               [&] { return coordinator_->Report(*request); });
 }
 
 grpc::Status WorkerServiceImpl::DownloadInput(grpc::ServerContext* context, const v1::DownloadInputRequest* request,
                                               grpc::ServerWriter<v1::FileChunk>* writer) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.WorkerService/DownloadInput"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   auto assignment = coordinator_->CheckAssignment(request->worker_id(), request->assignment_id());
   if (!assignment.ok()) return ToGrpcStatus(assignment.status());
   bool listed = false;
@@ -66,7 +73,9 @@ grpc::Status WorkerServiceImpl::DownloadInput(grpc::ServerContext* context, cons
 grpc::Status WorkerServiceImpl::UploadArtifact(grpc::ServerContext* context,
                                                grpc::ServerReader<v1::UploadArtifactRequest>* reader,
                                                v1::Artifact* response) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.WorkerService/UploadArtifact"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   v1::UploadArtifactRequest message;
   if (!reader->Read(&message) || !message.has_header()) {
     return ToGrpcStatus(absl::InvalidArgumentError("the first message must be the header"));
@@ -94,13 +103,17 @@ grpc::Status WorkerServiceImpl::UploadArtifact(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::CompleteAssignment(grpc::ServerContext* context,
                                                    const v1::CompleteAssignmentRequest* request,
                                                    v1::CompleteAssignmentResponse*) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.WorkerService/CompleteAssignment"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return ToGrpcStatus(coordinator_->Complete(*request));
 }
 
 grpc::Status WorkerServiceImpl::FailAssignment(grpc::ServerContext* context, const v1::FailAssignmentRequest* request,
                                                v1::FailAssignmentResponse*) {
-  if (absl::Status s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.WorkerService/FailAssignment"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return ToGrpcStatus(coordinator_->Fail(*request));
 }
 

@@ -16,9 +16,16 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& 
     return absl::InvalidArgumentError(
         "no coordinator endpoint: pass --endpoint HOST:PORT or set D2LORA_ENDPOINT");
   }
+  if (options.max_message_bytes <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_message_bytes = ", options.max_message_bytes, ": must be > 0"));
+  }
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(16 << 20);
-  args.SetMaxSendMessageSize(16 << 20);
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  // Reconnect at least every second while the server is down (gRPC's default
+  // backoff grows to 120 s): a worker must be back within the coordinator's
+  // heartbeat timeout once a restarted coordinator listens again.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls_ca_file.empty()) {
     credentials = grpc::InsecureChannelCredentials();

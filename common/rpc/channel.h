@@ -14,11 +14,16 @@
 
 namespace d2lora::rpc {
 
+// The largest gRPC message either side accepts or sends by default (the
+// coordinator's --max-message-bytes). File transfers stream 1 MiB chunks.
+inline constexpr int kMaxMessageBytes = 16 << 20;
+
 struct ClientOptions {
   std::string endpoint;     // HOST:PORT
   std::string token;        // sent as "authorization: Bearer TOKEN"; "" = none
   std::string tls_ca_file;  // "" = plaintext; else TLS, trusting this PEM (CA or the server's certificate)
   std::string tls_server_name;  // overrides the name checked against the certificate
+  int max_message_bytes = kMaxMessageBytes;  // receive and send limit of one message
 };
 
 // Checks the options (endpoint present, CA file readable) and makes the channel.

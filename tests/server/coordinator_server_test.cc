@@ -126,31 +126,49 @@ TEST(CoordinatorServerTest, HealthAndReflectionAreOpenOurServicesNeedTheToken) {
   EXPECT_FALSE(HealthCheck(channel, &health).ok() && health == std::string("\x08\x01", 2));
 }
 
+// A CA and a server certificate it signs (EC keys: fast), made with the openssl CLI.
+bool MakeCa(const std::string& dir, const std::string& name) {
+  const std::string cmd = "cd " + dir + " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                          "-days 1 -subj /CN=" + name + " -keyout " + name + ".key -out " + name + ".pem >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+bool MakeServerCert(const std::string& dir, const std::string& ca) {
+  const std::string cmd =
+      "cd " + dir + " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost "
+      "-keyout server.key -out server.csr >/dev/null 2>&1 && printf 'subjectAltName=DNS:localhost\\n' >san.ext && "
+      "openssl x509 -req -in server.csr -CA " + ca + ".pem -CAkey " + ca + ".key -CAcreateserial -days 1 "
+      "-extfile san.ext -out server.pem >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
 TEST(CoordinatorServerTest, ServesTlsWithTheGivenCertificate) {
   testing::TempDir dir;
-  const std::string cert = dir.file("cert.pem"), key = dir.file("key.pem");
-  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-                          "-addext subjectAltName=DNS:localhost -keyout " + key + " -out " + cert + " >/dev/null 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl (Debian package openssl) is needed";
-  auto server = StartServer(dir.file("data"), "", cert, key);
+  ASSERT_TRUE(MakeCa(dir.path(), "ca") && MakeCa(dir.path(), "other-ca") && MakeServerCert(dir.path(), "ca"))
+      << "openssl (Debian package openssl) is needed";
+  const std::string cert = dir.file("server.pem"), key = dir.file("server.key");
+  auto server = StartServer(dir.file("data"), "tls-token", cert, key);
   ASSERT_NE(server, nullptr);
   const std::string endpoint = "127.0.0.1:" + std::to_string(server->port());
-  rpc::ClientOptions tls{endpoint, "", cert, "localhost"};
-  auto channel = rpc::MakeChannel(tls);
-  ASSERT_TRUE(channel.ok()) << channel.status();
-  v1::ListJobsResponse response;
-  {
+  auto list = [](const rpc::ClientOptions& options) {
+    auto channel = rpc::MakeChannel(options);
+    EXPECT_TRUE(channel.ok()) << channel.status();
     grpc::ClientContext context;
-    rpc::PrepareContext(context, tls, absl::Seconds(10));
-    EXPECT_TRUE(v1::JobService::NewStub(*channel)->ListJobs(&context, {}, &response).ok());
-  }
-  {
-    auto plain = rpc::MakeChannel({endpoint, "", "", ""});
-    grpc::ClientContext context;
-    rpc::PrepareContext(context, tls, absl::Seconds(5));
-    EXPECT_EQ(v1::JobService::NewStub(*plain)->ListJobs(&context, {}, &response).error_code(),
-              grpc::StatusCode::UNAVAILABLE);
-  }
+    rpc::PrepareContext(context, options, absl::Seconds(10));
+    v1::ListJobsResponse response;
+    return v1::JobService::NewStub(*channel)->ListJobs(&context, {}, &response);
+  };
+  // Trusting the CA that signed the server's certificate: served.
+  const grpc::Status ok = list({endpoint, "tls-token", dir.file("ca.pem"), "localhost"});
+  EXPECT_TRUE(ok.ok()) << ok.error_message();
+  // Plaintext to a TLS port, and a client trusting another CA: no connection.
+  EXPECT_EQ(list({endpoint, "tls-token", "", ""}).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(list({endpoint, "tls-token", dir.file("other-ca.pem"), "localhost"}).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  // The right CA but another name than the certificate's.
+  EXPECT_EQ(list({endpoint, "tls-token", dir.file("ca.pem"), "not-the-server"}).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  // TLS does not replace the token.
+  EXPECT_EQ(list({endpoint, "", dir.file("ca.pem"), "localhost"}).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   CoordinatorServerOptions half;  // a certificate without its key
   half.listen = "127.0.0.1:0";
   half.data_dir = dir.file("d2");
