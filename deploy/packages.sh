@@ -3,7 +3,9 @@
 #
 #   D2LORA_BUILD_PACKAGES    build the engine, the CLI and the service
 #   D2LORA_QUICKSTART_EXTRA  what the quickstart adds: WordNet (its data), curl and jq
-#   D2LORA_TEST_EXTRA        what the tests add: promtool, a TLS certificate, manifest checks
+#   D2LORA_TEST_EXTRA        what the tests add: promtool, a TLS certificate, manifest checks,
+#                            clang and libFuzzer (tests/fuzz)
+#   D2LORA_REPRO_EXTRA       what bench/repro/repro.py (the fidelity study) adds: its plots
 D2LORA_BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
@@ -13,7 +15,9 @@ D2LORA_BUILD_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev libsqlite3-dev
 )
 D2LORA_QUICKSTART_EXTRA=(wordnet-base curl jq)
-D2LORA_TEST_EXTRA=(prometheus openssl python3-yaml)
+D2LORA_TEST_EXTRA=(prometheus openssl python3-yaml iproute2 procps)  # ss, pgrep: the fault matrix
+D2LORA_TEST_EXTRA+=(clang-14 libclang-rt-14-dev)  # libFuzzer: tests/fuzz/run.sh
+D2LORA_REPRO_EXTRA=(python3-matplotlib)  # bench/repro/repro.py's plots (its --smoke test runs without)
 # `kubectl kustomize` renders deploy/kubernetes; Debian's kubectl is in
 # kubernetes-client (a machine may already have another kubectl package).
 command -v kubectl >/dev/null || D2LORA_TEST_EXTRA+=(kubernetes-client)

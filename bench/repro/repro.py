@@ -2,7 +2,7 @@
 """The method-fidelity study (issue 10): the paper's claims, tested at a scale
 this machine can train.
 
-  bench/repro/repro.py --quick            # under 15 min on 2 cores: tiny runs, 1 seed
+  bench/repro/repro.py --quick            # under 15 min on 2 cores: tiny runs, 1 seed, no sweep
   bench/repro/repro.py --full             # the study: hours on 2 cores
   bench/repro/repro.py --smoke            # a minute: checks the pipeline only
 
@@ -59,9 +59,10 @@ MODES = {
     "smoke": dict(preset="tiny", max_train=96, max_val=64, dev=32, seq=96, pre_steps=10, pre_batch=8,
                   pre_lr=5e-3, pre_eval_every=5, epochs=1, max_steps=4, batch=8, micro=8,
                   lrs=[5e-3], seeds=[1], methods=["lora_r", "d2lora_r"], tasks=["definition"]),
-    "quick": dict(preset="tiny", max_train=480, max_val=200, dev=96, seq=96, pre_steps=150, pre_batch=16,
+    # quick: no sweep (one rate for every method), one seed, 256 questions per task.
+    "quick": dict(preset="tiny", max_train=256, max_val=200, dev=64, seq=96, pre_steps=150, pre_batch=16,
                   pre_lr=5e-3, pre_eval_every=25, epochs=2, max_steps=0, batch=16, micro=8,
-                  lrs=[2e-3, 5e-3], seeds=[1], methods=list(METHODS), tasks=TASKS),
+                  lrs=[5e-3], seeds=[1], methods=list(METHODS), tasks=TASKS),
     "full": dict(preset="small", max_train=2000, max_val=600, dev=300, seq=128, pre_steps=1500, pre_batch=32,
                  pre_lr=3e-3, pre_eval_every=100, epochs=2, max_steps=0, batch=16, micro=8,
                  lrs=[1e-3, 3e-3, 1e-2], seeds=[1, 2, 3], methods=list(METHODS), tasks=TASKS),
@@ -264,6 +265,12 @@ def main():
         die(f"{d2} is not built (cmake --build {args.build_dir} --target d2lora)")
     if not Path("/usr/share/wordnet/data.noun").exists():
         die("/usr/share/wordnet is missing: apt-get install wordnet-base")
+    if mode != "smoke":
+        try:
+            import matplotlib  # noqa: F401  (report.py draws the plots)
+        except ImportError:
+            die("python3-matplotlib is missing (deploy/packages.sh: D2LORA_REPRO_EXTRA): "
+                "apt-get install python3-matplotlib")
     out = Path(args.out or ROOT / "bench" / "repro" / "results" / mode).resolve()
     work = out / "work"  # large and ignored by git; the report sits beside it
     work.mkdir(parents=True, exist_ok=True)
