@@ -26,10 +26,9 @@ absl::StatusOr<std::string> ArtifactKey(Coordinator& coordinator, const std::str
   return absl::StrCat("jobs/", job_id, "/", name);
 }
 
-// Ids and free text from clients, bounded before they reach the coordinator,
-// the job store or an error message.
+// Ids from clients, bounded before they reach the coordinator, the job store
+// or an error message (Coordinator::Cancel bounds the cancel reason).
 constexpr size_t kMaxIdBytes = 128;
-constexpr size_t kMaxReasonBytes = 1024;
 
 absl::Status CheckId(const char* field, const std::string& id) {
   if (id.size() > kMaxIdBytes) {
@@ -72,10 +71,6 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::C
                                        v1::Job* response) {
   if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/CancelJob"); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = CheckId("id", request->id()); !s.ok()) return ToGrpcStatus(s);
-  if (request->reason().size() > kMaxReasonBytes) {
-    return ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("reason: ", request->reason().size(), " bytes, longer than the limit of ", kMaxReasonBytes)));
-  }
   auto job = coordinator_->Cancel(request->id(), request->reason());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response = *std::move(job);
