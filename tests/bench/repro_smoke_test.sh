@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/repro/repro.py --smoke end to end: WordNet data with dev splits, a
-# pretrained tiny base, LoRA and D2-LoRA fine-tuned, the report written; then
+# pretrained tiny base, a learning-rate sweep, LoRA and D2-LoRA fine-tuned at
+# the rates it chose, the report written; then
 # the report is rebuilt from the finished runs without training again.
 #
 #   repro_smoke_test.sh BUILD_DIR
@@ -21,6 +22,14 @@ import json, sys
 from pathlib import Path
 out = Path(sys.argv[1]); r = json.load(open(out / "results.json"))
 assert len(r["runs"]) == 2, r["runs"]
+# The sweep: both methods at both rates, each method's rate one of them.
+lrs = r["config"]["lrs"]
+assert len(lrs) == 2, lrs
+for m in ("lora_r", "d2lora_r"):
+    assert sorted(r["sweep_dev_accuracy"][m]) == sorted(f"{lr:g}" for lr in lrs), r["sweep_dev_accuracy"]
+    assert r["learning_rates"][m] in lrs, r["learning_rates"]
+    best = max(r["sweep_dev_accuracy"][m].values())
+    assert r["sweep_dev_accuracy"][m][f"{r['learning_rates'][m]:g}"] == best, r
 for run in r["runs"]:
     assert 0 <= run["accuracy"] <= 1, run
     assert run["merge_gap_pp"] is not None and abs(run["merge_gap_pp"]) <= 100, run
@@ -31,6 +40,7 @@ assert "vs_lora_pp" in r["claims"], r["claims"]
 data = out / "work" / "data" / "definition"
 ans = lambda f: {(q := json.loads(l))["choices"][q["label"]] for l in open(data / f)}
 assert not (ans("train.jsonl") & ans("dev.jsonl")), "a dev answer is a training answer"
+assert not (ans("../sweep/train.jsonl") & ans("../sweep/dev.jsonl")), "a sweep dev answer is a sweep training answer"
 assert ans("validation.jsonl"), "no validation questions"
 PY
 grep -q "D2-LoRA − LoRA r" "$OUT/report.md" || fail "report.md lacks the claims table"
