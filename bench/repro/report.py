@@ -8,6 +8,7 @@ from pathlib import Path
 
 # The paper's claims at 7-8B scale (DESIGN section 1).
 PAPER = {"vs_lora_pp": 2.2, "vs_lora_2r_pp": 1.6, "volatility_drop": 0.36, "merge_gap_pp": 0.03}
+SCORINGS = ("mean", "sum", "byte", "letter")  # eval's multiple-choice scorings
 SCORING = ("mean log-likelihood per token of each choice given the question (eval.scoring: mean); "
            "the highest-scoring choice is the answer")
 
@@ -86,6 +87,7 @@ def collect_runs(work, cfg, best):
                 runs.append({
                     "method": m, "task": task, "seed": seed, "lr": best[m],
                     "accuracy": accuracy(s),
+                    "accuracy_by_scoring": (s.get("eval") or {}).get("accuracy"),
                     "accuracy_merged": mc.get("accuracy_merged"),
                     "merge_gap_pp": mc.get("accuracy_gap_pp"),
                     "max_logit_diff": mc.get("max_logit_diff"),
@@ -144,6 +146,8 @@ def aggregate(runs, cfg):
                 row[task] = mean_std([r["accuracy"] for r in runs if r["method"] == m and r["task"] == task])
         sel = [r for r in runs if r["method"] == m]
         row["volatility"] = mean_std([r["volatility"] for r in sel])
+        row["by_scoring"] = {k: mean_std([r["accuracy_by_scoring"].get(k) for r in sel
+                                          if isinstance(r["accuracy_by_scoring"], dict)])[0] for k in SCORINGS}
         row["merge_gap_pp"] = mean_std([abs(r["merge_gap_pp"]) for r in sel if r["merge_gap_pp"] is not None])
         row["max_logit_diff"] = max((r["max_logit_diff"] or 0 for r in sel), default=None)
         row["train_seconds"] = mean_std([r["train_seconds"] for r in sel])
@@ -237,9 +241,13 @@ def write(out, work, cfg, mode, best, sweep, seconds, jobs):
         claims["vs_lora_2r_pp"] = paired(runs, "d2lora_r", "lora_2r", "accuracy", cfg)
     if "d2lora_r" in m and "dora_r" in m:
         claims["vs_dora_pp"] = paired(runs, "d2lora_r", "dora_r", "accuracy", cfg)
+    to_pp = lambda d: {kk: (v * 100 if kk in ("mean", "se") else v) for kk, v in d.items()} if d else d
     for k in ("vs_lora_pp", "vs_lora_2r_pp", "vs_dora_pp"):
-        if claims.get(k):
-            claims[k] = {kk: (v * 100 if kk in ("mean", "se") else v) for kk, v in claims[k].items()}
+        claims[k] = to_pp(claims.get(k))
+    if "d2lora_r" in m:
+        abl = [a for a in m if a.startswith("d2lora_") and a != "d2lora_r"]
+        claims["ablations"] = {a: to_pp(paired(runs, "d2lora_r", a, "accuracy", cfg)) for a in abl}
+        claims["ablation_volatility"] = {a: paired(runs, a, "d2lora_r", "volatility", cfg) for a in abl}
     pre = pretrain_info(work)
     results = {"mode": mode, "config": cfg, "learning_rates": best, "sweep_dev_accuracy": sweep,
                "pretrain": pre, "table": table, "claims": claims, "runs": runs,
@@ -255,7 +263,8 @@ def markdown(r, made):
              f"Base: `{cfg['preset']}` preset ({r['pretrain']['parameters']:,} parameters), pretrained with "
              f"`method: full` for {r['pretrain']['steps']} steps on WordNet glosses. "
              f"Tasks: WordNet {', '.join(cfg['tasks'])}, 4 choices, no word shared between train and validation. "
-             f"Adapters at r = 8 on all linear layers, {cfg['epochs']} epochs, seeds {cfg['seeds']}. "
+             f"Adapters at r = 8 on all linear layers, {cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}, "
+             f"seeds {cfg['seeds']}. "
              f"Scoring: {r['scoring']}. Whole study: {r['seconds'] / 60:.0f} min, "
              f"{r['parallel_trainings']} one-thread trainings at a time.", ""]
     ppl = r["pretrain"]["perplexity"]
@@ -264,7 +273,7 @@ def markdown(r, made):
         lines += [f"Pretraining validation perplexity: {ppl[0][1]:.0f} (step {ppl[0][0]}) → {ppl[-1][1]:.1f} "
                   f"(step {ppl[-1][0]})" + (f"; {100 * drop:.1f}% drop over the last fifth of its evaluations."
                                             if drop is not None else "."), ""]
-    head = "| method | lr | " + " | ".join(cfg["tasks"]) + " | average | volatility | |merge gap| pp | train s |"
+    head = "| method | lr | " + " | ".join(cfg["tasks"]) + " | average | volatility | merge gap (abs.), pp | train s |"
     lines += ["## Accuracy (%, mean ± std over seeds)", "", head, "|" + "---|" * (len(cfg["tasks"]) + 6)]
     for m, row in t.items():
         vol, gap, sec = row["volatility"], row["merge_gap_pp"], row["train_seconds"]
@@ -273,7 +282,11 @@ def markdown(r, made):
                      (f"{vol[0]:.3f} ± {vol[1]:.3f}" if vol[0] is not None else "–") + " | " +
                      (f"{gap[0]:.2f}" if gap[0] is not None else "–") + " | " +
                      (f"{sec[0]:.0f}" if sec[0] is not None else "–") + " |")
-    lines += ["", "## The paper's claims at this scale", "",
+    lines += ["", "Volatility: the whole run's standard deviation of the step-to-step changes of the training "
+              "loss (`summary.json` `volatility`, as DESIGN and the README define it), mean ± std over runs. "
+              "Merge gap: the merged model's accuracy minus the unmerged (training-form) model's on the "
+              "same questions, in absolute value. Train s: training seconds per run (one thread).", ""]
+    lines += ["## The paper's claims at this scale", "",
               "| claim (paper, 7-8B) | here (paired over task × seed, ± standard error) | verdict |",
               "|---|---|---|"]
 
@@ -288,14 +301,23 @@ def markdown(r, made):
     vol = c.get("volatility_lora_minus_d2")
     if vol and t.get("lora_r", {}).get("volatility", (None,))[0]:
         rel = vol["mean"] / t["lora_r"]["volatility"][0]
-        lines.append(f"| volatility 36% lower than LoRA | {100 * rel:.0f}% lower "
+        lines.append(f"| volatility 36% lower than LoRA | {100 * abs(rel):.0f}% {'lower' if rel >= 0 else 'higher'} "
                      f"(± {100 * vol['se'] / t['lora_r']['volatility'][0]:.0f}%) | {verdict(vol)} |")
     gap = t.get("d2lora_r", {}).get("merge_gap_pp")
     if gap and gap[0] is not None:
-        lines.append(f"| merge gap ~0.03 pp | mean |gap| {gap[0]:.3f} pp, largest logit difference "
+        lines.append(f"| merge gap ~0.03 pp | mean absolute gap {gap[0]:.3f} pp, largest logit difference "
                      f"{t['d2lora_r']['max_logit_diff']:.1e} | {'held' if gap[0] <= 0.1 else 'did not hold'} |")
     if c.get("time_ratio_vs_lora"):
         lines.append(f"| (overhead) | D2-LoRA / LoRA training time {c['time_ratio_vs_lora']:.2f}× | |")
+    ablations = {k: v for k, v in c.get("ablations", {}).items() if v}
+    if ablations:
+        lines += ["", "Ablations, each against D2-LoRA r (the full method minus the ablation, paired over "
+                  "task × seed; positive: the removed part helped):", "",
+                  "| ablation | accuracy, pp | volatility, ablation − full |", "|---|---|---|"]
+        for k, d in ablations.items():
+            v = c.get("ablation_volatility", {}).get(k)
+            lines.append(f"| {k} | {d['mean']:+.2f} ± {d['se']:.2f} (n = {d['n']}) | " +
+                         (f"{v['mean']:+.3f} ± {v['se']:.3f}" if v else "–") + " |")
     lines += ["", "\"held\": the paper's sign and more than two standard errors from zero; "
               "\"within noise\": less than two standard errors.", ""]
     if len(cfg["lrs"]) > 1:
@@ -310,6 +332,15 @@ def markdown(r, made):
                 cells.append(f"{100 * acc:.1f}" if acc is not None else "–")
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {r['learning_rates'][m]:g} |")
         lines.append("")
+    lines += ["## Accuracy by scoring function (%, mean over tasks and seeds)", "",
+              "The same final evaluation scored four ways (DESIGN lists the scoring function among the "
+              "ablations): `mean` log-likelihood per choice token (the one above), `sum`, per `byte`, and "
+              "`letter` (the likelihood of the choice's letter after all choices are listed).", "",
+              "| method | " + " | ".join(SCORINGS) + " |", "|---|" + "---|" * len(SCORINGS)]
+    for m, row in t.items():
+        lines.append(f"| {m} | " + " | ".join(f"{100 * row['by_scoring'][k]:.1f}" if row["by_scoring"].get(k)
+                                              is not None else "–" for k in SCORINGS) + " |")
+    lines.append("")
     lines += [f"![{p}]({p})" for p in made if p.endswith(".png")] + [p for p in made if not p.endswith(".png")]
     return "\n".join(lines) + "\n"
 
