@@ -1,6 +1,7 @@
 #include "worker/engine/runtime.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,10 +35,27 @@ void ReexecWithThreadingDefaults(char** argv) {
 
 int AvailableCores() { return AvailableCpuCores(); }
 
+namespace {
+
+// OpenBLAS's thread-count functions, looked up at run time so the engine
+// links against any BLAS (MKL's threads follow at::set_num_threads itself).
+template <typename Fn>
+Fn OpenBlasFunction(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
+}  // namespace
+
 int ConfigureThreads(int threads) {
   const int n = threads > 0 ? threads : AvailableCores();
   at::set_num_threads(n);
+  if (auto set = OpenBlasFunction<void (*)(int)>("openblas_set_num_threads")) set(n);
   return at::get_num_threads();
+}
+
+int BlasThreads() {
+  auto get = OpenBlasFunction<int (*)()>("openblas_get_num_threads");
+  return get ? get() : 0;
 }
 
 std::string LoadedBlasLibrary() {

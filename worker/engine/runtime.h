@@ -31,8 +31,16 @@ void ReexecWithThreadingDefaults(char** argv);
 int AvailableCores();
 
 // Sets LibTorch's intra-op threads: `threads` > 0 as given, 0 = AvailableCores().
-// Returns the count in effect.
+// Returns the count in effect. OpenBLAS runs its own pool for matrix products,
+// sized when it loads from OPENBLAS_NUM_THREADS or OMP_NUM_THREADS (else every
+// core), which at::set_num_threads does not reach; when the loaded BLAS is
+// OpenBLAS this sets its pool to the same count, so `resources.threads` holds
+// for both (with OMP_NUM_THREADS=1 in the environment a two-thread run
+// otherwise multiplied its matrices on one thread, 1.6x slower).
 int ConfigureThreads(int threads);
+
+// OpenBLAS's thread count, or 0 when the loaded BLAS is not OpenBLAS.
+int BlasThreads();
 
 // The BLAS library the process has loaded (from /proc/self/maps), e.g.
 // "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3", or "" if none.

@@ -94,5 +94,13 @@ TEST(ConfigureThreads, ZeroMeansTheCoresThisProcessMayUse) {
   EXPECT_EQ(ConfigureThreads(1), 1);
 }
 
+TEST(ConfigureThreads, SetsOpenBlasPoolToo) {
+  if (BlasThreads() == 0) GTEST_SKIP() << "the loaded BLAS is not OpenBLAS: " << LoadedBlasLibrary();
+  ConfigureThreads(2);
+  EXPECT_EQ(BlasThreads(), 2);
+  ConfigureThreads(1);
+  EXPECT_EQ(BlasThreads(), 1);
+}
+
 }  // namespace
 }  // namespace d2lora::engine
