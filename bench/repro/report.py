@@ -129,7 +129,7 @@ def verdict(d, paper_sign=1):
     return "direction held, within noise" if m > 0 else "did not hold (within noise)"
 
 
-def aggregate(runs, cfg):
+def aggregate(runs, cfg, best):
     table = {}
     for m in cfg["methods"]:
         row = {}
@@ -151,7 +151,7 @@ def aggregate(runs, cfg):
         row["merge_gap_pp"] = mean_std([abs(r["merge_gap_pp"]) for r in sel if r["merge_gap_pp"] is not None])
         row["max_logit_diff"] = max((r["max_logit_diff"] or 0 for r in sel), default=None)
         row["train_seconds"] = mean_std([r["train_seconds"] for r in sel])
-        row["lr"] = sel[0]["lr"] if sel else None
+        row["lr"] = best[m]
         row["trainable_parameters"] = sel[0]["trainable_parameters"] if sel else None
         table[m] = row
     return table
@@ -227,7 +227,7 @@ def pretrain_info(work):
 def write(out, work, cfg, mode, best, sweep, seconds, jobs):
     out = Path(out)
     runs = collect_runs(work, cfg, best)
-    table = aggregate(runs, cfg)
+    table = aggregate(runs, cfg, best)
     m = cfg["methods"]
     claims = {}
     if "d2lora_r" in m and "lora_r" in m:
@@ -285,7 +285,9 @@ def markdown(r, made):
     lines += ["", "Volatility: the whole run's standard deviation of the step-to-step changes of the training "
               "loss (`summary.json` `volatility`, as DESIGN and the README define it), mean ± std over runs. "
               "Merge gap: the merged model's accuracy minus the unmerged (training-form) model's on the "
-              "same questions, in absolute value. Train s: training seconds per run (one thread).", ""]
+              "same questions, in absolute value. Train s: training seconds per run (one thread; two runs side by side, "
+              "each pinned to a core, so not a controlled timing: `bench/train_step_bench` measures the overhead "
+              "interleaved).", ""]
     lines += ["## The paper's claims at this scale", "",
               "| claim (paper, 7-8B) | here (paired over task × seed, ± standard error) | verdict |",
               "|---|---|---|"]

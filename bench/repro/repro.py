@@ -312,7 +312,10 @@ def main():
              for seed in cfg["seeds"] for task in cfg["tasks"] for meth in cfg["methods"]]
     if not args.report_only:
         run_grid(d2, items, jobs, "runs")
-    report.write(out, work, cfg, mode, best_lr, sweep, time.time() - t0, jobs)
+    seconds = time.time() - t0
+    if args.report_only and (out / "results.json").exists():
+        seconds = json.loads((out / "results.json").read_text()).get("seconds", seconds)  # the study's, not this rerun's
+    report.write(out, work, cfg, mode, best_lr, sweep, seconds, jobs)
     log(f"report: {out / 'report.md'}")
 
 
