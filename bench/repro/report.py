@@ -44,6 +44,18 @@ def collect_sweep(sweep_dir, cfg):
     return out
 
 
+def collect_sweep_volatility(sweep_dir, cfg):
+    """method -> lr -> training volatility of the sweep run: every method at the same rates."""
+    out = {}
+    for m in cfg["methods"]:
+        for lr in cfg["lrs"]:
+            s = summary_of(Path(sweep_dir) / f"{m}-lr{lr:g}")
+            v = ((s or {}).get("volatility") or {}).get("volatility")
+            if v is not None:
+                out.setdefault(m, {})[f"{lr:g}"] = v
+    return out
+
+
 def best_lr(sweep, method, cfg):
     """The rate with the best dev accuracy (the smaller on ties)."""
     if len(cfg["lrs"]) == 1:
@@ -117,12 +129,16 @@ def paired(runs, a, b, key, cfg):
     return {"mean": statistics.mean(diffs), "se": sd / math.sqrt(len(diffs)), "n": len(diffs)}
 
 
-def verdict(d, paper_sign=1):
-    """held: same sign as the paper and beyond 2 standard errors."""
+def verdict(d, paper=None, scale=1.0, unit=" pp"):
+    """held: same sign as the paper and beyond 2 standard errors; with the
+    paper's figure (in the units of d's mean times `scale`), also whether the
+    effect is as large as the paper's."""
     if d is None:
         return "not measured"
-    m, se = d["mean"] * paper_sign, d["se"]
+    m, se = d["mean"], d["se"]
     if d["n"] > 1 and m > 2 * se:
+        if paper is not None and (m + 2 * se) * scale < paper:
+            return f"held in direction, smaller than the paper's {paper:g}{unit}"
         return "held"
     if d["n"] > 1 and m < -2 * se:
         return "reversed"
@@ -250,6 +266,7 @@ def write(out, work, cfg, mode, best, sweep, seconds, jobs):
         claims["ablation_volatility"] = {a: paired(runs, a, "d2lora_r", "volatility", cfg) for a in abl}
     pre = pretrain_info(work)
     results = {"mode": mode, "config": cfg, "learning_rates": best, "sweep_dev_accuracy": sweep,
+               "sweep_volatility": collect_sweep_volatility(Path(work) / "sweep", cfg),
                "pretrain": pre, "table": table, "claims": claims, "runs": runs,
                "seconds": seconds, "parallel_trainings": jobs, "scoring": SCORING}
     made = plots(out, work, runs, cfg)
@@ -296,15 +313,16 @@ def markdown(r, made):
         d = c.get(k)
         return f"{d['mean']:+.2f} ± {d['se']:.2f} pp (n = {d['n']})" if d else "–"
     lines.append(f"| D2-LoRA − LoRA r: +{PAPER['vs_lora_pp']} pp | {pp('vs_lora_pp')} | "
-                 f"{verdict(c.get('vs_lora_pp'))} |")
+                 f"{verdict(c.get('vs_lora_pp'), PAPER['vs_lora_pp'])} |")
     lines.append(f"| D2-LoRA − LoRA 2r: +{PAPER['vs_lora_2r_pp']} pp | {pp('vs_lora_2r_pp')} | "
-                 f"{verdict(c.get('vs_lora_2r_pp'))} |")
+                 f"{verdict(c.get('vs_lora_2r_pp'), PAPER['vs_lora_2r_pp'])} |")
     lines.append(f"| D2-LoRA ≥ DoRA | {pp('vs_dora_pp')} | {verdict_dora(c.get('vs_dora_pp'))} |")
     vol = c.get("volatility_lora_minus_d2")
     if vol and t.get("lora_r", {}).get("volatility", (None,))[0]:
         rel = vol["mean"] / t["lora_r"]["volatility"][0]
         lines.append(f"| volatility 36% lower than LoRA | {100 * abs(rel):.0f}% {'lower' if rel >= 0 else 'higher'} "
-                     f"(± {100 * vol['se'] / t['lora_r']['volatility'][0]:.0f}%) | {verdict(vol)} |")
+                     f"(± {100 * vol['se'] / t['lora_r']['volatility'][0]:.0f}%) | "
+                     f"{verdict(vol, 100 * PAPER['volatility_drop'], 100 / t['lora_r']['volatility'][0], '%')} |")
     gap = t.get("d2lora_r", {}).get("merge_gap_pp")
     if gap and gap[0] is not None:
         lines.append(f"| merge gap ~0.03 pp | mean absolute gap {gap[0]:.3f} pp, largest logit difference "
@@ -333,6 +351,14 @@ def markdown(r, made):
                 acc = r["sweep_dev_accuracy"].get(m, {}).get(f"{lr:g}")
                 cells.append(f"{100 * acc:.1f}" if acc is not None else "–")
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {r['learning_rates'][m]:g} |")
+        lines += ["", "Training volatility of the same sweep runs: every method at the same rates (the table "
+                  "above compares each at its own rate):", "",
+                  "| method | " + " | ".join(f"{lr:g}" for lr in cfg["lrs"]) + " |",
+                  "|---|" + "---|" * len(cfg["lrs"])]
+        for m in cfg["methods"]:
+            vols = r["sweep_volatility"].get(m, {})
+            lines.append(f"| {m} | " + " | ".join(f"{vols[f'{lr:g}']:.3f}" if f"{lr:g}" in vols else "–"
+                                                  for lr in cfg["lrs"]) + " |")
         lines.append("")
     lines += ["## Accuracy by scoring function (%, mean over tasks and seeds)", "",
               "The same final evaluation scored four ways (DESIGN lists the scoring function among the "
