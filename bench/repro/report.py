@@ -86,32 +86,46 @@ def step_losses(run_dir):
     return sorted(seen.items())
 
 
+def run_record(d, method, task, seed, lr):
+    """One finished run's figures, or None if it has not finished."""
+    s = summary_of(d)
+    if not s:
+        return None
+    mc = s.get("merge_check") or {}
+    return {
+        "method": method, "task": task, "seed": seed, "lr": lr,
+        "accuracy": accuracy(s),
+        "accuracy_by_scoring": (s.get("eval") or {}).get("accuracy"),
+        "accuracy_merged": mc.get("accuracy_merged"),
+        "merge_gap_pp": mc.get("accuracy_gap_pp"),
+        "max_logit_diff": mc.get("max_logit_diff"),
+        "volatility": (s.get("volatility") or {}).get("volatility"),
+        "spikes": (s.get("volatility") or {}).get("spikes"),
+        "train_seconds": s.get("train_seconds"),
+        "steps": s.get("steps"),
+        "skipped_steps": s.get("skipped_steps"),
+        "trainable_parameters": (s.get("parameters") or {}).get("trainable"),
+        "dir": str(d),
+    }
+
+
 def collect_runs(work, cfg, best):
-    runs = []
-    for seed in cfg["seeds"]:
-        for task in cfg["tasks"]:
-            for m in cfg["methods"]:
-                d = Path(work) / "runs" / f"{m}-{task}-s{seed}"
-                s = summary_of(d)
-                if not s:
-                    continue
-                mc = s.get("merge_check") or {}
-                runs.append({
-                    "method": m, "task": task, "seed": seed, "lr": best[m],
-                    "accuracy": accuracy(s),
-                    "accuracy_by_scoring": (s.get("eval") or {}).get("accuracy"),
-                    "accuracy_merged": mc.get("accuracy_merged"),
-                    "merge_gap_pp": mc.get("accuracy_gap_pp"),
-                    "max_logit_diff": mc.get("max_logit_diff"),
-                    "volatility": (s.get("volatility") or {}).get("volatility"),
-                    "spikes": (s.get("volatility") or {}).get("spikes"),
-                    "train_seconds": s.get("train_seconds"),
-                    "steps": s.get("steps"),
-                    "skipped_steps": s.get("skipped_steps"),
-                    "trainable_parameters": (s.get("parameters") or {}).get("trainable"),
-                    "dir": str(d),
-                })
-    return runs
+    runs = [run_record(Path(work) / "runs" / f"{m}-{task}-s{seed}", m, task, seed, best[m])
+            for seed in cfg["seeds"] for task in cfg["tasks"] for m in cfg["methods"]]
+    return [r for r in runs if r]
+
+
+# The control: LoRA r at D2-LoRA r's rate (repro.py runs it when the sweep
+# gave the two different rates), so the comparison can be made at one rate.
+CONTROL = "lora_r_at_d2lora_rate"
+
+
+def collect_controls(work, cfg, best):
+    if "d2lora_r" not in best:
+        return []
+    runs = [run_record(Path(work) / "controls" / f"lora_r-{task}-s{seed}", CONTROL, task, seed, best["d2lora_r"])
+            for seed in cfg["seeds"] for task in cfg["tasks"]]
+    return [r for r in runs if r]
 
 
 def paired(runs, a, b, key, cfg):
@@ -243,9 +257,11 @@ def pretrain_info(work):
 def write(out, work, cfg, mode, best, sweep, seconds, jobs):
     out = Path(out)
     runs = collect_runs(work, cfg, best)
+    controls = collect_controls(work, cfg, best)
     table = aggregate(runs, cfg, best)
     m = cfg["methods"]
     claims = {}
+    to_pp = lambda d: {kk: (v * 100 if kk in ("mean", "se") else v) for kk, v in d.items()} if d else d
     if "d2lora_r" in m and "lora_r" in m:
         claims["vs_lora_pp"] = paired(runs, "d2lora_r", "lora_r", "accuracy", cfg)
         claims["volatility_lora_minus_d2"] = paired(runs, "lora_r", "d2lora_r", "volatility", cfg)
@@ -253,11 +269,14 @@ def write(out, work, cfg, mode, best, sweep, seconds, jobs):
         t_d2, t_lora = table["d2lora_r"]["train_seconds"][0], table["lora_r"]["train_seconds"][0]
         if t_d2 and t_lora:
             claims["time_ratio_vs_lora"] = t_d2 / t_lora
+    if controls:
+        claims["vs_lora_same_rate_pp"] = to_pp(paired(runs + controls, "d2lora_r", CONTROL, "accuracy", cfg))
+        claims["volatility_same_rate"] = paired(runs + controls, CONTROL, "d2lora_r", "volatility", cfg)
+        claims["control_volatility"] = mean_std([r["volatility"] for r in controls])[0]
     if "d2lora_r" in m and "lora_2r" in m:
         claims["vs_lora_2r_pp"] = paired(runs, "d2lora_r", "lora_2r", "accuracy", cfg)
     if "d2lora_r" in m and "dora_r" in m:
         claims["vs_dora_pp"] = paired(runs, "d2lora_r", "dora_r", "accuracy", cfg)
-    to_pp = lambda d: {kk: (v * 100 if kk in ("mean", "se") else v) for kk, v in d.items()} if d else d
     for k in ("vs_lora_pp", "vs_lora_2r_pp", "vs_dora_pp"):
         claims[k] = to_pp(claims.get(k))
     if "d2lora_r" in m:
@@ -267,7 +286,7 @@ def write(out, work, cfg, mode, best, sweep, seconds, jobs):
     pre = pretrain_info(work)
     results = {"mode": mode, "config": cfg, "learning_rates": best, "sweep_dev_accuracy": sweep,
                "sweep_volatility": collect_sweep_volatility(Path(work) / "sweep", cfg),
-               "pretrain": pre, "table": table, "claims": claims, "runs": runs,
+               "pretrain": pre, "table": table, "claims": claims, "runs": runs, "controls": controls,
                "seconds": seconds, "parallel_trainings": jobs, "scoring": SCORING}
     made = plots(out, work, runs, cfg)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
@@ -314,6 +333,9 @@ def markdown(r, made):
         return f"{d['mean']:+.2f} ± {d['se']:.2f} pp (n = {d['n']})" if d else "–"
     lines.append(f"| D2-LoRA − LoRA r: +{PAPER['vs_lora_pp']} pp | {pp('vs_lora_pp')} | "
                  f"{verdict(c.get('vs_lora_pp'), PAPER['vs_lora_pp'])} |")
+    if c.get("vs_lora_same_rate_pp"):
+        lines.append(f"| (control) D2-LoRA − LoRA r, both at lr {r['learning_rates']['d2lora_r']:g} | "
+                     f"{pp('vs_lora_same_rate_pp')} | {verdict(c['vs_lora_same_rate_pp'], PAPER['vs_lora_pp'])} |")
     lines.append(f"| D2-LoRA − LoRA 2r: +{PAPER['vs_lora_2r_pp']} pp | {pp('vs_lora_2r_pp')} | "
                  f"{verdict(c.get('vs_lora_2r_pp'), PAPER['vs_lora_2r_pp'])} |")
     lines.append(f"| D2-LoRA ≥ DoRA | {pp('vs_dora_pp')} | {verdict_dora(c.get('vs_dora_pp'))} |")
@@ -323,6 +345,13 @@ def markdown(r, made):
         lines.append(f"| volatility 36% lower than LoRA | {100 * abs(rel):.0f}% {'lower' if rel >= 0 else 'higher'} "
                      f"(± {100 * vol['se'] / t['lora_r']['volatility'][0]:.0f}%) | "
                      f"{verdict(vol, 100 * PAPER['volatility_drop'], 100 / t['lora_r']['volatility'][0], '%')} |")
+    vs = c.get("volatility_same_rate")
+    if vs and c.get("control_volatility"):
+        rel = vs["mean"] / c["control_volatility"]
+        lines.append(f"| (control) volatility, both at lr {r['learning_rates']['d2lora_r']:g} | "
+                     f"{100 * abs(rel):.0f}% {'lower' if rel >= 0 else 'higher'} "
+                     f"(± {100 * vs['se'] / c['control_volatility']:.0f}%) | "
+                     f"{verdict(vs, 100 * PAPER['volatility_drop'], 100 / c['control_volatility'], '%')} |")
     gap = t.get("d2lora_r", {}).get("merge_gap_pp")
     if gap and gap[0] is not None:
         lines.append(f"| merge gap ~0.03 pp | mean absolute gap {gap[0]:.3f} pp, largest logit difference "

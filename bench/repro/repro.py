@@ -18,7 +18,9 @@ again; an unfinished one is started over):
                of the tasks' training questions and scored on their dev
                questions; the best dev accuracy picks the method's rate.
   4. runs      every method x task x seed at its rate, 2 epochs, evaluated on
-               validation (training form), merged and checked in the job.
+               validation (training form), merged and checked in the job;
+               then, if the sweep gave LoRA r and D2-LoRA r different rates,
+               LoRA r again at D2-LoRA's (the control).
   5. report    results.json, report.md and PNG plots (matplotlib).
 
 Every training is `d2lora train` on one rank with one thread; --jobs of them
@@ -312,6 +314,16 @@ def main():
              for seed in cfg["seeds"] for task in cfg["tasks"] for meth in cfg["methods"]]
     if not args.report_only:
         run_grid(d2, items, jobs, "runs")
+    # The control: when the sweep gave LoRA r and D2-LoRA r different rates,
+    # LoRA r again at D2-LoRA's, so the headline comparison can be made at one rate.
+    if {"lora_r", "d2lora_r"} <= set(cfg["methods"]) and best_lr["lora_r"] != best_lr["d2lora_r"]:
+        controls = [(work / "controls" / f"lora_r-{task}-s{seed}",
+                     finetune_spec(f"control-lora_r-{task}-s{seed}", base, data / task / "train.jsonl",
+                                   data / task / "validation.jsonl", "lora_r", best_lr["d2lora_r"], seed, cfg,
+                                   work / "controls" / f"lora_r-{task}-s{seed}" / "out"))
+                    for seed in cfg["seeds"] for task in cfg["tasks"]]
+        if not args.report_only:
+            run_grid(d2, controls, jobs, "controls")
     seconds = time.time() - t0
     if args.report_only and (out / "results.json").exists():
         seconds = json.loads((out / "results.json").read_text()).get("seconds", seconds)  # the study's, not this rerun's

@@ -30,6 +30,11 @@ for m in ("lora_r", "d2lora_r"):
     assert r["learning_rates"][m] in lrs, r["learning_rates"]
     best = max(r["sweep_dev_accuracy"][m].values())
     assert r["sweep_dev_accuracy"][m][f"{r['learning_rates'][m]:g}"] == best, r
+# The control (LoRA r at D2-LoRA r's rate) runs exactly when their rates differ.
+differ = r["learning_rates"]["lora_r"] != r["learning_rates"]["d2lora_r"]
+assert len(r["controls"]) == (1 if differ else 0), r["controls"]
+for run in r["controls"]:
+    assert run["lr"] == r["learning_rates"]["d2lora_r"] and 0 <= run["accuracy"] <= 1, run
 for run in r["runs"]:
     assert 0 <= run["accuracy"] <= 1, run
     assert run["merge_gap_pp"] is not None and abs(run["merge_gap_pp"]) <= 100, run
