@@ -156,6 +156,8 @@ def verdict(d, paper=None, scale=1.0, unit=" pp"):
         return "held"
     if d["n"] > 1 and m < -2 * se:
         return "reversed"
+    if abs(m) < se / 2:
+        return "no difference (within noise)"
     return "direction held, within noise" if m > 0 else "did not hold (within noise)"
 
 
@@ -362,10 +364,11 @@ def markdown(r, made):
     if ablations:
         lines += ["", "Ablations, each against D2-LoRA r (the full method minus the ablation, paired over "
                   "task × seed; positive: the removed part helped):", "",
-                  "| ablation | accuracy, pp | volatility, ablation − full |", "|---|---|---|"]
+                  "| ablation | its lr (full: " + f"{r['learning_rates']['d2lora_r']:g}" +
+                  ") | accuracy, pp | volatility, ablation − full |", "|---|---|---|---|"]
         for k, d in ablations.items():
             v = c.get("ablation_volatility", {}).get(k)
-            lines.append(f"| {k} | {d['mean']:+.2f} ± {d['se']:.2f} (n = {d['n']}) | " +
+            lines.append(f"| {k} | {r['learning_rates'][k]:g} | {d['mean']:+.2f} ± {d['se']:.2f} (n = {d['n']}) | " +
                          (f"{v['mean']:+.3f} ± {v['se']:.3f}" if v else "–") + " |")
     lines += ["", "\"held\": the paper's sign and more than two standard errors from zero; "
               "\"within noise\": less than two standard errors.", ""]
