@@ -33,24 +33,19 @@ def accuracy(summary):
     return acc.get(ev.get("scoring", "mean")) if isinstance(acc, dict) else acc
 
 
-def collect_sweep(sweep_dir, cfg):
-    """method -> lr -> dev accuracy (all tasks' dev questions), for finished sweep runs."""
+def sweep_volatility(summary):
+    return (summary.get("volatility") or {}).get("volatility")
+
+
+def collect_sweep(sweep_dir, cfg, value=accuracy):
+    """method -> lr -> value(summary) of the finished sweep runs: by default the
+    dev accuracy (all tasks' dev questions); sweep_volatility for every method
+    at the same rates."""
     out = {}
     for m in cfg["methods"]:
         for lr in cfg["lrs"]:
             s = summary_of(Path(sweep_dir) / f"{m}-lr{lr:g}")
-            if s and accuracy(s) is not None:
-                out.setdefault(m, {})[f"{lr:g}"] = accuracy(s)
-    return out
-
-
-def collect_sweep_volatility(sweep_dir, cfg):
-    """method -> lr -> training volatility of the sweep run: every method at the same rates."""
-    out = {}
-    for m in cfg["methods"]:
-        for lr in cfg["lrs"]:
-            s = summary_of(Path(sweep_dir) / f"{m}-lr{lr:g}")
-            v = ((s or {}).get("volatility") or {}).get("volatility")
+            v = value(s) if s else None
             if v is not None:
                 out.setdefault(m, {})[f"{lr:g}"] = v
     return out
@@ -287,7 +282,7 @@ def write(out, work, cfg, mode, best, sweep, seconds, jobs):
         claims["ablation_volatility"] = {a: paired(runs, a, "d2lora_r", "volatility", cfg) for a in abl}
     pre = pretrain_info(work)
     results = {"mode": mode, "config": cfg, "learning_rates": best, "sweep_dev_accuracy": sweep,
-               "sweep_volatility": collect_sweep_volatility(Path(work) / "sweep", cfg),
+               "sweep_volatility": collect_sweep(Path(work) / "sweep", cfg, sweep_volatility),
                "pretrain": pre, "table": table, "claims": claims, "runs": runs, "controls": controls,
                "seconds": seconds, "parallel_trainings": jobs, "scoring": SCORING}
     made = plots(out, work, runs, cfg)
@@ -341,19 +336,17 @@ def markdown(r, made):
     lines.append(f"| D2-LoRA − LoRA 2r: +{PAPER['vs_lora_2r_pp']} pp | {pp('vs_lora_2r_pp')} | "
                  f"{verdict(c.get('vs_lora_2r_pp'), PAPER['vs_lora_2r_pp'])} |")
     lines.append(f"| D2-LoRA ≥ DoRA | {pp('vs_dora_pp')} | {verdict_dora(c.get('vs_dora_pp'))} |")
-    vol = c.get("volatility_lora_minus_d2")
-    if vol and t.get("lora_r", {}).get("volatility", (None,))[0]:
-        rel = vol["mean"] / t["lora_r"]["volatility"][0]
-        lines.append(f"| volatility 36% lower than LoRA | {100 * abs(rel):.0f}% {'lower' if rel >= 0 else 'higher'} "
-                     f"(± {100 * vol['se'] / t['lora_r']['volatility'][0]:.0f}%) | "
-                     f"{verdict(vol, 100 * PAPER['volatility_drop'], 100 / t['lora_r']['volatility'][0], '%')} |")
-    vs = c.get("volatility_same_rate")
-    if vs and c.get("control_volatility"):
-        rel = vs["mean"] / c["control_volatility"]
-        lines.append(f"| (control) volatility, both at lr {r['learning_rates']['d2lora_r']:g} | "
-                     f"{100 * abs(rel):.0f}% {'lower' if rel >= 0 else 'higher'} "
-                     f"(± {100 * vs['se'] / c['control_volatility']:.0f}%) | "
-                     f"{verdict(vs, 100 * PAPER['volatility_drop'], 100 / c['control_volatility'], '%')} |")
+    def volatility_row(label, d, lora_volatility):
+        """d: LoRA's volatility minus D2-LoRA's, paired; shown relative to LoRA's."""
+        if d and lora_volatility:
+            rel = d["mean"] / lora_volatility
+            lines.append(f"| {label} | {100 * abs(rel):.0f}% {'lower' if rel >= 0 else 'higher'} "
+                         f"(± {100 * d['se'] / lora_volatility:.0f}%) | "
+                         f"{verdict(d, 100 * PAPER['volatility_drop'], 100 / lora_volatility, '%')} |")
+    volatility_row("volatility 36% lower than LoRA", c.get("volatility_lora_minus_d2"),
+                   t.get("lora_r", {}).get("volatility", (None,))[0])
+    volatility_row(f"(control) volatility, both at lr {r['learning_rates'].get('d2lora_r', 0):g}",
+                   c.get("volatility_same_rate"), c.get("control_volatility"))
     gap = t.get("d2lora_r", {}).get("merge_gap_pp")
     if gap and gap[0] is not None:
         lines.append(f"| merge gap ~0.03 pp | mean absolute gap {gap[0]:.3f} pp, largest logit difference "

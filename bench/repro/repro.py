@@ -90,11 +90,10 @@ def run(cmd, logfile, cores=None, check=True):
     """Runs cmd with output to logfile; names the log on failure."""
     if cores is not None:
         cmd = ["taskset", "-c", cores] + cmd
-    # OpenBLAS sizes its pool from OMP_NUM_THREADS: one BLAS thread per core
-    # the run has (with 1 everywhere the two-thread pretraining ran 1.6x slower).
-    env = dict(os.environ, OMP_NUM_THREADS=str(len(cores.split(",")) if cores else 1))
+    # Threads: each spec's resources.threads sizes LibTorch's and OpenBLAS's
+    # pools alike (worker/engine/runtime.h), so no OMP_NUM_THREADS is needed.
     with open(logfile, "w") as out:
-        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
     if check and rc != 0:
         tail = Path(logfile).read_text(errors="replace").splitlines()[-15:]
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {rc}; last lines of {logfile}:\n" + "\n".join(tail))
@@ -307,20 +306,20 @@ def main():
     best_lr = {m: report.best_lr(sweep, m, cfg) for m in cfg["methods"]}
     log(f"learning rates: {best_lr}")
 
-    items = [(work / "runs" / f"{meth}-{task}-s{seed}",
-              finetune_spec(f"run-{meth}-{task}-s{seed}", base, data / task / "train.jsonl",
-                            data / task / "validation.jsonl", meth, best_lr[meth], seed, cfg,
-                            work / "runs" / f"{meth}-{task}-s{seed}" / "out"))
+    def task_run(kind, meth, task, seed, lr):
+        """(run_dir, spec) of one method on one task's train set, scored on its validation set."""
+        run_dir = work / kind / f"{meth}-{task}-s{seed}"
+        return run_dir, finetune_spec(f"{kind}-{meth}-{task}-s{seed}", base, data / task / "train.jsonl",
+                                      data / task / "validation.jsonl", meth, lr, seed, cfg, run_dir / "out")
+
+    items = [task_run("runs", meth, task, seed, best_lr[meth])
              for seed in cfg["seeds"] for task in cfg["tasks"] for meth in cfg["methods"]]
     if not args.report_only:
         run_grid(d2, items, jobs, "runs")
     # The control: when the sweep gave LoRA r and D2-LoRA r different rates,
     # LoRA r again at D2-LoRA's, so the headline comparison can be made at one rate.
     if {"lora_r", "d2lora_r"} <= set(cfg["methods"]) and best_lr["lora_r"] != best_lr["d2lora_r"]:
-        controls = [(work / "controls" / f"lora_r-{task}-s{seed}",
-                     finetune_spec(f"control-lora_r-{task}-s{seed}", base, data / task / "train.jsonl",
-                                   data / task / "validation.jsonl", "lora_r", best_lr["d2lora_r"], seed, cfg,
-                                   work / "controls" / f"lora_r-{task}-s{seed}" / "out"))
+        controls = [task_run("controls", "lora_r", task, seed, best_lr["d2lora_r"])
                     for seed in cfg["seeds"] for task in cfg["tasks"]]
         if not args.report_only:
             run_grid(d2, controls, jobs, "controls")
