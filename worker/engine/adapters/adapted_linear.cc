@@ -23,14 +23,20 @@ torch::Tensor AdaptedLinearImpl::AdapterInput(const torch::Tensor& x) {
   return in.to(options_.dtype);
 }
 
-torch::Tensor AdaptedLinearImpl::BasePlusLowRank(const torch::Tensor& x, const torch::Tensor& a,
-                                                 const torch::Tensor& A, const torch::Tensor& B, double scaling,
+torch::Tensor AdaptedLinearImpl::merge() const {
+  return MergeWeight().weight.to(base_weight_.scalar_type());
+}
+
+torch::Tensor AdaptedLinearImpl::LowRankInput(const torch::Tensor& a, const torch::Tensor& A) {
+  return torch::matmul(a.reshape({-1, a.size(-1)}), A.t());
+}
+
+torch::Tensor AdaptedLinearImpl::BasePlusLowRank(const torch::Tensor& x, const torch::Tensor& xa,
+                                                 const torch::Tensor& B, double scaling,
                                                  const torch::Tensor& bias) const {
-  const int64_t in = x.size(-1);
   // A fresh [tokens, out] tensor whose value no backward needs (linear saves
   // its input and weight, not its output), so it may be updated in place.
-  torch::Tensor y = torch::nn::functional::linear(x.reshape({-1, in}), base_weight_, bias);
-  torch::Tensor xa = torch::matmul(a.reshape({-1, in}), A.t());  // [tokens, k]
+  torch::Tensor y = torch::nn::functional::linear(x.reshape({-1, x.size(-1)}), base_weight_, bias);
   if (y.scalar_type() == xa.scalar_type()) return y.addmm_(xa, B.t(), /*beta=*/1, /*alpha=*/scaling);
   return y + (torch::matmul(xa, B.t()) * scaling).to(y.scalar_type());
 }

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/status_macros.h"
 #include "worker/engine/adapters/adapter_options.h"
+#include "worker/engine/adapters/merge.h"
 #include "worker/engine/formats/safetensors.h"
 
 namespace d2lora::engine {
@@ -31,8 +32,11 @@ class AdaptedLinearImpl : public torch::nn::Module {
   // The dense adapted weight in fp32, differentiable: the reference path for
   // tests (forward == linear(x, effective_weight(), bias) without dropout).
   virtual torch::Tensor effective_weight() const = 0;
-  // The plain merged weight, computed in fp32 and cast to the base dtype; no grad.
-  virtual torch::Tensor merge() const = 0;
+  // The merged weight in the compute dtype (fp32; fp64 stays fp64), with what
+  // the merge gate checks of it; no grad.
+  virtual MergedWeight MergeWeight() const = 0;
+  // The plain merged weight: MergeWeight() cast to the base dtype.
+  torch::Tensor merge() const;
   // PEFT-named tensors relative to the module path ("lora_A.weight", ...).
   virtual NamedTensors ExportTensors() const = 0;
   // Loads tensors named as ExportTensors() names them; every one must be there
@@ -48,15 +52,18 @@ class AdaptedLinearImpl : public torch::nn::Module {
  protected:
   // The adapter input: dropout in training mode, cast to the adapter dtype.
   torch::Tensor AdapterInput(const torch::Tensor& x);
-  // x W0^T (+ `bias` when defined) + scaling (a A^T) B^T, flattened to
-  // [tokens, out] in the base dtype; `a` is AdapterInput(x). When the adapter
-  // and base dtypes agree, the low-rank product accumulates into the base
-  // GEMM's output inside one in-place addmm (scaling as its alpha): no
-  // full-size temporary and no element-wise pass over the output, forward or
-  // backward. Otherwise (bf16 base, fp32 adapter) the low-rank path runs in the
-  // adapter dtype and is cast before the add.
-  torch::Tensor BasePlusLowRank(const torch::Tensor& x, const torch::Tensor& a, const torch::Tensor& A,
-                                const torch::Tensor& B, double scaling, const torch::Tensor& bias) const;
+  // a A^T flattened to [tokens, k]: the low-rank path's narrow half, computed
+  // once per forward; `a` is AdapterInput(x).
+  static torch::Tensor LowRankInput(const torch::Tensor& a, const torch::Tensor& A);
+  // x W0^T (+ `bias` when defined) + scaling xa B^T, flattened to [tokens, out]
+  // in the base dtype; `xa` is LowRankInput(...). When the adapter and base
+  // dtypes agree, the low-rank product accumulates into the base GEMM's output
+  // inside one in-place addmm (scaling as its alpha): no full-size temporary
+  // and no element-wise pass over the output, forward or backward. Otherwise
+  // (bf16 base, fp32 adapter) the low-rank path runs in the adapter dtype and
+  // is cast before the add.
+  torch::Tensor BasePlusLowRank(const torch::Tensor& x, const torch::Tensor& xa, const torch::Tensor& B,
+                                double scaling, const torch::Tensor& bias) const;
   // [tokens, out] back to x's leading shape.
   torch::Tensor UnflattenLike(const torch::Tensor& y, const torch::Tensor& x) const;
   // Copies `src` into `dst` after checking its shape; error names `where.key`.

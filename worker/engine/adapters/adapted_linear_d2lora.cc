@@ -78,29 +78,52 @@ torch::Tensor D2LoraLinearImpl::RowScale(const LowRankUpdate& u) const {
 
 torch::Tensor D2LoraLinearImpl::forward(const torch::Tensor& x) {
   const LowRankUpdate u = Update();
+  torch::Tensor xa = LowRankInput(AdapterInput(x), u.A);
   if (options_.projection_strength == 0.0) {
-    return UnflattenLike(BasePlusLowRank(x, AdapterInput(x), u.A, u.B, u.scaling, base_bias_), x);
+    // g = 1, W* = W': W_hat = W0 + dW, or W0 + 2 dW with the residual.
+    const double s = options_.residual ? 2.0 * u.scaling : u.scaling;
+    return UnflattenLike(BasePlusLowRank(x, xa, u.B, s, base_bias_), x);
   }
-  torch::Tensor y = BasePlusLowRank(x, AdapterInput(x), u.A, u.B, u.scaling, torch::Tensor());
-  return UnflattenLike(ScaleRowsAddBias(y, RowScale(u), base_bias_), x);
+  torch::Tensor scale = RowScale(u);
+  torch::Tensor out;
+  if (xa.scalar_type() == base_weight_.scalar_type()) {
+    // y = x W0^T + u in one addmm; out = g ⊙ y + b; + u, the residual GEMM,
+    // as a new tensor (ScaleRowsAddBias may have saved its output).
+    out = ScaleRowsAddBias(BasePlusLowRank(x, xa, u.B, u.scaling, torch::Tensor()), scale, base_bias_);
+    if (options_.residual) out = torch::addmm(out, xa, u.B.t(), /*beta=*/1, /*alpha=*/u.scaling);
+  } else {
+    // A bf16/fp16 base under fp32 adapters: the epilogue runs in the wider
+    // dtype and is rounded once, as the fp32 merge is.
+    torch::Tensor base = torch::nn::functional::linear(x.reshape({-1, x.size(-1)}), base_weight_);
+    const auto dt = c10::promoteTypes(base.scalar_type(), xa.scalar_type());
+    torch::Tensor low = (torch::matmul(xa, u.B.t()) * u.scaling).to(dt);
+    torch::Tensor bias = base_bias_.defined() ? base_bias_.to(dt) : base_bias_;
+    out = ScaleRowsAddBias(base.to(dt) + low, scale, bias);
+    if (options_.residual) out = out + low;
+    out = out.to(base.scalar_type());
+  }
+  return UnflattenLike(out, x);
 }
 
 torch::Tensor D2LoraLinearImpl::effective_weight() const {
   const LowRankUpdate u = Update();
   const auto dt = MergeComputeDtype(base_weight_.scalar_type());
-  torch::Tensor w = base_weight_.to(dt) + u.scaling * torch::matmul(u.B.to(dt), u.A.to(dt));
+  torch::Tensor dw = u.scaling * torch::matmul(u.B.to(dt), u.A.to(dt));
+  torch::Tensor w = base_weight_.to(dt) + dw;
   const double lambda = options_.projection_strength;
-  if (lambda == 0.0) return w;
-  torch::Tensor norm = RowNorms(w);
-  if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
-  torch::Tensor ratio = m0_.to(dt) / norm;
-  if (lambda != 1.0) ratio = ratio.pow(lambda);
-  return w * ratio.unsqueeze(1);
+  if (lambda != 0.0) {
+    torch::Tensor norm = RowNorms(w);
+    if (options_.norm_grad == NormGrad::kDetached) norm = norm.detach();
+    torch::Tensor ratio = m0_.to(dt) / norm;
+    if (lambda != 1.0) ratio = ratio.pow(lambda);
+    w = w * ratio.unsqueeze(1);
+  }
+  return options_.residual ? w + dw : w;
 }
 
-torch::Tensor D2LoraLinearImpl::merge() const {
+MergedWeight D2LoraLinearImpl::MergeWeight() const {
   torch::NoGradGuard no_grad;
-  return MergeProjected(base_weight_, Update(), options_.projection_strength);
+  return MergeProjected(base_weight_, Update(), options_.projection_strength, options_.residual);
 }
 
 NamedTensors D2LoraLinearImpl::ExportTensors() const {

@@ -6,9 +6,6 @@
 
 namespace d2lora::engine {
 
-namespace {
-}
-
 DoraLinearImpl::DoraLinearImpl(torch::Tensor base_weight, torch::Tensor base_bias, AdapterOptions options,
                                uint64_t seed)
     : LoraLinearImpl(std::move(base_weight), std::move(base_bias), std::move(options), seed) {
@@ -28,7 +25,8 @@ torch::Tensor DoraLinearImpl::RowScale() const {
 torch::Tensor DoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor scale = RowScale();
   if (!is_training() || options_.dropout == 0.0) {
-    torch::Tensor y = BasePlusLowRank(x, x.to(options_.dtype), lora_a_, lora_b_, options_.scaling(), torch::Tensor());
+    torch::Tensor xa = LowRankInput(x.to(options_.dtype), lora_a_);
+    torch::Tensor y = BasePlusLowRank(x, xa, lora_b_, options_.scaling(), torch::Tensor());
     return UnflattenLike(ScaleRowsAddBias(y, scale, base_bias_), x);
   }
   // PEFT's DoRA with dropout: the base term sees x, the update sees dropout(x).
@@ -49,7 +47,7 @@ torch::Tensor DoraLinearImpl::effective_weight() const {
   return w * (magnitude_.to(w.scalar_type()) / norm).unsqueeze(1);
 }
 
-torch::Tensor DoraLinearImpl::merge() const { return MergeDora(base_weight_, Update(), magnitude_); }
+MergedWeight DoraLinearImpl::MergeWeight() const { return MergeDora(base_weight_, Update(), magnitude_); }
 
 NamedTensors DoraLinearImpl::ExportTensors() const {
   NamedTensors out = LoraLinearImpl::ExportTensors();

@@ -16,7 +16,7 @@ class DoraLinearImpl : public LoraLinearImpl {
 
   torch::Tensor forward(const torch::Tensor& x) override;
   torch::Tensor effective_weight() const override;
-  torch::Tensor merge() const override;
+  MergedWeight MergeWeight() const override;
   NamedTensors ExportTensors() const override;
   absl::Status ImportTensors(const std::map<std::string, torch::Tensor>& tensors,
                              const std::string& where) override;

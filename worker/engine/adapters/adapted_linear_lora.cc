@@ -17,7 +17,8 @@ torch::Tensor LoraLinearImpl::LowRankPath(const torch::Tensor& adapter_input) co
 }
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
-  return UnflattenLike(BasePlusLowRank(x, AdapterInput(x), lora_a_, lora_b_, options_.scaling(), base_bias_), x);
+  torch::Tensor xa = LowRankInput(AdapterInput(x), lora_a_);
+  return UnflattenLike(BasePlusLowRank(x, xa, lora_b_, options_.scaling(), base_bias_), x);
 }
 
 torch::Tensor LoraLinearImpl::effective_weight() const {
@@ -25,7 +26,7 @@ torch::Tensor LoraLinearImpl::effective_weight() const {
   return base_weight_.to(dt) + options_.scaling() * torch::matmul(lora_b_.to(dt), lora_a_.to(dt));
 }
 
-torch::Tensor LoraLinearImpl::merge() const { return MergeLora(base_weight_, Update()); }
+MergedWeight LoraLinearImpl::MergeWeight() const { return MergeLora(base_weight_, Update()); }
 
 NamedTensors LoraLinearImpl::ExportTensors() const {
   return {{"lora_A.weight", lora_a_.detach()}, {"lora_B.weight", lora_b_.detach()}};

@@ -12,13 +12,14 @@ class LoraLinearImpl : public AdaptedLinearImpl {
 
   torch::Tensor forward(const torch::Tensor& x) override;
   torch::Tensor effective_weight() const override;
-  torch::Tensor merge() const override;
+  MergedWeight MergeWeight() const override;
   NamedTensors ExportTensors() const override;
   absl::Status ImportTensors(const std::map<std::string, torch::Tensor>& tensors,
                              const std::string& where) override;
 
- protected:
   LowRankUpdate Update() const { return {lora_a_, lora_b_, options_.scaling()}; }
+
+ protected:
   // s (x A^T) B^T on the adapter input, in the adapter dtype.
   torch::Tensor LowRankPath(const torch::Tensor& adapter_input) const;
 

@@ -27,9 +27,12 @@ struct AdapterOptions {
   double alpha = 16.0;
   bool use_rslora = false;  // s = alpha / sqrt(r) instead of alpha / r
   double dropout = 0.0;     // on the adapter input, training only
-  double tau_init = 0.5;    // D2-LoRA: initial tau >= 0
-  bool tau_learnable = true;
+  double tau_init = 0.5;    // D2-LoRA: tau >= 0 (fixed, as in the paper's main runs, or its start)
+  bool tau_learnable = false;
   double projection_strength = 1.0;  // lambda in [0, 1]
+  // D2-LoRA: W_hat = W* + dW (the paper's Eq. 3), or W* alone (the ablation).
+  bool residual = true;
+  // The job spec defaults DoRA to kDetached (PEFT) and D2-LoRA to kFull.
   NormGrad norm_grad = NormGrad::kFull;
   c10::ScalarType dtype = c10::ScalarType::Float;  // adapter parameter dtype
   // Module-name patterns: a plain name matches a module path equal to it or

@@ -36,15 +36,16 @@ void LinearImpl::set_adapter(std::shared_ptr<AdaptedLinearImpl> adapter) {
   }
 }
 
-void LinearImpl::merge_adapter() {
-  if (!adapter_) return;
-  torch::Tensor merged = adapter_->merge();
+MergedWeight LinearImpl::merge_adapter() {
+  if (!adapter_) return {};
+  MergedWeight merged = adapter_->MergeWeight();
   {
     torch::NoGradGuard no_grad;
-    weight_.copy_(merged);
+    weight_.copy_(merged.weight);
   }
   unregister_module("adapter");
   adapter_.reset();
+  return merged;
 }
 
 }  // namespace d2lora::engine

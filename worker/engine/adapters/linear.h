@@ -12,6 +12,8 @@
 
 #include <memory>
 
+#include "worker/engine/adapters/merge.h"
+
 namespace d2lora::engine {
 
 class AdaptedLinearImpl;
@@ -35,8 +37,10 @@ class LinearImpl : public torch::nn::Module {
   // bias stop requiring gradients.
   void set_adapter(std::shared_ptr<AdaptedLinearImpl> adapter);
   const std::shared_ptr<AdaptedLinearImpl>& adapter() const { return adapter_; }
-  // Folds the adapter into the weight (DESIGN §1 merge) and drops it.
-  void merge_adapter();
+  // Folds the adapter into the weight (DESIGN §1 merge) and drops it; returns
+  // the merged weight as computed (fp32) with its figures, before the cast to
+  // the weight's dtype (undefined weight when no adapter was hosted).
+  MergedWeight merge_adapter();
 
  private:
   int64_t in_features_;

@@ -25,7 +25,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& Schema() {
         "resources"}},
       {"adapter",
        {"r", "alpha", "target_modules", "dropout", "use_rslora", "tau_init", "tau_learnable",
-        "projection_strength", "norm_grad", "dtype"}},
+        "projection_strength", "residual", "norm_grad", "dtype"}},
       {"data", {"train", "validation", "format", "max_seq_len", "skip_invalid"}},
       {"train",
        {"epochs", "max_steps", "batch_size", "micro_batch_size", "lr", "schedule", "warmup_steps",
@@ -33,7 +33,9 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& Schema() {
         "max_nonfinite_steps", "activation_checkpointing", "dtype"}},
       {"eval", {"every", "scoring", "max_examples", "generate_max_new_tokens"}},
       {"metrics", {"volatility_window", "log_every"}},
-      {"output", {"dir", "merge", "merge_dtype"}},
+      {"output",
+       {"dir", "merge", "merge_dtype", "merge_check", "merge_max_row_norm_deviation", "merge_max_cast_error",
+        "merge_max_logit_diff", "merge_max_kl", "merge_max_accuracy_gap_pp"}},
       {"resources", {"world_size", "device", "threads"}},
   };
   return *schema;
@@ -250,6 +252,7 @@ absl::Status ReadAdapter(const SectionReader& s, AdapterOptions* a) {
   D2_RETURN_IF_ERROR(s.Double("tau_init", &a->tau_init));
   D2_RETURN_IF_ERROR(s.Bool("tau_learnable", &a->tau_learnable));
   D2_RETURN_IF_ERROR(s.Double("projection_strength", &a->projection_strength));
+  D2_RETURN_IF_ERROR(s.Bool("residual", &a->residual));
   D2_RETURN_IF_ERROR(s.Enum("norm_grad", ParseNormGrad, &a->norm_grad));
   return s.Enum("dtype", ParseAdapterDtype, &a->dtype);
 }
@@ -300,7 +303,14 @@ absl::Status ReadOutput(const SectionReader& s, OutputSpec* o) {
   D2_RETURN_IF_ERROR(s.CheckKeys());
   D2_RETURN_IF_ERROR(s.String("dir", &o->dir));
   D2_RETURN_IF_ERROR(s.Bool("merge", &o->merge));
-  return s.Enum("merge_dtype", ParseMergeDtype, &o->merge_dtype);
+  D2_RETURN_IF_ERROR(s.Enum("merge_dtype", ParseMergeDtype, &o->merge_dtype));
+  D2_RETURN_IF_ERROR(s.Bool("merge_check", &o->merge_check));
+  MergeThresholds& t = o->merge_thresholds;
+  D2_RETURN_IF_ERROR(s.Double("merge_max_row_norm_deviation", &t.max_row_norm_deviation));
+  D2_RETURN_IF_ERROR(s.Double("merge_max_cast_error", &t.max_cast_error));
+  D2_RETURN_IF_ERROR(s.Double("merge_max_logit_diff", &t.max_logit_diff));
+  D2_RETURN_IF_ERROR(s.Double("merge_max_kl", &t.max_kl));
+  return s.Double("merge_max_accuracy_gap_pp", &t.max_accuracy_gap_pp);
 }
 
 absl::Status ReadResources(const SectionReader& s, ResourcesSpec* r) {
@@ -328,6 +338,11 @@ absl::StatusOr<JobSpec> ReadSpec(const YAML::Node& tree) {
   spec.adapter.method = AdapterMethod::kD2Lora;
   if (!spec.full_finetune()) {
     D2_ASSIGN_OR_RETURN(spec.adapter.method, ParseMethod(TrainingMethodName(spec.method)));
+  }
+  // norm_grad's default follows the method: DoRA detaches ||W'|| as PEFT does.
+  const YAML::Node norm_grad = SectionReader(top.Child("adapter"), "adapter").Child("norm_grad");
+  if (spec.method == TrainingMethod::kDora && (!norm_grad.IsDefined() || norm_grad.IsNull())) {
+    spec.adapter.norm_grad = NormGrad::kDetached;
   }
   spec.adapter.seed = spec.train.seed;
   return spec;
@@ -405,6 +420,12 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   D2_RETURN_IF_ERROR(IntRange("metrics.log_every", spec.metrics.log_every, 1, kMaxInt));
 
   if (spec.output.dir.empty()) return Error("output.dir", "must not be empty");
+  const MergeThresholds& mt = spec.output.merge_thresholds;
+  D2_RETURN_IF_ERROR(NonNegativeFinite("output.merge_max_row_norm_deviation", mt.max_row_norm_deviation));
+  D2_RETURN_IF_ERROR(NonNegativeFinite("output.merge_max_cast_error", mt.max_cast_error));
+  D2_RETURN_IF_ERROR(NonNegativeFinite("output.merge_max_logit_diff", mt.max_logit_diff));
+  D2_RETURN_IF_ERROR(NonNegativeFinite("output.merge_max_kl", mt.max_kl));
+  D2_RETURN_IF_ERROR(NonNegativeFinite("output.merge_max_accuracy_gap_pp", mt.max_accuracy_gap_pp));
 
   const ResourcesSpec& r = spec.resources;
   D2_RETURN_IF_ERROR(IntRange("resources.world_size", r.world_size, 1, 4096));

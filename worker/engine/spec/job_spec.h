@@ -6,7 +6,8 @@
 //   method: d2lora                  # d2lora | lora | dora | full
 //   adapter: {r: 8, alpha: 16, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj,
 //             up_proj, down_proj], dropout: 0.0, use_rslora: false, tau_init: 0.5,
-//             tau_learnable: true, projection_strength: 1.0, norm_grad: full, dtype: fp32}
+//             tau_learnable: false, projection_strength: 1.0, residual: true,
+//             norm_grad: full (dora: detached), dtype: fp32}
 //   data: {train: ./data/train.jsonl, validation: ./data/val.jsonl, format: multiple_choice,
 //          max_seq_len: 256, skip_invalid: false}
 //   train: {epochs: 2, max_steps: 0, batch_size: 16, micro_batch_size: 8, lr: 2.0e-4,
@@ -15,7 +16,9 @@
 //           activation_checkpointing: false, dtype: auto}
 //   eval: {every: 50, scoring: mean, max_examples: 0, generate_max_new_tokens: 64}
 //   metrics: {volatility_window: 50, log_every: 1}
-//   output: {dir: ./out, merge: true, merge_dtype: auto}
+//   output: {dir: ./out, merge: true, merge_dtype: auto, merge_check: true,
+//            merge_max_row_norm_deviation: 0, merge_max_cast_error: 0, merge_max_logit_diff: 0,
+//            merge_max_kl: 0, merge_max_accuracy_gap_pp: 0}   # 0 = the merged dtype's default
 //   resources: {world_size: 1, device: cpu, threads: 0}
 //
 // Every key is optional with the default shown (the struct initialisers below)
@@ -108,10 +111,22 @@ struct MetricsSpec {
   int64_t log_every = 1;           // steps, >= 1
 };
 
+// The merge gate's thresholds (merge_report.json): 0 takes the default for
+// the merged dtype (MergeThresholdsFor in tasks/merge_report.h).
+struct MergeThresholds {
+  double max_row_norm_deviation = 0;  // |‖W*_i‖ - target_i| / target_i, any layer
+  double max_cast_error = 0;          // ‖cast(W_hat) - W_hat‖_F / ‖W_hat‖_F, any layer
+  double max_logit_diff = 0;          // merged vs training form, max |Δ logit|
+  double max_kl = 0;                  // mean KL(training form ‖ merged) per position
+  double max_accuracy_gap_pp = 0;     // |accuracy gap|, percentage points
+};
+
 struct OutputSpec {
   std::string dir = "./out";
   bool merge = true;
   MergeDtype merge_dtype = MergeDtype::kAuto;
+  bool merge_check = true;  // a merge over a threshold is not published and fails the job
+  MergeThresholds merge_thresholds;
 };
 
 struct ResourcesSpec {

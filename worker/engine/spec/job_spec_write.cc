@@ -52,7 +52,7 @@ bool operator==(const JobSpec& a, const JobSpec& b) {
   const bool adapter = x.method == y.method && x.r == y.r && x.alpha == y.alpha &&
                        x.use_rslora == y.use_rslora && x.dropout == y.dropout &&
                        x.tau_init == y.tau_init && x.tau_learnable == y.tau_learnable &&
-                       x.projection_strength == y.projection_strength &&
+                       x.projection_strength == y.projection_strength && x.residual == y.residual &&
                        x.norm_grad == y.norm_grad && x.dtype == y.dtype &&
                        x.target_modules == y.target_modules && x.seed == y.seed;
   const DataSpec& d = a.data;
@@ -75,6 +75,12 @@ bool operator==(const JobSpec& a, const JobSpec& b) {
          a.metrics.volatility_window == b.metrics.volatility_window &&
          a.metrics.log_every == b.metrics.log_every && a.output.dir == b.output.dir &&
          a.output.merge == b.output.merge && a.output.merge_dtype == b.output.merge_dtype &&
+         a.output.merge_check == b.output.merge_check &&
+         a.output.merge_thresholds.max_row_norm_deviation == b.output.merge_thresholds.max_row_norm_deviation &&
+         a.output.merge_thresholds.max_cast_error == b.output.merge_thresholds.max_cast_error &&
+         a.output.merge_thresholds.max_logit_diff == b.output.merge_thresholds.max_logit_diff &&
+         a.output.merge_thresholds.max_kl == b.output.merge_thresholds.max_kl &&
+         a.output.merge_thresholds.max_accuracy_gap_pp == b.output.merge_thresholds.max_accuracy_gap_pp &&
          a.resources.world_size == b.resources.world_size &&
          a.resources.device == b.resources.device && a.resources.threads == b.resources.threads;
 }
@@ -98,6 +104,7 @@ std::string JobSpecToYaml(const JobSpec& s) {
   Double(out, "tau_init", a.tau_init);
   Bool(out, "tau_learnable", a.tau_learnable);
   Double(out, "projection_strength", a.projection_strength);
+  Bool(out, "residual", a.residual);
   Plain(out, "norm_grad", NormGradName(a.norm_grad));
   Plain(out, "dtype", AdapterDtypeName(a.dtype));
   out << YAML::EndMap;
@@ -145,6 +152,12 @@ std::string JobSpecToYaml(const JobSpec& s) {
   Str(out, "dir", s.output.dir);
   Bool(out, "merge", s.output.merge);
   Plain(out, "merge_dtype", MergeDtypeName(s.output.merge_dtype));
+  Bool(out, "merge_check", s.output.merge_check);
+  Double(out, "merge_max_row_norm_deviation", s.output.merge_thresholds.max_row_norm_deviation);
+  Double(out, "merge_max_cast_error", s.output.merge_thresholds.max_cast_error);
+  Double(out, "merge_max_logit_diff", s.output.merge_thresholds.max_logit_diff);
+  Double(out, "merge_max_kl", s.output.merge_thresholds.max_kl);
+  Double(out, "merge_max_accuracy_gap_pp", s.output.merge_thresholds.max_accuracy_gap_pp);
   out << YAML::EndMap;
 
   Begin(out, "resources");
@@ -172,6 +185,7 @@ nlohmann::json JobSpecToJson(const JobSpec& s) {
                   {"tau_init", a.tau_init},
                   {"tau_learnable", a.tau_learnable},
                   {"projection_strength", a.projection_strength},
+                  {"residual", a.residual},
                   {"norm_grad", NormGradName(a.norm_grad)},
                   {"dtype", AdapterDtypeName(a.dtype)}};
   j["data"] = {{"train", s.data.train},
@@ -200,9 +214,16 @@ nlohmann::json JobSpecToJson(const JobSpec& s) {
                {"generate_max_new_tokens", s.eval.generate_max_new_tokens}};
   j["metrics"] = {{"volatility_window", s.metrics.volatility_window},
                   {"log_every", s.metrics.log_every}};
+  const MergeThresholds& mt = s.output.merge_thresholds;
   j["output"] = {{"dir", s.output.dir},
                  {"merge", s.output.merge},
-                 {"merge_dtype", MergeDtypeName(s.output.merge_dtype)}};
+                 {"merge_dtype", MergeDtypeName(s.output.merge_dtype)},
+                 {"merge_check", s.output.merge_check},
+                 {"merge_max_row_norm_deviation", mt.max_row_norm_deviation},
+                 {"merge_max_cast_error", mt.max_cast_error},
+                 {"merge_max_logit_diff", mt.max_logit_diff},
+                 {"merge_max_kl", mt.max_kl},
+                 {"merge_max_accuracy_gap_pp", mt.max_accuracy_gap_pp}};
   j["resources"] = {{"world_size", s.resources.world_size},
                     {"device", DeviceKindName(s.resources.device)},
                     {"threads", s.resources.threads}};

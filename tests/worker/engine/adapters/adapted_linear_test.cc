@@ -11,10 +11,14 @@
 #include "worker/engine/adapters/linear.h"
 #include "worker/engine/adapters/merge.h"
 
+#include <cmath>
+#include <map>
+
 namespace d2lora::engine {
 namespace {
 
 using testing::RandomizeAdapter;
+using testing::ReferenceD2LoraWeight;
 
 AdapterOptions Options(AdapterMethod method, NormGrad norm_grad = NormGrad::kFull,
                        torch::Dtype dtype = torch::kFloat32) {
@@ -110,14 +114,14 @@ TEST(AdapterGrad, DetachedNormMatchesFrozenNormFiniteDifferences) {
     torch::NoGradGuard ng;
     frozen_scale = adapter->RowScale().clone();
   }
-  // Loss with the scale held constant: y = scale ⊙ (x W'^T).
+  // Loss with the scale held constant: y = scale ⊙ (x W'^T) + x dW^T.
   auto frozen_loss = [&]() {
-    torch::Tensor w = adapter->base_weight() +
-                      adapter->options().scaling() *
-                          (torch::matmul(adapter->named_parameters()["lora_B"], adapter->named_parameters()["lora_A"]) -
-                           adapter->tau() * torch::matmul(adapter->named_parameters()["lora_B_neg"],
-                                                          adapter->named_parameters()["lora_A_neg"]));
-    return (torch::matmul(x, w.t()) * frozen_scale * g).sum();
+    torch::Tensor dw = adapter->options().scaling() *
+                       (torch::matmul(adapter->named_parameters()["lora_B"], adapter->named_parameters()["lora_A"]) -
+                        adapter->tau() * torch::matmul(adapter->named_parameters()["lora_B_neg"],
+                                                       adapter->named_parameters()["lora_A_neg"]));
+    torch::Tensor w = adapter->base_weight() + dw;
+    return ((torch::matmul(x, w.t()) * frozen_scale + torch::matmul(x, dw.t())) * g).sum();
   };
   std::vector<torch::Tensor> params;
   for (auto& p : adapter->parameters()) params.push_back(p);
@@ -205,55 +209,199 @@ TEST_P(PerMethodTest, BaseIsFrozenAndAdapterTrainable) {
 INSTANTIATE_TEST_SUITE_P(AllMethods, PerMethodTest,
                          ::testing::Values(AdapterMethod::kD2Lora, AdapterMethod::kLora, AdapterMethod::kDora));
 
-TEST(D2Lora, ProjectionKeepsEveryRowNorm) {
+struct D2Case {
+  double lambda;
+  bool residual;
+  bool rslora;
+  bool tau_learnable;
+};
+
+class D2LoraFormTest : public ::testing::TestWithParam<D2Case> {
+ protected:
+  std::shared_ptr<D2LoraLinearImpl> Make(Linear& host) {
+    const D2Case c = GetParam();
+    AdapterOptions o = Options(AdapterMethod::kD2Lora, NormGrad::kFull, torch::kFloat64);
+    o.r = 3;
+    o.alpha = 5;
+    o.projection_strength = c.lambda;
+    o.residual = c.residual;
+    o.use_rslora = c.rslora;
+    o.tau_learnable = c.tau_learnable;
+    o.tau_init = 0.7;
+    auto adapter = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host, o));
+    RandomizeAdapter(*adapter, 0.4);
+    return adapter;
+  }
+};
+
+// The training forward against the reference weight: y = x W_hat^T + b.
+TEST_P(D2LoraFormTest, ForwardEqualsIndependentReference) {
+  torch::manual_seed(21);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  Linear host(9, 7, true, opts);
+  auto adapter = Make(host);
+  torch::Tensor x = torch::randn({2, 3, 9}, opts);
+  torch::Tensor expect = torch::matmul(x, ReferenceD2LoraWeight(*adapter).t()) + host->bias();
+  torch::Tensor got = host->forward(x);
+  EXPECT_TRUE(torch::allclose(got, expect, 1e-12, 1e-12)) << (got - expect).abs().max();
+}
+
+// The merge is the same W_hat, and the merged layer gives the training form's output.
+TEST_P(D2LoraFormTest, MergeEqualsIndependentReference) {
+  torch::manual_seed(22);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  Linear host(9, 7, false, opts);
+  auto adapter = Make(host);
+  const MergedWeight merged = adapter->MergeWeight();
+  torch::Tensor expect = ReferenceD2LoraWeight(*adapter);
+  EXPECT_TRUE(torch::allclose(merged.weight, expect, 1e-12, 1e-12)) << (merged.weight - expect).abs().max();
+  if (GetParam().lambda == 0.0) {
+    EXPECT_LT(merged.row_norm_deviation, 0);  // no projection, nothing to check
+  } else {
+    EXPECT_GE(merged.row_norm_deviation, 0);
+    EXPECT_LT(merged.row_norm_deviation, 1e-12);
+  }
+}
+
+// Gradients of the training form against central finite differences (fp64).
+TEST_P(D2LoraFormTest, GradientsMatchFiniteDifferences) {
+  torch::manual_seed(23);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  Linear host(5, 4, true, opts);
+  auto adapter = Make(host);
+  torch::Tensor x = torch::randn({3, 5}, opts);
+  torch::Tensor g = torch::randn({3, 4}, opts);
+  auto loss_fn = [&]() { return (host->forward(x) * g).sum(); };
+  std::vector<torch::Tensor> params;
+  for (auto& p : adapter->parameters()) params.push_back(p);
+  auto grads = torch::autograd::grad({loss_fn()}, params);
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < params.size(); ++i) {
+    torch::Tensor flat = params[i].view(-1);
+    torch::Tensor numeric = torch::zeros_like(flat);
+    for (int64_t k = 0; k < flat.numel(); ++k) {
+      const double orig = flat[k].item<double>();
+      flat[k] = orig + 1e-6;
+      const double up = loss_fn().item<double>();
+      flat[k] = orig - 1e-6;
+      const double down = loss_fn().item<double>();
+      flat[k] = orig;
+      numeric[k] = (up - down) / 2e-6;
+    }
+    EXPECT_TRUE(torch::allclose(grads[i].reshape(-1), numeric, 1e-5, 1e-7))
+        << "param " << i << "\nanalytic " << grads[i].reshape(-1) << "\nnumeric " << numeric;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Forms, D2LoraFormTest,
+                         ::testing::Values(D2Case{1.0, true, false, false}, D2Case{1.0, false, false, false},
+                                           D2Case{0.5, true, false, false}, D2Case{0.5, false, true, true},
+                                           D2Case{0.0, true, false, false}, D2Case{0.0, false, false, false},
+                                           D2Case{1.0, true, true, true}));
+
+// W* keeps every row at ||W0||; the paper's W_hat = W* + dW does not, and
+// differs from W* by exactly dW.
+TEST(D2Lora, ProjectionKeepsEveryRowNormBeforeTheResidual) {
   torch::manual_seed(8);
   Linear host(20, 12, false);
-  auto adapter = Adapt(host, Options(AdapterMethod::kD2Lora));
-  RandomizeAdapter(*adapter, 1.0);
-  torch::Tensor m0 = host->weight().norm(2, {1});
-  torch::Tensor w = adapter->effective_weight().detach();
-  EXPECT_TRUE(torch::allclose(w.norm(2, {1}), m0, 1e-6, 1e-6));
-  // The update did turn the rows.
-  EXPECT_GT((w - host->weight()).abs().max().item<double>(), 1e-2);
-  // So does the merged weight.
-  EXPECT_TRUE(torch::allclose(adapter->merge().norm(2, {1}), m0, 1e-6, 1e-6));
-}
-
-TEST(D2Lora, ProjectionOffIsTheSignedLowRankUpdate) {
-  torch::manual_seed(9);
-  Linear host(6, 5, true);
   AdapterOptions o = Options(AdapterMethod::kD2Lora);
-  o.projection_strength = 0.0;
-  auto adapter = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host, o));
-  RandomizeAdapter(*adapter);
-  auto p = adapter->named_parameters();
+  o.residual = false;
+  auto projected = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host, o));
+  RandomizeAdapter(*projected, 1.0);
+  torch::Tensor m0 = host->weight().norm(2, {1});
+  torch::Tensor w_star = projected->effective_weight().detach();
+  EXPECT_TRUE(torch::allclose(w_star.norm(2, {1}), m0, 1e-6, 1e-6));
+  EXPECT_GT((w_star - host->weight()).abs().max().item<double>(), 1e-2);  // the update did turn the rows
+
+  o.residual = true;
+  auto tensors = projected->ExportTensors();
+  Linear host2(20, 12, false);
+  {
+    torch::NoGradGuard ng;
+    host2->weight().copy_(host->weight());
+  }
+  auto paper = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host2, o));
+  std::map<std::string, torch::Tensor> by_name(tensors.begin(), tensors.end());
+  D2_ASSERT_OK(paper->ImportTensors(by_name, "layer"));
+  torch::Tensor w_hat = paper->effective_weight().detach();
+  auto p = paper->named_parameters();
   torch::Tensor dw = o.scaling() * (torch::matmul(p["lora_B"], p["lora_A"]) -
-                                    adapter->tau() * torch::matmul(p["lora_B_neg"], p["lora_A_neg"]));
-  torch::Tensor x = torch::randn({4, 6});
-  torch::Tensor expect = torch::matmul(x, (host->weight() + dw).t()) + host->bias();
-  EXPECT_TRUE(torch::allclose(host->forward(x), expect, 1e-5, 1e-6));
+                                    paper->tau() * torch::matmul(p["lora_B_neg"], p["lora_A_neg"]));
+  EXPECT_TRUE(torch::allclose(w_hat, w_star + dw, 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(w_hat.norm(2, {1}), m0, 1e-3, 1e-3));
+  EXPECT_LT(paper->MergeWeight().row_norm_deviation, 1e-5);  // W* inside the merge still keeps m0
 }
 
-TEST(D2Lora, TauLearnablePositiveOrFixed) {
+TEST(D2Lora, TauFixedByDefaultLearnableAsAnOption) {
+  EXPECT_FALSE(AdapterOptions().tau_learnable);
+  EXPECT_EQ(AdapterOptions().tau_init, 0.5);
+  EXPECT_TRUE(AdapterOptions().residual);
   Linear host(6, 5, false);
   AdapterOptions o = Options(AdapterMethod::kD2Lora);
-  o.tau_init = 0.5;
-  auto learnable = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host, o));
-  EXPECT_NEAR(learnable->tau().item<double>(), 0.5, 1e-6);
-  EXPECT_EQ(learnable->named_parameters().find("tau_raw") != nullptr, true);
-
-  Linear host2(6, 5, false);
-  o.tau_learnable = false;
-  o.tau_init = 0.0;
-  auto fixed = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host2, o));
-  EXPECT_EQ(fixed->tau().item<double>(), 0.0);
+  auto fixed = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host, o));
+  EXPECT_EQ(fixed->tau().item<double>(), 0.5);
   EXPECT_EQ(fixed->named_parameters().find("tau_raw"), nullptr);
   EXPECT_FALSE(fixed->tau().requires_grad());
 
-  // A learnable tau stays >= 0 whatever its raw value.
+  Linear host2(6, 5, false);
+  o.tau_learnable = true;
+  o.tau_init = 0.25;
+  auto learnable = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host2, o));
+  EXPECT_NEAR(learnable->tau().item<double>(), 0.25, 1e-6);
+  ASSERT_NE(learnable->named_parameters().find("tau_raw"), nullptr);
+  EXPECT_TRUE(learnable->tau().requires_grad());
+}
+
+// PEFT's DoRA forward with dropout (peft/tuners/lora/dora.py, DoraLinearLayer),
+// written out: x_d = dropout(x); scale = m / ||W0 + s B A|| (detached);
+//   y = x W0^T + b + (scale - 1) ⊙ (x_d W0^T) + scale ⊙ s (x_d A^T) B^T.
+TEST(Dora, DropoutMatchesPeftsFormula) {
+  torch::manual_seed(31);
+  Linear host(16, 12, true);
+  AdapterOptions o = Options(AdapterMethod::kDora, NormGrad::kDetached);
+  o.dropout = 0.3;
+  auto adapter = Adapt(host, o);
+  RandomizeAdapter(*adapter);
+  host->train();
+  torch::Tensor x = torch::randn({5, 16});
+  torch::manual_seed(99);
+  torch::Tensor got = host->forward(x);
+  torch::manual_seed(99);
+  torch::Tensor x_d = torch::dropout(x, 0.3, /*train=*/true);
+  auto p = adapter->named_parameters();
   torch::NoGradGuard ng;
-  learnable->named_parameters()["tau_raw"].fill_(-50.0);
-  EXPECT_GE(learnable->tau().item<double>(), 0.0);
+  torch::Tensor w0 = host->weight();
+  const double s = o.alpha / o.r;
+  torch::Tensor scale = p["magnitude"] / (w0 + s * torch::matmul(p["lora_B"], p["lora_A"])).norm(2, {1});
+  torch::Tensor expect = torch::matmul(x, w0.t()) + host->bias() + (scale - 1) * torch::matmul(x_d, w0.t()) +
+                         scale * s * torch::matmul(torch::matmul(x_d, p["lora_A"].t()), p["lora_B"].t());
+  EXPECT_TRUE(torch::allclose(got, expect, 1e-5, 1e-5)) << (got - expect).abs().max();
+  EXPECT_FALSE(torch::allclose(got, host->forward(x), 1e-5, 1e-5));  // dropout did act
+}
+
+// A bf16 base under fp32 adapters: the row norms keep fp32 precision (W0 A^T
+// is not computed with A rounded to bf16), and the training form agrees with
+// the fp32 merge to about one bf16 rounding of the output.
+TEST(D2Lora, Bf16BaseAgreesWithTheFp32MergeToOneRounding) {
+  torch::manual_seed(41);
+  Linear host(64, 48, true, torch::TensorOptions().dtype(torch::kBFloat16));
+  auto adapter = std::dynamic_pointer_cast<D2LoraLinearImpl>(Adapt(host, Options(AdapterMethod::kD2Lora)));
+  RandomizeAdapter(*adapter, 0.2);
+  const LowRankUpdate u = adapter->Update();
+  torch::Tensor w0 = host->weight().to(torch::kFloat64);  // bf16 values, exactly
+  torch::Tensor norms = RowNormsSquaredLowRank(host->weight(), w0.pow(2).sum(1).to(torch::kFloat32), u);
+  torch::Tensor dense = (w0 + u.scaling * torch::matmul(u.B.to(torch::kFloat64), u.A.to(torch::kFloat64)))
+                            .pow(2).sum(1);
+  const double norm_err = ((norms.to(torch::kFloat64) - dense).abs() / dense).max().item<double>();
+  EXPECT_LT(norm_err, 1e-5) << "row norms of a bf16 base lost fp32 precision";
+
+  host->eval();
+  torch::Tensor x = torch::randn({6, 64}).to(torch::kBFloat16);
+  torch::Tensor y = host->forward(x).to(torch::kFloat64);
+  torch::Tensor w_hat = ReferenceD2LoraWeight(*adapter);
+  torch::Tensor ref = torch::matmul(x.to(torch::kFloat64), w_hat.t()) + host->bias().to(torch::kFloat64);
+  const double rel = ((y - ref).abs().max() / ref.abs().max()).item<double>();
+  EXPECT_LT(rel, std::ldexp(1.0, -7)) << "training form vs fp32 merge, relative to the largest output";
 }
 
 TEST(D2Lora, DropoutOnlyInTraining) {

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "worker/engine/adapters/adapted_linear.h"
+#include "worker/engine/adapters/adapted_linear_d2lora.h"
 #include "worker/engine/adapters/linear.h"
 
 namespace d2lora::engine::testing {
@@ -53,6 +54,28 @@ inline void RandomizeAdapter(AdaptedLinearImpl& layer, double scale = 0.3) {
       p.value().copy_(scale * torch::randn_like(p.value()));
     }
   }
+}
+
+// D2-LoRA's adapted weight written out from the raw parameters alone (DESIGN
+// §1), in fp64, independently of the module (no Update(), no stored m0):
+//   dW = s (B+ A+ - tau B- A-),  W' = W0 + dW,  g = (||W0|| / ||W'||)^lambda,
+//   W_hat = g ⊙ W' + dW  (residual)  or  g ⊙ W'.
+inline torch::Tensor ReferenceD2LoraWeight(D2LoraLinearImpl& layer) {
+  torch::NoGradGuard ng;
+  auto p = layer.named_parameters();
+  auto b = layer.named_buffers();
+  const AdapterOptions& o = layer.options();
+  const double s = o.use_rslora ? o.alpha / std::sqrt(static_cast<double>(o.r)) : o.alpha / o.r;
+  torch::Tensor tau = o.tau_learnable ? torch::log1p(torch::exp(p["tau_raw"].to(torch::kFloat64)))
+                                      : b["tau"].to(torch::kFloat64);
+  auto d = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
+  torch::Tensor w0 = d(layer.base_weight());
+  torch::Tensor dw = s * (torch::matmul(d(p["lora_B"]), d(p["lora_A"])) -
+                          tau * torch::matmul(d(p["lora_B_neg"]), d(p["lora_A_neg"])));
+  torch::Tensor w = w0 + dw;
+  torch::Tensor g = (w0.pow(2).sum(1).sqrt() / w.pow(2).sum(1).sqrt()).pow(o.projection_strength);
+  torch::Tensor projected = w * g.unsqueeze(1);
+  return o.residual ? projected + dw : projected;
 }
 
 }  // namespace d2lora::engine::testing

@@ -1,5 +1,5 @@
 // DESIGN §1: the training forward and backward never materialise dW or W' as a
-// dense [out, in] matrix. Every ATen operator that runs during one training
+// dense [out, in] matrix (D2-LoRA in the paper's form W* + dW, the default). Every ATen operator that runs during one training
 // step of an adapted layer is observed through a RecordFunction callback; no
 // operator may produce a new (non-view) tensor of the weight's size.
 #include <ATen/record_function.h>
@@ -115,7 +115,8 @@ INSTANTIATE_TEST_SUITE_P(Methods, NoDenseUpdateTest,
                          ::testing::Values(std::make_tuple(AdapterMethod::kD2Lora, NormGrad::kFull),
                                            std::make_tuple(AdapterMethod::kD2Lora, NormGrad::kDetached),
                                            std::make_tuple(AdapterMethod::kLora, NormGrad::kFull),
-                                           std::make_tuple(AdapterMethod::kDora, NormGrad::kDetached)));
+                                           std::make_tuple(AdapterMethod::kDora, NormGrad::kDetached),
+                                           std::make_tuple(AdapterMethod::kDora, NormGrad::kFull)));
 
 }  // namespace
 }  // namespace d2lora::engine

@@ -19,8 +19,8 @@ name: wordnet-d2lora
 model: ./models/base
 method: dora
 adapter: {r: 4, alpha: 8, target_modules: [q_proj, v_proj], dropout: 0.05, use_rslora: true,
-          tau_init: 0.25, tau_learnable: false, projection_strength: 0.5, norm_grad: detached,
-          dtype: bf16}
+          tau_init: 0.25, tau_learnable: false, projection_strength: 0.5, residual: false,
+          norm_grad: detached, dtype: bf16}
 data:
   train: ./data/train.jsonl
   validation: ./data/val.jsonl
@@ -33,7 +33,8 @@ train: {epochs: 3, max_steps: 100, batch_size: 32, micro_batch_size: 4, lr: 1.0e
         activation_checkpointing: true, dtype: bf16}
 eval: {every: 10, scoring: byte, max_examples: 200, generate_max_new_tokens: 32}
 metrics: {volatility_window: 20, log_every: 5}
-output: {dir: /tmp/out, merge: false, merge_dtype: fp16}
+output: {dir: /tmp/out, merge: false, merge_dtype: fp16, merge_check: false, merge_max_row_norm_deviation: 1e-3,
+         merge_max_cast_error: 0.01, merge_max_logit_diff: 0.2, merge_max_kl: 0.003, merge_max_accuracy_gap_pp: 1.5}
 resources: {world_size: 2, device: cuda, threads: 4}
 )";
 
@@ -58,8 +59,9 @@ TEST(JobSpecTest, Defaults) {
   EXPECT_EQ(s->adapter.dropout, 0.0);
   EXPECT_FALSE(s->adapter.use_rslora);
   EXPECT_EQ(s->adapter.tau_init, 0.5);
-  EXPECT_TRUE(s->adapter.tau_learnable);
+  EXPECT_FALSE(s->adapter.tau_learnable);
   EXPECT_EQ(s->adapter.projection_strength, 1.0);
+  EXPECT_TRUE(s->adapter.residual);
   EXPECT_EQ(s->adapter.norm_grad, NormGrad::kFull);
   EXPECT_EQ(s->adapter.dtype, c10::ScalarType::Float);
   EXPECT_EQ(s->adapter.seed, 42u);
@@ -92,6 +94,8 @@ TEST(JobSpecTest, Defaults) {
   EXPECT_EQ(s->output.dir, "./out");
   EXPECT_TRUE(s->output.merge);
   EXPECT_EQ(s->output.merge_dtype, MergeDtype::kAuto);
+  EXPECT_TRUE(s->output.merge_check);
+  EXPECT_EQ(s->output.merge_thresholds.max_logit_diff, 0.0);  // 0: the merged dtype's default
   EXPECT_EQ(s->resources.world_size, 1);
   EXPECT_EQ(s->resources.device, DeviceKind::kCpu);
   EXPECT_EQ(s->resources.threads, 0);
@@ -102,6 +106,26 @@ TEST(JobSpecTest, Defaults) {
   expected.data.train = "t.jsonl";
   EXPECT_EQ(*s, expected);
   D2_EXPECT_OK(ValidateJobSpec(expected));
+}
+
+// norm_grad's default follows the method: DoRA detaches (PEFT), D2-LoRA does not.
+TEST(JobSpecTest, NormGradDefaultFollowsTheMethod) {
+  auto dora = ParseJobSpec(std::string(kMinimal) + "method: dora\n", "job.yaml");
+  D2_ASSERT_OK(dora.status());
+  EXPECT_EQ(dora->adapter.norm_grad, NormGrad::kDetached);
+  auto dora_full = ParseJobSpec(std::string(kMinimal) + "method: dora\nadapter: {norm_grad: full}\n", "job.yaml");
+  D2_ASSERT_OK(dora_full.status());
+  EXPECT_EQ(dora_full->adapter.norm_grad, NormGrad::kFull);
+  auto d2 = ParseJobSpec(kMinimal, "job.yaml", {"adapter.residual=false"});
+  D2_ASSERT_OK(d2.status());
+  EXPECT_EQ(d2->adapter.norm_grad, NormGrad::kFull);
+  EXPECT_FALSE(d2->adapter.residual);
+  // The canonical form keeps what was in effect.
+  auto again = ParseJobSpec(JobSpecToYaml(*dora), "canonical");
+  D2_ASSERT_OK(again.status());
+  EXPECT_EQ(*again, *dora);
+  EXPECT_THAT(ErrorOf(kMinimal, {"output.merge_max_kl=-1"}), HasSubstr("output.merge_max_kl = -1"));
+  EXPECT_THAT(ErrorOf(kMinimal, {"adapter.residual=maybe"}), HasSubstr("adapter.residual"));
 }
 
 TEST(JobSpecTest, FullExample) {
@@ -118,8 +142,15 @@ TEST(JobSpecTest, FullExample) {
   EXPECT_EQ(s->adapter.tau_init, 0.25);
   EXPECT_FALSE(s->adapter.tau_learnable);
   EXPECT_EQ(s->adapter.projection_strength, 0.5);
+  EXPECT_FALSE(s->adapter.residual);
   EXPECT_EQ(s->adapter.norm_grad, NormGrad::kDetached);
   EXPECT_EQ(s->adapter.dtype, c10::ScalarType::BFloat16);
+  EXPECT_FALSE(s->output.merge_check);
+  EXPECT_EQ(s->output.merge_thresholds.max_row_norm_deviation, 1e-3);
+  EXPECT_EQ(s->output.merge_thresholds.max_cast_error, 0.01);
+  EXPECT_EQ(s->output.merge_thresholds.max_logit_diff, 0.2);
+  EXPECT_EQ(s->output.merge_thresholds.max_kl, 0.003);
+  EXPECT_EQ(s->output.merge_thresholds.max_accuracy_gap_pp, 1.5);
   EXPECT_EQ(s->adapter.seed, 7u);
   EXPECT_EQ(s->data.validation, "./data/val.jsonl");
   EXPECT_EQ(s->data.format, "instruction");
