@@ -30,6 +30,7 @@ void SetUpRuntime(int threads);
 // Local subcommands; each registers itself and writes its exit code.
 void AddInitModelCommand(CLI::App& app, int* exit_code);
 void AddMergeCommand(CLI::App& app, int* exit_code);
+void AddExportAdapterCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddGenerateCommand(CLI::App& app, int* exit_code);
 void AddTrainCommand(CLI::App& app, int* exit_code);

@@ -14,7 +14,7 @@ namespace {
 // The subcommands that run LibTorch in this process.
 bool RunsEngine(int argc, char** argv) {
   if (argc < 2) return false;
-  for (const char* name : {"init-model", "train", "merge", "eval", "generate"}) {
+  for (const char* name : {"init-model", "train", "merge", "export-adapter", "eval", "generate"}) {
     if (std::strcmp(argv[1], name) == 0) return true;
   }
   return false;
@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   AddInitModelCommand(app, &exit_code);
   AddTrainCommand(app, &exit_code);
   AddMergeCommand(app, &exit_code);
+  AddExportAdapterCommand(app, &exit_code);
   AddEvalCommand(app, &exit_code);
   AddGenerateCommand(app, &exit_code);
   AddPrepareWordNetCommand(app, &exit_code);

@@ -13,6 +13,7 @@
 #include "server/coordinator.h"
 #include "common/rpc/job_state.h"
 #include "server/job_ids.h"
+#include "server/job_summary.h"
 #include "server/scheduler.h"
 #include "server/submit_check.h"
 
@@ -283,7 +284,7 @@ absl::Status Coordinator::Complete(const v1::CompleteAssignmentRequest& request)
   if (request.summary_json().size() > (4 << 20)) return absl::InvalidArgumentError("summary_json: larger than 4 MiB");
   return EndAssignment(request.worker_id(), request.assignment_id(),
                        [&](StoreMutation& m, v1::Job& job, const v1::Assignment& asg) {
-                         if (asg.rank() == 0) job.set_summary_json(request.summary_json());
+                         if (asg.rank() == 0) SetJobSummary(job, request.summary_json());
                          for (const auto& [id, other] : assignments_) {
                            if (id != asg.id() && other.assignment.job_id() == asg.job_id() &&
                                other.assignment.attempt() == asg.attempt()) {
@@ -295,12 +296,17 @@ absl::Status Coordinator::Complete(const v1::CompleteAssignmentRequest& request)
 }
 
 absl::Status Coordinator::Fail(const v1::FailAssignmentRequest& request) {
+  if (request.summary_json().size() > (4 << 20)) return absl::InvalidArgumentError("summary_json: larger than 4 MiB");
   return EndAssignment(request.worker_id(), request.assignment_id(),
                        [&](StoreMutation& m, v1::Job& job, const v1::Assignment& asg) {
                          v1::JobError error = request.error();
                          error.set_attempt(asg.attempt());
                          error.set_rank(asg.rank());
                          if (error.code().empty()) error.set_code("UNKNOWN");
+                         // A merge the gate stopped: its summary (and headline) stay with the job.
+                         if (asg.rank() == 0 && !request.summary_json().empty()) {
+                           SetJobSummary(job, request.summary_json());
+                         }
                          constexpr size_t kMaxTail = 64 * 1024;
                          if (error.log_tail().size() > kMaxTail) {
                            error.set_log_tail(error.log_tail().substr(error.log_tail().size() - kMaxTail));

@@ -12,10 +12,10 @@ using rpc::ToGrpcStatus;
 
 // What a rank may hand over: the output layout of `d2lora train` and its logs.
 bool AllowedArtifactName(const std::string& name) {
-  for (const char* folder : {"adapter/", "merged/", "checkpoints/", "logs/"}) {
+  for (const char* folder : {"adapter/", "adapter-peft/", "merged/", "checkpoints/", "logs/"}) {
     if (absl::StartsWith(name, folder)) return true;
   }
-  return name == "metrics.jsonl" || name == "summary.json" || name == "spec.yaml";
+  return name == "metrics.jsonl" || name == "summary.json" || name == "spec.yaml" || name == "merge_report.json";
 }
 
 template <typename Response, typename Call>
@@ -88,8 +88,8 @@ grpc::Status WorkerServiceImpl::UploadArtifact(grpc::ServerContext* context,
   }
   if (!AllowedArtifactName(header.name())) {
     return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-        "header.name: ", header.name(), " is not an artifact (adapter/, merged/, checkpoints/, logs/, ",
-        "metrics.jsonl, summary.json, spec.yaml)")));
+        "header.name: ", header.name(), " is not an artifact (adapter/, adapter-peft/, merged/, checkpoints/, logs/, ",
+        "metrics.jsonl, summary.json, spec.yaml, merge_report.json)")));
   }
   const std::string key = absl::StrCat("jobs/", assignment->job_id(), "/", header.name());
   auto info = ReceiveArtifact(*artifacts_, key, header.size(), header.sha256(), coordinator_->options().max_upload_bytes,

@@ -1,4 +1,5 @@
-// d2lora merge --model DIR --adapter DIR --out DIR [--dtype bf16|fp16|fp32]
+// d2lora merge --model DIR --adapter DIR --out DIR [--dtype bf16|fp16|fp32] [--force]
+//               [--max-row-norm-deviation X] [--max-cast-error X] [--max-logit-diff X] [--max-kl X]
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -21,6 +22,22 @@ void AddMergeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--dtype", *dtype, "Weights dtype of the merged model (default: the base model's)")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
   cmd->add_flag("--overwrite", opts->overwrite, "Replace an existing output directory");
+  cmd->add_flag("--force", opts->force,
+                "Write the merged model even when the merge gate finds a figure over its threshold "
+                "(merge_report.json says which)");
+  const char* zero = " (default 0: the merged dtype's threshold)";
+  engine::MergeThresholds& t = opts->thresholds;
+  cmd->add_option("--max-row-norm-deviation", t.max_row_norm_deviation,
+                  std::string("Largest relative deviation of a projected row norm from its target") + zero)
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-cast-error", t.max_cast_error,
+                  std::string("Largest relative error of a layer cast to the merged dtype") + zero)
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-logit-diff", t.max_logit_diff,
+                  std::string("Largest |logit difference| merged vs training form on probe sequences") + zero)
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-kl", t.max_kl, std::string("Largest mean KL(training form || merged)") + zero)
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([opts, dtype, exit_code]() {
     SetUpRuntime(0);
     if (!dtype->empty()) opts->dtype = *engine::ParseDtypeFlag(*dtype);
@@ -29,9 +46,15 @@ void AddMergeCommand(CLI::App& app, int* exit_code) {
       *exit_code = Fail("merge", result.status());
       return;
     }
+    const nlohmann::json h = result->report.Headline();
     std::cout << "merged " << engine::MethodName(result->adapter.method) << " adapter (" << result->merged_layers
-              << " layers) into " << opts->out_dir << " as "
-              << engine::ModelDtypeName(result->dtype).value_or("?") << std::endl;
+              << " layers) into " << opts->out_dir << " as " << result->report.merged_dtype << "\n"
+              << "merge gate: " << (result->report.passed() ? "passed" : "FAILED (written anyway: --force)")
+              << "; max logit diff " << h["max_logit_diff"].dump() << ", mean KL " << h["mean_kl"].dump()
+              << ", max row-norm deviation " << h["max_row_norm_deviation"].dump() << ", max cast error "
+              << h["max_cast_error"].dump() << " (" << opts->out_dir << "/" << engine::kMergeReportFile << ")"
+              << std::endl;
+    for (const std::string& b : result->report.breaches) std::cout << "  over threshold: " << b << "\n";
   });
 }
 

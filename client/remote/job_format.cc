@@ -145,11 +145,34 @@ std::string FormatJobSummary(const v1::Job& job, absl::Time now, absl::TimeZone 
     }
   }
   if (job.checkpoint_step() > 0) Field(out, "checkpoint", absl::StrCat("step ", job.checkpoint_step()));
+  if (job.has_merge_check()) out += FormatMergeCheck(job.merge_check());
   if (job.has_error() && (!job.error().code().empty() || !job.error().message().empty())) {
     std::string error = FormatJobError(job.error());
     if (job.state() != v1::FAILED) error = "(an earlier attempt) " + error;
     out += error;
   }
+  return out;
+}
+
+std::string FormatMergeCheck(const v1::MergeCheck& c) {
+  std::string out;
+  std::vector<std::string> parts = {c.passed() ? "passed" : "FAILED", c.merged_dtype()};
+  if (c.has_max_logit_diff()) parts.push_back(absl::StrCat("max logit diff ", FormatNumber(c.max_logit_diff())));
+  if (c.has_mean_kl()) parts.push_back(absl::StrCat("mean KL ", absl::StrFormat("%.2e", c.mean_kl())));
+  if (c.has_accuracy_gap_pp()) {
+    parts.push_back(absl::StrCat("accuracy gap ", FormatNumber(c.accuracy_gap_pp()), " pp"));
+  }
+  Field(out, "merge", absl::StrJoin(parts, ", "));
+  std::vector<std::string> layers;
+  if (c.has_max_row_norm_deviation()) {
+    layers.push_back(absl::StrCat("row-norm deviation ", absl::StrFormat("%.2e", c.max_row_norm_deviation()), " (",
+                                  c.max_row_norm_deviation_layer(), ")"));
+  }
+  layers.push_back(absl::StrCat("cast error ", absl::StrFormat("%.2e", c.max_cast_error()), " (",
+                                c.max_cast_error_layer(), ")"));
+  if (c.nonfinite() > 0) layers.push_back(absl::StrCat(c.nonfinite(), " non-finite weights"));
+  Field(out, "", absl::StrJoin(layers, ", "));
+  for (const std::string& b : c.breaches()) Field(out, "", absl::StrCat("over threshold: ", b));
   return out;
 }
 

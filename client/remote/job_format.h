@@ -49,5 +49,7 @@ std::string FormatArtifactTable(const std::vector<v1::Artifact>& artifacts);
 
 // A failed or cancelled job's error, with its log tail indented; "" if none.
 std::string FormatJobError(const v1::JobError& error);
+// The merge gate's headline: "merge:      passed, bfloat16, max logit diff ..." and its layer figures.
+std::string FormatMergeCheck(const v1::MergeCheck& check);
 
 }  // namespace d2lora::cli

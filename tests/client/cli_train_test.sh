@@ -3,7 +3,8 @@
 # a run and its outputs, spec errors, a refused output directory, SIGTERM
 # (graceful stop + --resume) and SIGKILL (resume from the last checkpoint)
 # both ending with the adapter of an uninterrupted run, two ranks over Gloo
-# (by flags and by torchrun's environment), and a rank whose peer never comes.
+# (by flags and by torchrun's environment), and a rank whose peer never comes;
+# the merge gate of `d2lora merge` and `d2lora export-adapter` on the trained adapter.
 set -uo pipefail
 D2="$1"
 T="$(mktemp -d)"
@@ -49,6 +50,35 @@ reference=$(sha out/adapter/adapter_model.safetensors)
 "$D2" merge --model m --adapter out/adapter --out merged2 --dtype fp32 >/dev/null 2>&1 &&
   "$D2" eval --model merged2 --data val.jsonl --task multiple_choice --json >/dev/null 2>&1 &&
   pass "merge + eval of the trained adapter" || fail "merge/eval of the trained adapter"
+
+# The merge gate: every merge writes merge_report.json; a threshold no merge can
+# meet stops it (exit 1, MERGE_CHECK_FAILED, only the report written), --force
+# writes it anyway.
+[ -f out/merge_report.json ] && [ -f merged2/merge_report.json ] &&
+  grep -q '"passed": true' merged2/merge_report.json && pass "merge reports" || fail "no merge_report.json"
+expect 1 "MERGE_CHECK_FAILED: the merged model (bfloat16) was not published" -- \
+  "$D2" merge --model m --adapter out/adapter --out merged-bf16 --dtype bf16 --max-logit-diff 1e-12
+[ -f merged-bf16/merge_report.json ] && [ ! -e merged-bf16/model.safetensors ] &&
+  grep -q '"passed": false' merged-bf16/merge_report.json && pass "a stopped merge writes only its report" ||
+  fail "stopped merge: $(ls merged-bf16 2>&1)"
+"$D2" merge --model m --adapter out/adapter --out merged-forced --dtype bf16 --max-logit-diff 1e-12 --force >forced.log 2>&1 &&
+  [ -f merged-forced/model.safetensors ] && grep -q "FAILED (written anyway: --force)" forced.log &&
+  pass "merge --force writes past the gate" || fail "merge --force: $(cat forced.log)"
+
+# export-adapter: the D2-LoRA job's adapter-peft/ is the export; peft-lora is
+# refused for the projected method, naming why.
+[ -f out/adapter-peft/adapter_config.json ] && grep -q '"use_dora": true' out/adapter-peft/adapter_config.json &&
+  pass "the job wrote adapter-peft/" || fail "no out/adapter-peft"
+"$D2" export-adapter --model m --adapter out/adapter --out peft >/dev/null 2>&1 &&
+  cmp -s peft/adapter_model.safetensors out/adapter-peft/adapter_model.safetensors &&
+  pass "export-adapter --format peft-dora equals the job's adapter-peft/" || fail "export-adapter peft-dora"
+"$D2" eval --model m --adapter peft --data val.jsonl --task multiple_choice --json >peft.json 2>/dev/null &&
+  "$D2" eval --model m --adapter out/adapter --data val.jsonl --task multiple_choice --json >d2.json 2>/dev/null &&
+  [ "$(tail -1 peft.json)" == "$(tail -1 d2.json)" ] && pass "the PEFT DoRA export scores as the D2-LoRA adapter" ||
+  fail "export scores: $(tail -1 peft.json) vs $(tail -1 d2.json)"
+expect 1 "peft-lora cannot hold this D2-LoRA adapter" -- \
+  "$D2" export-adapter --model m --adapter out/adapter --format peft-lora --out peft-lora
+[ ! -e peft-lora ] && pass "a refused export writes nothing" || fail "refused export left peft-lora/"
 
 # 2. Errors name the key, the file or the directory; nothing is overwritten.
 expect 1 "train.lr" -- "$D2" train --config spec.yaml --set train.lr=fast --set output.dir=./x
@@ -98,7 +128,7 @@ c1=$?
 wait $p0
 c0=$?
 [ $c0 -eq 0 ] && [ $c1 -eq 0 ] && grep -q '"world_size": 2' dp/summary.json && pass "two ranks by flags" ||
-  fail "two ranks: $c0/$c1 $(tail -3 dp0.log dp1.log)"
+  fail "two ranks: $c0/$c1 $(tail -n 3 dp0.log dp1.log)"
 port=$((port + 1))
 RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port LOCAL_RANK=0 \
   "$D2" train --config spec.yaml "${two[@]}" --set output.dir=./env 2>env0.log &
@@ -109,7 +139,7 @@ c1=$?
 wait $p0
 c0=$?
 [ $c0 -eq 0 ] && [ $c1 -eq 0 ] && [ -f env/adapter/adapter_model.safetensors ] && pass "two ranks by environment" ||
-  fail "torchrun env: $c0/$c1 $(tail -3 env0.log env1.log)"
+  fail "torchrun env: $c0/$c1 $(tail -n 3 env0.log env1.log)"
 
 # 6. A rank whose peer never arrives fails in its timeout, naming the rendezvous.
 port=$((port + 1))

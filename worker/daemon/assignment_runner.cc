@@ -17,6 +17,7 @@
 #include "worker/daemon/assignment_spec.h"
 #include "worker/daemon/daemon_log.h"
 #include "worker/daemon/log_tail.h"
+#include "worker/engine/tasks/output_names.h"
 
 namespace d2lora::worker {
 namespace fs = std::filesystem;
@@ -93,6 +94,11 @@ bool IsDivergence(const std::string& error_line) {
   // (train.max_nonfinite_steps = M); ..."
   return absl::StrContains(error_line, "training diverged: non-finite") &&
          absl::StrContains(error_line, "train.max_nonfinite_steps");
+}
+
+bool IsMergeCheckFailure(const std::string& error_line) {
+  // worker/engine/tasks/merge_report.cc: "MERGE_CHECK_FAILED: the merged model (...) was not published: ..."
+  return absl::StrContains(error_line, absl::StrCat(engine::kMergeCheckFailed, ": the merged model"));
 }
 
 std::string ResumeArgument(const std::string& dir, const std::string& resume_from) {
@@ -606,6 +612,7 @@ AssignmentResult AssignmentRunner::Finish(const ExitStatus& exit) {
   }
 
   Failure failure;
+  std::string summary;  // rank 0's summary.json, where a failed run wrote one
   const std::string error_line = LastErrorLine(log_path());
   if (stopped) {
     failure.code = "ABORTED";
@@ -620,16 +627,28 @@ AssignmentResult AssignmentRunner::Finish(const ExitStatus& exit) {
       failure.code = "FAILED_PRECONDITION";
       failure.retryable = false;
     }
+    if (exit.signal == 0 && IsMergeCheckFailure(error_line)) {
+      // The merge gate stopped the merged model: the same weights merge the
+      // same way again. The adapter, merge_report.json and summary.json are
+      // kept as the job's artifacts (rank 0 wrote them).
+      failure.code = "FAILED_PRECONDITION";
+      failure.retryable = false;
+      if (assignment_.rank() == 0) {
+        if (std::optional<Failure> upload = UploadOutputs()) Log(absl::StrCat(label_, ": ", upload->message));
+        absl::StatusOr<std::string> text = ReadFileToString(absl::StrCat(out_dir(), "/", engine::kSummaryFile));
+        if (text.ok()) summary = CleanLogLine(*text, text->size() + 16);
+      }
+    }
   }
   UploadLog();
-  ReportFailure(failure, exit.code(), absl::StrJoin(LastLines(log_path(), kLogTailLines), "\n"));
+  ReportFailure(failure, exit.code(), absl::StrJoin(LastLines(log_path(), kLogTailLines), "\n"), summary);
   return stopped ? AssignmentResult::kStopped : AssignmentResult::kFailed;
 }
 
 std::optional<AssignmentRunner::Failure> AssignmentRunner::UploadOutputs() {
   std::vector<std::pair<std::string, std::string>> uploads;  // path, name
   std::error_code ec;
-  for (const char* folder : {"adapter", "merged"}) {
+  for (const char* folder : {engine::kAdapterDir, engine::kPeftAdapterDir, engine::kMergedDir}) {
     const std::string dir = absl::StrCat(out_dir(), "/", folder);
     if (!fs::is_directory(dir, ec)) continue;
     absl::StatusOr<std::vector<std::string>> files = FilesToUpload(dir);
@@ -638,8 +657,10 @@ std::optional<AssignmentRunner::Failure> AssignmentRunner::UploadOutputs() {
       uploads.emplace_back(absl::StrCat(dir, "/", file), absl::StrCat(folder, "/", file));
     }
   }
-  for (const char* file : {"metrics.jsonl", "summary.json", "spec.yaml"}) {
-    uploads.emplace_back(absl::StrCat(out_dir(), "/", file), file);
+  for (const char* file : {engine::kMetricsFile, engine::kSummaryFile, engine::kSpecFile, engine::kMergeReportFile}) {
+    const std::string path = absl::StrCat(out_dir(), "/", file);
+    if (file == engine::kMergeReportFile && !fs::exists(path, ec)) continue;  // no merge asked for
+    uploads.emplace_back(path, file);
   }
   for (const auto& [path, name] : uploads) {
     absl::Status status =
@@ -668,7 +689,8 @@ void AssignmentRunner::UploadLog() {
   }
 }
 
-void AssignmentRunner::ReportFailure(const Failure& failure, int exit_code, const std::string& log_tail) {
+void AssignmentRunner::ReportFailure(const Failure& failure, int exit_code, const std::string& log_tail,
+                                     const std::string& summary_json) {
   if (abandoned()) return;
   v1::FailAssignmentRequest request;
   request.set_worker_id(options_.worker_id);
@@ -681,6 +703,7 @@ void AssignmentRunner::ReportFailure(const Failure& failure, int exit_code, cons
   error->set_rank(assignment_.rank());
   request.set_retryable(failure.retryable);
   request.set_exit_code(exit_code);
+  request.set_summary_json(summary_json);
   const absl::Status status = Retry(
       [&] {
         grpc::ClientContext context;

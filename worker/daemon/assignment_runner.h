@@ -112,7 +112,8 @@ class AssignmentRunner {
   AssignmentResult Finish(const ExitStatus& exit);
   std::optional<Failure> UploadOutputs();
   void UploadLog();
-  void ReportFailure(const Failure& failure, int exit_code, const std::string& log_tail);
+  void ReportFailure(const Failure& failure, int exit_code, const std::string& log_tail,
+                     const std::string& summary_json = "");
   void ReportCompletion(const std::string& summary_json);
 
   // Checkpoint uploads, on their own thread.

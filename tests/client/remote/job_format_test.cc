@@ -144,6 +144,28 @@ TEST(FormatJobSummaryTest, FailedJobShowsErrorAndLogTail) {
   EXPECT_EQ(text.substr(text.size() - 2), "e\n");
 }
 
+TEST(FormatJobSummaryTest, MergeGateHeadline) {
+  v1::Job job = RunningJob();
+  job.set_state(v1::FAILED);
+  v1::MergeCheck* c = job.mutable_merge_check();
+  c->set_passed(false);
+  c->set_merged_dtype("float16");
+  c->set_max_logit_diff(0.25);
+  c->set_mean_kl(2e-4);
+  c->set_max_row_norm_deviation(3e-7);
+  c->set_max_row_norm_deviation_layer("model.layers.1.q_proj");
+  c->set_max_cast_error(1e-3);
+  c->set_max_cast_error_layer("model.layers.0.up_proj");
+  c->set_nonfinite(12);
+  c->add_breaches("model.layers.0.up_proj: 12 non-finite weights in float16");
+  const std::string text = FormatJobSummary(job, kNow, absl::UTCTimeZone());
+  EXPECT_THAT(text, HasSubstr("merge:      FAILED, float16, max logit diff 0.25, mean KL 2.00e-04\n"));
+  EXPECT_THAT(text, HasSubstr("row-norm deviation 3.00e-07 (model.layers.1.q_proj), cast error 1.00e-03 "
+                              "(model.layers.0.up_proj), 12 non-finite weights\n"));
+  EXPECT_THAT(text, HasSubstr("over threshold: model.layers.0.up_proj: 12 non-finite weights in float16\n"));
+  EXPECT_THAT(FormatJobSummary(RunningJob(), kNow, absl::UTCTimeZone()), Not(HasSubstr("merge:")));
+}
+
 TEST(FormatArtifactTableTest, Columns) {
   v1::Artifact a;
   a.set_name("summary.json");

@@ -2,7 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -68,6 +70,7 @@ json ConfigJson(const AdapterOptions& o, const std::string& base_model) {
     j["tau_init"] = o.tau_init;
     j["tau_learnable"] = o.tau_learnable;
     j["projection_strength"] = o.projection_strength;
+    j["residual"] = o.residual;
     j["norm_grad"] = NormGradName(o.norm_grad);
     j["adapter_dtype"] = DtypeName(o.dtype);
   } else {
@@ -102,13 +105,18 @@ absl::Status SaveAdapter(torch::nn::Module& root, const AdapterOptions& options,
       }
     }
     if (tensors.empty()) return absl::FailedPreconditionError("the model hosts no adapter to save");
-    D2_ASSIGN_OR_RETURN(StagedDirectory staged, StagedDirectory::Create(dir));
-    D2_RETURN_IF_ERROR(WriteSafetensors(absl::StrCat(staged.path(), "/", kAdapterWeightsFile), tensors,
-                                        {{"format", "pt"}}));
-    D2_RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(staged.path(), "/", kAdapterConfigFile),
-                                           ConfigJson(options, base_model_name_or_path).dump(2) + "\n"));
-    return staged.Commit(/*replace=*/true);
+    return WriteAdapterDirectory(tensors, options, dir, base_model_name_or_path);
   });
+}
+
+absl::Status WriteAdapterDirectory(const NamedTensors& tensors, const AdapterOptions& options, const std::string& dir,
+                                   const std::string& base_model_name_or_path) {
+  D2_ASSIGN_OR_RETURN(StagedDirectory staged, StagedDirectory::Create(dir));
+  D2_RETURN_IF_ERROR(WriteSafetensors(absl::StrCat(staged.path(), "/", kAdapterWeightsFile), tensors,
+                                      {{"format", "pt"}}));
+  D2_RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(staged.path(), "/", kAdapterConfigFile),
+                                         ConfigJson(options, base_model_name_or_path).dump(2) + "\n"));
+  return staged.Commit(/*replace=*/true);
 }
 
 absl::StatusOr<AdapterOptions> ReadAdapterConfig(const std::string& dir) {
@@ -142,6 +150,7 @@ absl::StatusOr<AdapterOptions> ReadAdapterConfig(const std::string& dir) {
     bool dora = false;
     D2_RETURN_IF_ERROR(get_bool("use_dora", &dora));
     o.method = dora ? AdapterMethod::kDora : AdapterMethod::kLora;
+    if (dora) o.norm_grad = NormGrad::kDetached;  // PEFT's DoRA detaches ||W'||
   } else {
     return field_error("peft_type", absl::StrCat("is '", type, "' (expected LORA or D2LORA)"));
   }
@@ -169,6 +178,20 @@ absl::StatusOr<AdapterOptions> ReadAdapterConfig(const std::string& dir) {
     D2_RETURN_IF_ERROR(get_number("tau_init", &o.tau_init));
     D2_RETURN_IF_ERROR(get_bool("tau_learnable", &o.tau_learnable));
     D2_RETURN_IF_ERROR(get_number("projection_strength", &o.projection_strength));
+    // Adapters written before the paper's form (W_hat = W* + dW) have no
+    // "residual" key: they were trained as W_hat = W* and keep that function.
+    if (j.contains("residual")) {
+      D2_RETURN_IF_ERROR(get_bool("residual", &o.residual));
+    } else {
+      o.residual = false;
+      static std::once_flag said;
+      std::call_once(said, [&] {
+        std::fprintf(stderr,
+                     "note: %s has no \"residual\" key (written before D2-LoRA's paper form): "
+                     "loading it as residual: false (W_hat = W*), the form it was trained in\n",
+                     path.c_str());
+      });
+    }
     if (j.contains("norm_grad")) {
       if (!j["norm_grad"].is_string()) return field_error("norm_grad", "must be a string");
       auto ng = ParseNormGrad(j["norm_grad"].get<std::string>());

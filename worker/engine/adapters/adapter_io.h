@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "worker/engine/adapters/adapter_options.h"
+#include "worker/engine/formats/safetensors.h"
 
 namespace d2lora::engine {
 
@@ -23,6 +24,11 @@ inline constexpr char kPeftKeyPrefix[] = "base_model.model.";
 // appears complete or not at all; an existing one is replaced).
 absl::Status SaveAdapter(torch::nn::Module& root, const AdapterOptions& options, const std::string& dir,
                          const std::string& base_model_name_or_path = "");
+
+// Writes `tensors` (PEFT-named, "base_model.model.<path>.<suffix>") and the
+// config of `options` to `dir` atomically.
+absl::Status WriteAdapterDirectory(const NamedTensors& tensors, const AdapterOptions& options, const std::string& dir,
+                                   const std::string& base_model_name_or_path);
 
 // Parses `dir`/adapter_config.json; errors name the file and the field.
 absl::StatusOr<AdapterOptions> ReadAdapterConfig(const std::string& dir);

@@ -118,7 +118,7 @@ struct MergeThresholds {
   double max_cast_error = 0;          // ‖cast(W_hat) - W_hat‖_F / ‖W_hat‖_F, any layer
   double max_logit_diff = 0;          // merged vs training form, max |Δ logit|
   double max_kl = 0;                  // mean KL(training form ‖ merged) per position
-  double max_accuracy_gap_pp = 0;     // |accuracy gap|, percentage points
+  double max_accuracy_gap_pp = 0;     // |accuracy gap|, percentage points (default: at least 2 questions' worth)
 };
 
 struct OutputSpec {

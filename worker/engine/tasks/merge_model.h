@@ -9,6 +9,8 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/adapters/adapter_options.h"
 #include "worker/engine/model/checkpoint.h"
+#include "worker/engine/spec/job_spec.h"
+#include "worker/engine/tasks/merge_report.h"
 
 namespace d2lora::engine {
 
@@ -19,12 +21,17 @@ struct MergeOptions {
   // Dtype of the written weights; unset: the base model's torch_dtype (fp32 if absent).
   std::optional<c10::ScalarType> dtype;
   bool overwrite = false;
+  // The merge gate: thresholds (0 = the dtype's default) and whether a merge
+  // over one is still written (--force).
+  MergeThresholds thresholds;
+  bool force = false;
 };
 
 struct MergeResult {
   AdapterOptions adapter;
   int64_t merged_layers = 0;
   c10::ScalarType dtype = c10::ScalarType::Float;
+  MergeReport report;
 };
 
 // Loads the model in fp32 and, when `adapter_dir` is set, hosts the adapter
@@ -34,9 +41,15 @@ struct MergeResult {
 absl::StatusOr<LoadedModel> LoadMergedModel(const std::string& model_dir, const std::string& adapter_dir,
                                             MergeResult* info = nullptr);
 
-// Merges in fp32 (DESIGN §1), casts to the output dtype and writes the model
-// with the base model's tokenizer files, atomically.
+// Merges in fp32 (DESIGN §1), casts to the output dtype, checks the result
+// (merge gate: each layer's figures, and the logits of the merged model as
+// written against the training form on kMergeProbeSequences random token
+// sequences) and writes the model with the base model's tokenizer files,
+// atomically, and out_dir/merge_report.json. A merge over a threshold writes
+// only the report (unless `force`) and returns MERGE_CHECK_FAILED.
 absl::StatusOr<MergeResult> MergeModel(const MergeOptions& options);
+inline constexpr int64_t kMergeProbeSequences = 4;
+inline constexpr int64_t kMergeProbeLength = 32;
 
 // The dtype a merged model is written in by default: the base model's
 // torch_dtype, or fp32 when config.json does not say.

@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "worker/engine/adapters/adapter_io.h"
 #include "worker/engine/adapters/inject.h"
+#include "worker/engine/adapters/peft_export.h"
 #include "worker/engine/data/collate.h"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/jsonl.h"
@@ -22,6 +23,7 @@
 #include "worker/engine/metrics/metrics_jsonl.h"
 #include "worker/engine/model/checkpoint.h"
 #include "worker/engine/tasks/merge_model.h"
+#include "worker/engine/tasks/merge_report.h"
 #include "worker/engine/tokenizer/tokenizer.h"
 #include "worker/engine/torch_guard.h"
 #include "worker/engine/train/trainer.h"
@@ -166,6 +168,80 @@ torch::Tensor CheckLogits(CausalLMImpl& model, const Batch& batch, const torch::
   return logits * batch.attention_mask.unsqueeze(-1).to(torch::kFloat32);
 }
 
+// The merge gate (tasks/merge_report.h): training-form logits on the first
+// sequences of `source`, the merge with each layer's figures, the model
+// rounded to the checkpoint dtype (what merged/ will hold), its logits and its
+// validation against the training form's final evaluation. Every rank merges
+// and validates; rank 0 compares logits.
+absl::StatusOr<MergeReport> MergeAndCheck(const JobSpec& spec, CausalLMImpl& model, const Tokenizer& tokenizer,
+                                          Trainer& trainer, const TrainResult& result,
+                                          c10::ScalarType merged_dtype, ProcessGroup& group,
+                                          const torch::Device& device, const std::vector<Example>& source) {
+  const bool rank0 = group.rank() == 0;
+  MergeReport report;
+  report.enforced = spec.output.merge_check;
+  report.thresholds = ThresholdsFor(merged_dtype, spec.output.merge_thresholds);
+  std::vector<int64_t> idx;
+  for (int64_t i = 0; i < std::min<int64_t>(kMergeCheckSequences, static_cast<int64_t>(source.size())); ++i) {
+    idx.push_back(i);
+  }
+  Batch batch;
+  torch::Tensor before;
+  D2_RETURN_IF_ERROR(GuardTorch("merging the adapters", [&]() -> absl::Status {
+    if (rank0 && !idx.empty()) {
+      batch = Collate(source, idx, CollatePadId(tokenizer));
+      before = CheckLogits(model, batch, device);
+    }
+    report.layers = MergeAdaptersMeasured(model, merged_dtype);
+    RoundTripToDtype(model, merged_dtype);
+    if (before.defined()) report.logits = CompareLogits(before, CheckLogits(model, batch, device), batch.attention_mask);
+    return absl::OkStatus();
+  }));
+  const ValidationSet& validation = trainer.validation();
+  if (result.final_eval && !validation.empty()) {
+    D2_ASSIGN_OR_RETURN(ValidationResult merged, Validate(model, validation, trainer.validation_options(), group,
+                                                          result.steps, /*final=*/false));
+    const EvalMetrics& a = result.final_eval->metrics;
+    const EvalMetrics& b = merged.metrics;
+    if (a.accuracy && b.accuracy) {
+      report.accuracy_training_form = *a.accuracy;
+      report.accuracy_merged = *b.accuracy;
+      report.scoring = a.scoring;
+      // One near-tie question flipping by rounding is no sign of a bad merge:
+      // the default accuracy threshold is at least two questions' worth.
+      if (spec.output.merge_thresholds.max_accuracy_gap_pp == 0 && !validation.choices.empty()) {
+        int64_t items = static_cast<int64_t>(validation.choices.size());
+        if (spec.eval.max_examples > 0) items = std::min(items, spec.eval.max_examples);
+        report.thresholds.max_accuracy_gap_pp =
+            std::max(report.thresholds.max_accuracy_gap_pp, 200.0 / static_cast<double>(items));
+      }
+    }
+    if (a.loss && b.loss) {
+      report.loss_training_form = *a.loss;
+      report.loss_merged = *b.loss;
+    }
+  }
+  return report;
+}
+
+// summary.json's merge_check: the report's headline plus the figures it has
+// always had (training form = "unmerged").
+nlohmann::json MergeCheckSummary(const MergeReport& r) {
+  nlohmann::json check = r.Headline();
+  if (r.logits) check["sequences"] = r.logits->sequences;
+  if (r.accuracy_training_form && r.accuracy_merged) {
+    check["accuracy_unmerged"] = *r.accuracy_training_form;
+    check["accuracy_merged"] = *r.accuracy_merged;
+    check["scoring"] = r.scoring;
+  }
+  if (r.loss_training_form && r.loss_merged) {
+    check["loss_unmerged"] = *r.loss_training_form;
+    check["loss_merged"] = *r.loss_merged;
+  }
+  if (!r.passed()) check["breaches"] = r.breaches;
+  return check;
+}
+
 }  // namespace
 
 absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, ProcessGroup& group) {
@@ -263,7 +339,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   to.run_info.output_dir = spec.output.dir;
   D2_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                       Trainer::Create(model, data.train, std::move(data.validation), std::move(to), &group));
-  const ValidationSet& validation = trainer->validation();  // for the merge check
+  const ValidationSet& validation = trainer->validation();  // for the merge gate
   if (resuming) {
     absl::Status resumed = trainer->Resume(resume_dir);
     if (resumed.ok() && rank0) resumed = WriteSpecFile(spec);
@@ -290,67 +366,60 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
                           {"checkpoint", result.last_checkpoint}};
 
   if (!result.stopped) {
-    const std::string adapter_dir = spec.output.dir + "/adapter";
-    const std::string merged_dir = spec.output.dir + "/merged";
+    const std::string adapter_dir = spec.output.dir + "/" + kAdapterDir;
+    const std::string merged_dir = spec.output.dir + "/" + kMergedDir;
     if (!spec.full_finetune()) {
       if (rank0) D2_RETURN_IF_ERROR(SaveAdapter(*model, spec.adapter, adapter_dir, spec.model));
       paths["adapter"] = adapter_dir;
-    }
-    if (spec.output.merge || spec.full_finetune()) {
-      nlohmann::json check;
-      if (!spec.full_finetune()) {
-        // Sequences for the logit comparison: the first validation (else training) examples.
-        const std::vector<Example>& source = validation.examples.empty() ? *data.train : validation.examples;
-        std::vector<int64_t> idx;
-        for (int64_t i = 0; i < std::min<int64_t>(kMergeCheckSequences, static_cast<int64_t>(source.size())); ++i) {
-          idx.push_back(i);
-        }
-        Batch batch;
-        torch::Tensor before;
-        D2_RETURN_IF_ERROR(GuardTorch("merging the adapters", [&]() -> absl::Status {
-          if (rank0 && !idx.empty()) {
-            batch = Collate(source, idx, CollatePadId(*tokenizer));
-            before = CheckLogits(*model, batch, device);
-          }
-          MergeAdapters(*model);
-          return absl::OkStatus();
-        }));
-        if (rank0 && before.defined()) {
-          D2_ASSIGN_OR_RETURN(double diff, GuardTorch("comparing logits", [&]() -> absl::StatusOr<double> {
-            return (CheckLogits(*model, batch, device) - before).abs().max().item<double>();
-          }));
-          check["max_logit_diff"] = diff;
-          check["sequences"] = idx.size();
-        }
-        if (result.final_eval && !validation.empty()) {
-          D2_ASSIGN_OR_RETURN(ValidationResult merged, Validate(*model, validation, trainer->validation_options(), group,
-                                                                result.steps, /*final=*/false));
-          const EvalMetrics& a = result.final_eval->metrics;
-          const EvalMetrics& b = merged.metrics;
-          if (a.accuracy && b.accuracy) {
-            check["accuracy_unmerged"] = *a.accuracy;
-            check["accuracy_merged"] = *b.accuracy;
-            check["accuracy_gap_pp"] = 100.0 * (*a.accuracy - *b.accuracy);
-            check["scoring"] = a.scoring;
-          }
-          if (a.loss && b.loss) {
-            check["loss_unmerged"] = *a.loss;
-            check["loss_merged"] = *b.loss;
-            check["loss_gap"] = *a.loss - *b.loss;
-          }
+      if (spec.method == TrainingMethod::kD2Lora) {
+        // The exact rank-2r PEFT DoRA form beside it, for stacks that know DoRA
+        // but not D2-LoRA. It is an extra: a layer DoRA cannot express (a zero
+        // row of W0) is reported, not fatal.
+        const std::string peft_dir = spec.output.dir + "/" + kPeftAdapterDir;
+        absl::Status exported =
+            rank0 ? SavePeftAdapter(*model, spec.adapter, PeftFormat::kDora, peft_dir, spec.model) : absl::OkStatus();
+        if (exported.ok()) {
+          paths["adapter_peft"] = peft_dir;
+        } else {
+          std::fprintf(stderr, "warning: no %s: %s\n", kPeftAdapterDir, std::string(exported.message()).c_str());
+          summary["adapter_peft_error"] = exported.message();
         }
       }
+    }
+    if (spec.output.merge || spec.full_finetune()) {
+      D2_ASSIGN_OR_RETURN(c10::ScalarType merged_dtype, MergedDtype(spec, config));
+      D2_ASSIGN_OR_RETURN(std::string dtype_name, ModelDtypeName(merged_dtype));
+      absl::Status verdict;
+      if (!spec.full_finetune()) {
+        D2_ASSIGN_OR_RETURN(MergeReport report,
+                            MergeAndCheck(spec, *model, *tokenizer, *trainer, result, merged_dtype, group, device,
+                                          validation.examples.empty() ? *data.train : validation.examples));
+        report.merged_dtype = dtype_name;
+        Judge(&report);
+        // Only rank 0 compares logits: its verdict is the job's.
+        verdict = AgreeAcrossRanks(group, rank0 ? report.Verdict() : absl::OkStatus(), "the merge gate");
+        if (rank0) D2_RETURN_IF_ERROR(WriteMergeReport(report, spec.output.dir));
+        paths["merge_report"] = spec.output.dir + "/" + kMergeReportFile;
+        summary["merge_check"] = MergeCheckSummary(report);
+      }
+      if (!verdict.ok()) {
+        // Not published: the adapter, the report and this summary stay.
+        summary["status"] = "merge_check_failed";
+        summary["error"] = verdict.message();
+        summary["paths"] = paths;
+        summary["spec"] = JobSpecToJson(spec);
+        if (rank0) {
+          D2_RETURN_IF_ERROR(WriteFileAtomically(spec.output.dir + "/" + kSummaryFile, summary.dump(2) + "\n"));
+        }
+        return verdict;
+      }
       if (rank0) {
-        D2_ASSIGN_OR_RETURN(c10::ScalarType merged_dtype, MergedDtype(spec, config));
         SaveModelOptions save;
         save.dtype = merged_dtype;
         save.tokenizer_source_dir = spec.model;
         save.overwrite = true;
         D2_RETURN_IF_ERROR(SaveModel(*model, config, merged_dir, save));
-        D2_ASSIGN_OR_RETURN(std::string dtype_name, ModelDtypeName(merged_dtype));
-        check["merged_dtype"] = dtype_name;
       }
-      if (!spec.full_finetune()) summary["merge_check"] = check;
       paths["merged"] = merged_dir;
     }
   }

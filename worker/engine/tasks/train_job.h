@@ -17,6 +17,8 @@
 // adapted and the merged model on the first validation sequences.
 #pragma once
 
+#include "worker/engine/tasks/output_names.h"
+
 #include <atomic>
 #include <string>
 #include <vector>
@@ -30,9 +32,6 @@
 
 namespace d2lora::engine {
 
-inline constexpr char kSummaryFile[] = "summary.json";
-inline constexpr char kMetricsFile[] = "metrics.jsonl";
-inline constexpr char kSpecFile[] = "spec.yaml";
 
 struct TrainJobOptions {
   JobSpec spec;        // paths resolved (ResolveSpecPaths)

@@ -109,7 +109,8 @@ TEST_P(AdapterIoTest, PeftKeysAndConfig) {
     }
     case AdapterMethod::kD2Lora: {
       EXPECT_EQ(config["peft_type"], "D2LORA");
-      EXPECT_EQ(config["tau_learnable"], true);
+      EXPECT_EQ(config["tau_learnable"], false);
+      EXPECT_EQ(config["residual"], true);
       EXPECT_EQ(config["projection_strength"], 1.0);
       EXPECT_EQ(config["norm_grad"], "full");
       EXPECT_TRUE((*file)->Find(m + "lora_A_neg.weight"));
@@ -117,10 +118,10 @@ TEST_P(AdapterIoTest, PeftKeysAndConfig) {
       auto tau = (*file)->Find(m + "d2lora_tau");
       ASSERT_TRUE(tau);
       EXPECT_EQ(tau->shape, (std::vector<int64_t>{1}));
-      // The effective tau (softplus of the raw 0.3 that RandomizeAdapter set).
+      // tau is fixed at tau_init by default.
       auto t = (*file)->Get(m + "d2lora_tau");
       ASSERT_TRUE(t.ok());
-      EXPECT_NEAR(t->item<double>(), std::log1p(std::exp(0.3)), 1e-6);
+      EXPECT_EQ(t->item<double>(), 0.5);
       break;
     }
   }
@@ -153,6 +154,59 @@ absl::Status LoadEdited(const std::function<void(NamedTensors&)>& edit) {
     for (const auto& p : fresh->parameters()) EXPECT_EQ(p.requires_grad(), trainable[i++]);
   }
   return s;
+}
+
+// The effective tau of a learnable tau is stored (softplus of the raw value).
+TEST(AdapterIo, LearnableTauIsStoredAsTheEffectiveTau) {
+  TempDir tmp;
+  AdapterOptions o = Options(AdapterMethod::kD2Lora);
+  o.tau_learnable = true;
+  SaveTrained(o, tmp.file("adapter"));
+  auto file = SafetensorsFile::Open(tmp.file("adapter/adapter_model.safetensors"));
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto t = (*file)->Get("base_model.model.model.layers.0.q_proj.d2lora_tau");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_NEAR(t->item<double>(), std::log1p(std::exp(0.3)), 1e-6);  // RandomizeAdapter's raw 0.3
+}
+
+// A D2-LoRA adapter written before the paper's form (no "residual" key) loads
+// as residual: false, the form it was trained in, and the loader says so.
+TEST(AdapterIo, LegacyD2LoraConfigLoadsWithoutTheResidual) {
+  TempDir tmp;
+  const std::string dir = tmp.file("adapter");
+  TinyNet trained = SaveTrained(Options(AdapterMethod::kD2Lora), dir);
+  nlohmann::json config = nlohmann::json::parse(ReadFile(dir + "/adapter_config.json"));
+  config.erase("residual");
+  WriteFile(dir + "/adapter_config.json", config.dump());
+  TinyNet fresh(6, 2);
+  ::testing::internal::CaptureStderr();
+  auto loaded = LoadAdapter(*fresh, dir);
+  const std::string said = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_FALSE(loaded->residual);
+  EXPECT_NE(said.find("no \"residual\" key"), std::string::npos) << said;
+  torch::Tensor x = torch::randn({2, 6});
+  torch::NoGradGuard ng;
+  fresh->eval();
+  trained->eval();
+  EXPECT_FALSE(torch::allclose(fresh->forward(x), trained->forward(x), 1e-4, 1e-4))
+      << "the legacy adapter must run without the residual";
+  // With the key, the same weights give the trained (residual) outputs.
+  config["residual"] = true;
+  WriteFile(dir + "/adapter_config.json", config.dump());
+  TinyNet again(6, 2);
+  ASSERT_TRUE(LoadAdapter(*again, dir).ok());
+  again->eval();
+  EXPECT_TRUE(torch::allclose(again->forward(x), trained->forward(x), 1e-6, 1e-6));
+}
+
+// PEFT's DoRA detaches ||W'||: a DoRA adapter_config.json loads that way.
+TEST(AdapterIo, DoraLoadsWithTheNormDetached) {
+  TempDir tmp;
+  SaveTrained(Options(AdapterMethod::kDora), tmp.file("adapter"));
+  auto o = ReadAdapterConfig(tmp.file("adapter"));
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->norm_grad, NormGrad::kDetached);
 }
 
 TEST(AdapterIo, KeyNamingAnUnknownModuleIsRefused) {

@@ -198,6 +198,50 @@ class StopAtStep : public TrainingCallback {
   int64_t step_;
 };
 
+// A merge over a threshold is not published: the job fails with
+// MERGE_CHECK_FAILED naming the figure, the adapter and the report stay.
+TEST(TrainJob, MergeGateStopsAMergeOverItsThreshold) {
+  TempDir tmp;
+  WriteFile(tmp.file("train.jsonl"), McJsonl(16, 0));
+  WriteFile(tmp.file("val.jsonl"), McJsonl(8, 100));
+  const std::string out = tmp.file("out");
+  JobSpec spec = BaseSpec(tmp.file("train.jsonl"), tmp.file("val.jsonl"), out);
+  spec.train.max_steps = 2;
+  spec.output.merge_dtype = MergeDtype::kBf16;
+  spec.output.merge_thresholds.max_logit_diff = 1e-9;  // bf16 weights cannot meet this
+  auto result = RunJob(spec);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string message(result.status().message());
+  EXPECT_TRUE(Contains(message, "MERGE_CHECK_FAILED: the merged model (bfloat16) was not published")) << message;
+  EXPECT_TRUE(Contains(message, "logits: max_abs_diff")) << message;
+  EXPECT_FALSE(fs::exists(out + "/merged"));
+  EXPECT_TRUE(fs::is_regular_file(out + "/adapter/adapter_model.safetensors"));
+  const json report = ReadJson(out + "/merge_report.json");
+  EXPECT_EQ(report["headline"]["passed"], false);
+  EXPECT_EQ(report["thresholds"]["max_logit_diff"], 1e-9);
+  EXPECT_EQ(report["thresholds"]["max_kl"], 1e-2);  // bf16's default
+  const json summary = ReadJson(out + "/summary.json");
+  EXPECT_EQ(summary["status"], "merge_check_failed");
+  EXPECT_EQ(summary["merge_check"]["passed"], false);
+
+  // output.merge_check: false reports the breach and publishes anyway.
+  const std::string out2 = tmp.file("out2");
+  spec.output.dir = out2;
+  spec.output.merge_check = false;
+  auto published = RunJob(spec);
+  ASSERT_TRUE(published.ok()) << published.status();
+  EXPECT_EQ((*published)["merge_check"]["passed"], false);
+  EXPECT_TRUE(fs::is_regular_file(out2 + "/merged/model.safetensors"));
+  // bf16's own figures: small next to its default thresholds.
+  const json h = (*published)["merge_check"];
+  EXPECT_GT(h["max_logit_diff"].get<double>(), 0.0);
+  EXPECT_LT(h["max_logit_diff"].get<double>(), 0.5) << h;
+  EXPECT_LT(h["mean_kl"].get<double>(), 1e-2) << h;
+  EXPECT_GT(h["max_cast_error"].get<double>(), 1e-4) << h;
+  EXPECT_LT(h["max_cast_error"].get<double>(), std::ldexp(1.0, -7)) << h;
+}
+
 TEST(TrainJob, MultipleChoiceEndToEnd) {
   TempDir tmp;
   WriteFile(tmp.file("train.jsonl"), McJsonl(32, 0));
@@ -256,6 +300,23 @@ TEST(TrainJob, MultipleChoiceEndToEnd) {
   EXPECT_TRUE(check["loss_gap"].is_number());
   EXPECT_LT(std::abs(check["loss_gap"].get<double>()), 1e-4);
   EXPECT_EQ(check["merged_dtype"], "float32");  // the base model's dtype
+  // The merge gate: passed, its report beside the adapter, every adapted layer measured.
+  EXPECT_EQ(check["passed"], true) << check;
+  EXPECT_TRUE(check["mean_kl"].is_number()) << check;
+  EXPECT_LT(check["max_row_norm_deviation"].get<double>(), 1e-5) << check;
+  const json report = ReadJson(out + "/merge_report.json");
+  EXPECT_EQ(report["headline"]["passed"], true);
+  EXPECT_EQ(report["headline"]["max_logit_diff"], check["max_logit_diff"]);
+  EXPECT_TRUE(report["breaches"].empty()) << report["breaches"];
+  EXPECT_EQ(report["layers"].size(), 4u * 7) << "every adapted linear layer of the tiny model";
+  EXPECT_EQ(report["thresholds"]["max_logit_diff"], 1e-3);  // fp32's default
+  EXPECT_EQ(summary["paths"]["merge_report"], out + "/merge_report.json");
+  // D2-LoRA jobs also write the exact PEFT DoRA export.
+  EXPECT_EQ(summary["paths"]["adapter_peft"], out + "/adapter-peft");
+  const json peft = ReadJson(out + "/adapter-peft/adapter_config.json");
+  EXPECT_EQ(peft["peft_type"], "LORA");
+  EXPECT_EQ(peft["use_dora"], true);
+  EXPECT_EQ(peft["r"], 2 * spec.adapter.r);
 
   // Paths and files.
   const json& paths = summary["paths"];
