@@ -51,9 +51,12 @@ METHODS = {
     "dora_r": {"method": "dora", "adapter": {"r": "R"}},
     "d2lora_r": {"method": "d2lora", "adapter": {"r": "R"}},
     # tau fixed at 0: the negative branch adds nothing and gets no gradient.
-    "d2lora_no_negative": {"method": "d2lora", "adapter": {"r": "R", "tau_init": 0.0, "tau_learnable": False}},
+    "d2lora_no_negative": {"method": "d2lora", "adapter": {"r": "R", "tau_init": 0.0}},
     "d2lora_no_projection": {"method": "d2lora", "adapter": {"r": "R", "projection_strength": 0.0}},
-    "d2lora_fixed_tau": {"method": "d2lora", "adapter": {"r": "R", "tau_learnable": False}},
+    # The paper fixes tau (0.5) and adds dW after the projection: both are the
+    # defaults, so their ablations are a learnable tau and W* alone.
+    "d2lora_learnable_tau": {"method": "d2lora", "adapter": {"r": "R", "tau_learnable": True}},
+    "d2lora_no_residual": {"method": "d2lora", "adapter": {"r": "R", "residual": False}},
     "d2lora_detached_norm": {"method": "d2lora", "adapter": {"r": "R", "norm_grad": "detached"}},
 }
 
