@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The service end to end, all real processes on loopback: a coordinator (token
 # required) and two CPU workers run a 2-rank D2-LoRA job submitted with the CLI
-# to SUCCEEDED; its merged model downloads and evaluates. Then: refused calls
+# to SUCCEEDED; its merged model downloads and evaluates; a merge the gate stops. Then: refused calls
 # (no token, bad specs), cancel mid-run, a worker SIGKILLed mid-job (the job is
 # retried from its checkpoint and succeeds), a path no worker can read (the job
 # fails at once), a coordinator SIGKILLed and
@@ -76,10 +76,29 @@ JOB=$(cli list --json | jq -r '.jobs[0].id')
 [ "$(state "$JOB")" == "SUCCEEDED" ] && pass "state SUCCEEDED" || fail "state $(state "$JOB")"
 [ "$(field "$JOB" '.workers | length')" == "2" ] && pass "ran on 2 workers" || fail "workers: $(field "$JOB" .workers)"
 cli artifacts "$JOB" >artifacts.txt 2>&1
-for f in adapter/adapter_model.safetensors merged/model.safetensors merged/config.json metrics.jsonl summary.json \
+for f in adapter/adapter_model.safetensors adapter-peft/adapter_model.safetensors adapter-peft/adapter_config.json \
+  merged/model.safetensors merged/config.json merge_report.json metrics.jsonl summary.json \
   logs/attempt-1-rank-0.log logs/attempt-1-rank-1.log checkpoints/step-12/trainer_state.json; do
   grep -q "$f" artifacts.txt || fail "artifact $f missing: $(cat artifacts.txt)"
 done
+[ "$(field "$JOB" .merge_check.passed)" == "true" ] && cli get "$JOB" 2>&1 | grep -q "^merge: *passed" &&
+  pass "the merge gate's headline in the job" || fail "merge_check: $(field "$JOB" .merge_check)"
+
+# The merge gate stops a merge over its threshold: FAILED_PRECONDITION, not
+# retried, the adapter and the report kept as artifacts, no merged model.
+cli submit spec.yaml --upload-inputs --set output.merge_dtype=bf16 --set output.merge_max_logit_diff=1e-12 \
+  --max-retries 2 --json >gate.json 2>&1
+GATE=$(jq -r .id gate.json)
+until_true 120 is_state "$GATE" FAILED && [ "$(field "$GATE" .attempt)" == "1" ] &&
+  [ "$(field "$GATE" .error.code)" == "FAILED_PRECONDITION" ] &&
+  field "$GATE" .error.message | grep -q "MERGE_CHECK_FAILED: the merged model (bfloat16) was not published" &&
+  [ "$(field "$GATE" '.merge_check.passed // false')" == "false" ] &&
+  field "$GATE" '.merge_check.breaches[0]' | grep -q "logits: max_abs_diff" && pass "merge gate -> FAILED at once, headline kept" ||
+  fail "merge gate: $(cli get "$GATE" 2>&1 | tail -12)"
+cli artifacts "$GATE" >gate-artifacts.txt 2>&1
+grep -q "adapter/adapter_model.safetensors" gate-artifacts.txt && grep -q "merge_report.json" gate-artifacts.txt &&
+  ! grep -q "merged/" gate-artifacts.txt && pass "a stopped merge keeps the adapter and its report" ||
+  fail "stopped merge artifacts: $(cat gate-artifacts.txt)"
 if cli download "$JOB" merged --out got-merged >/dev/null 2>&1 &&
   "$D2" eval --model got-merged --data val.jsonl --task multiple_choice --json >eval.json 2>eval.err; then
   pass "merged model downloaded and evaluated ($(jq -c .accuracy eval.json 2>/dev/null))"
