@@ -28,7 +28,7 @@ engine::AdapterOptions CheckAdapter(uint64_t seed) {
   return a;
 }
 
-// B+ and B- ~ N(0, 0.2^2) and tau = softplus(0.3) ~ 0.85: with A at its Kaiming
+// B+ and B- ~ N(0, 0.2^2) and tau fixed at 0.5 (the default): with A at its Kaiming
 // init this makes ||dW|| per row a sizeable share of ||W0||, the scale of a
 // trained adapter, so the row rescaling (the part merging folds in) matters.
 void SetTrainedLikeAdapter(torch::nn::Module& model, uint64_t seed) {
@@ -119,7 +119,7 @@ absl::StatusOr<nlohmann::json> RunMergeCheck(const MergeCheckOptions& o) {
     D2_RETURN_IF_ERROR(engine::InjectAdapters(*model, adapter).status());
     D2_RETURN_IF_ERROR(SetAdapters(*model, values));
     // A wrong merge for contrast: the same adapter folded in without the row
-    // rescaling (projection_strength 0 merges W0 + dW).
+    // rescaling (projection_strength 0 merges W0 + 2 dW in the paper's form).
     engine::AdapterOptions unscaled_options = adapter;
     unscaled_options.projection_strength = 0.0;
     D2_ASSIGN_OR_RETURN(engine::CausalLM unscaled, RandomModel(config, o.dtype, o.seed));
@@ -151,7 +151,7 @@ absl::StatusOr<nlohmann::json> RunMergeCheck(const MergeCheckOptions& o) {
 
     // Thresholds. A correct merge computes the same function as the training
     // form; the two differ only in what is rounded to `dtype` and where: the
-    // merged model rounds W* = diag(m0/||W'||)(W0 + dW) (merged in fp32) once,
+    // merged model rounds W_hat = diag(m0/||W'||)(W0 + dW) + dW (merged in fp32) once,
     // the training form rounds the outputs of x W0^T, of the low-rank path and
     // of the row scaling. Each rounding has relative error <= u (bf16: 2^-8,
     // about 0.4%; fp32: 2^-24), and both forms then pass through the same

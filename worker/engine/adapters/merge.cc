@@ -77,9 +77,14 @@ at::Tensor RowNormsSquaredLowRank(const at::Tensor& w0, const at::Tensor& w0_sq_
 }
 
 namespace {
-at::Tensor DenseUpdated(const at::Tensor& w0, const LowRankUpdate& u) {
+// dW = s B A, dense, in W0's compute dtype.
+at::Tensor DenseUpdate(const at::Tensor& w0, const LowRankUpdate& u) {
   const auto dt = MergeComputeDtype(w0.scalar_type());
-  return w0.to(dt) + u.scaling * torch::matmul(u.B.to(dt), u.A.to(dt));
+  return u.scaling * torch::matmul(u.B.to(dt), u.A.to(dt));
+}
+// W' = W0 + dW.
+at::Tensor DenseUpdated(const at::Tensor& w0, const LowRankUpdate& u) {
+  return w0.to(MergeComputeDtype(w0.scalar_type())) + DenseUpdate(w0, u);
 }
 }  // namespace
 
@@ -107,12 +112,11 @@ MergedWeight MergeLora(const at::Tensor& w0, const LowRankUpdate& u) {
 
 MergedWeight MergeProjected(const at::Tensor& w0, const LowRankUpdate& u, double lambda, bool residual) {
   torch::NoGradGuard no_grad;
-  const auto dt = MergeComputeDtype(w0.scalar_type());
-  at::Tensor dw = u.scaling * torch::matmul(u.B.to(dt), u.A.to(dt));
-  at::Tensor w = w0.to(dt) + dw;  // W'
+  at::Tensor dw = DenseUpdate(w0, u);
+  at::Tensor w = w0.to(dw.scalar_type()) + dw;  // W'
   MergedWeight out;
   if (lambda != 0.0) {
-    at::Tensor m0 = w0.to(dt).norm(2, {1});
+    at::Tensor m0 = w0.to(dw.scalar_type()).norm(2, {1});
     at::Tensor norm = RowNorms(w);
     at::Tensor ratio = m0 / norm;
     at::Tensor target = m0;

@@ -12,6 +12,7 @@
 #include "worker/engine/adapters/merge.h"
 
 #include <cmath>
+#include <functional>
 #include <map>
 
 namespace d2lora::engine {
@@ -39,6 +40,24 @@ std::shared_ptr<AdaptedLinearImpl> Adapt(Linear& host, const AdapterOptions& o) 
   return *adapter;
 }
 
+// Central finite differences of `loss` in each element of `t` (fp64), under no grad.
+torch::Tensor NumericGradient(const std::function<torch::Tensor()>& loss, const torch::Tensor& t,
+                              double eps = 1e-6) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor flat = t.view(-1);
+  torch::Tensor numeric = torch::zeros_like(flat);
+  for (int64_t k = 0; k < flat.numel(); ++k) {
+    const double orig = flat[k].item<double>();
+    flat[k] = orig + eps;
+    const double up = loss().item<double>();
+    flat[k] = orig - eps;
+    const double down = loss().item<double>();
+    flat[k] = orig;
+    numeric[k] = (up - down) / (2 * eps);
+  }
+  return numeric;
+}
+
 class AdapterGradTest : public ::testing::TestWithParam<std::tuple<AdapterMethod, NormGrad>> {};
 
 // Analytic gradients of the memory-efficient forward against central finite
@@ -62,22 +81,9 @@ TEST_P(AdapterGradTest, GradientsMatchFiniteDifferences) {
   // With detached norms the analytic gradient treats ||W'|| as a constant, so it
   // is not the derivative of the loss: compare it with the dense reference path
   // instead (and see DetachedNormMatchesFrozenNormFiniteDifferences).
-  const double eps = 1e-6;
-  torch::NoGradGuard no_grad;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    torch::Tensor t = inputs[i];
-    torch::Tensor flat = t.view(-1);
-    torch::Tensor numeric = torch::zeros_like(flat);
-    for (int64_t k = 0; k < flat.numel(); ++k) {
-      const double orig = flat[k].item<double>();
-      flat[k] = orig + eps;
-      const double up = loss_fn().item<double>();
-      flat[k] = orig - eps;
-      const double down = loss_fn().item<double>();
-      flat[k] = orig;
-      numeric[k] = (up - down) / (2 * eps);
-    }
     if (norm_grad == NormGrad::kFull || method == AdapterMethod::kLora) {
+      torch::Tensor numeric = NumericGradient(loss_fn, inputs[i]);
       EXPECT_TRUE(torch::allclose(grads[i].reshape(-1), numeric, 1e-5, 1e-7))
           << "input " << i << "\nanalytic " << grads[i].reshape(-1) << "\nnumeric " << numeric;
     }
@@ -126,19 +132,8 @@ TEST(AdapterGrad, DetachedNormMatchesFrozenNormFiniteDifferences) {
   std::vector<torch::Tensor> params;
   for (auto& p : adapter->parameters()) params.push_back(p);
   auto grads = torch::autograd::grad({(host->forward(x) * g).sum()}, params);
-  torch::NoGradGuard ng;
   for (size_t i = 0; i < params.size(); ++i) {
-    torch::Tensor flat = params[i].view(-1);
-    torch::Tensor numeric = torch::zeros_like(flat);
-    for (int64_t k = 0; k < flat.numel(); ++k) {
-      const double orig = flat[k].item<double>();
-      flat[k] = orig + 1e-6;
-      const double up = frozen_loss().item<double>();
-      flat[k] = orig - 1e-6;
-      const double down = frozen_loss().item<double>();
-      flat[k] = orig;
-      numeric[k] = (up - down) / 2e-6;
-    }
+    torch::Tensor numeric = NumericGradient(frozen_loss, params[i]);
     EXPECT_TRUE(torch::allclose(grads[i].reshape(-1), numeric, 1e-5, 1e-7))
         << "param " << i << "\nanalytic " << grads[i].reshape(-1) << "\nnumeric " << numeric;
   }
@@ -275,19 +270,8 @@ TEST_P(D2LoraFormTest, GradientsMatchFiniteDifferences) {
   std::vector<torch::Tensor> params;
   for (auto& p : adapter->parameters()) params.push_back(p);
   auto grads = torch::autograd::grad({loss_fn()}, params);
-  torch::NoGradGuard ng;
   for (size_t i = 0; i < params.size(); ++i) {
-    torch::Tensor flat = params[i].view(-1);
-    torch::Tensor numeric = torch::zeros_like(flat);
-    for (int64_t k = 0; k < flat.numel(); ++k) {
-      const double orig = flat[k].item<double>();
-      flat[k] = orig + 1e-6;
-      const double up = loss_fn().item<double>();
-      flat[k] = orig - 1e-6;
-      const double down = loss_fn().item<double>();
-      flat[k] = orig;
-      numeric[k] = (up - down) / 2e-6;
-    }
+    torch::Tensor numeric = NumericGradient(loss_fn, params[i]);
     EXPECT_TRUE(torch::allclose(grads[i].reshape(-1), numeric, 1e-5, 1e-7))
         << "param " << i << "\nanalytic " << grads[i].reshape(-1) << "\nnumeric " << numeric;
   }
