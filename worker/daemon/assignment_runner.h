@@ -68,6 +68,9 @@ std::string ResumeArgument(const std::string& dir, const std::string& resume_fro
 // The trainer's error line says the run diverged (train.max_nonfinite_steps
 // non-finite steps in a row): reported FAILED_PRECONDITION, not retryable.
 bool IsDivergence(const std::string& error_line);
+// The trainer's error line says the merge gate stopped the merged model
+// (MERGE_CHECK_FAILED): FAILED_PRECONDITION, not retryable, outputs kept.
+bool IsMergeCheckFailure(const std::string& error_line);
 
 class AssignmentRunner {
  public:

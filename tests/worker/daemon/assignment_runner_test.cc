@@ -22,5 +22,13 @@ TEST(AssignmentRunnerTest, RecognisesADivergedRun) {
   EXPECT_FALSE(IsDivergence(""));
 }
 
+TEST(AssignmentRunnerTest, RecognisesAMergeTheGateStopped) {
+  EXPECT_TRUE(IsMergeCheckFailure(
+      "d2lora train: error: MERGE_CHECK_FAILED: the merged model (bfloat16) was not published: "
+      "logits: max_abs_diff 0.7 > 0.5; see merge_report.json"));
+  EXPECT_FALSE(IsMergeCheckFailure("d2lora train: error: FAILED_PRECONDITION: data.train: no such file"));
+  EXPECT_FALSE(IsMergeCheckFailure(""));
+}
+
 }  // namespace
 }  // namespace d2lora::worker
