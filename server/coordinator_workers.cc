@@ -16,6 +16,7 @@
 #include "server/job_summary.h"
 #include "server/scheduler.h"
 #include "server/submit_check.h"
+#include "worker/engine/spec/job_spec.h"
 
 namespace d2lora::server {
 namespace {
@@ -189,7 +190,7 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::Report(const v1::ReportP
       if (all_started) {
         v1::Job& j = stage_job();
         if (!j.has_start_time()) *j.mutable_start_time() = Now();
-        SetState(m, j, v1::RUNNING, absl::StrCat("all ", j.world_size(), " ranks started"));
+        SetState(m, j, v1::RUNNING, absl::StrCat("all ", j.workers_size(), " ranks started"));
       }
     }
     if (current && asg.rank() == 0 && request.has_metrics()) {
@@ -199,6 +200,9 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::Report(const v1::ReportP
     }
     if (current) {
       for (const v1::EvalResult& e : request.evals()) *AddEvent(m, asg.job_id()).mutable_eval() = e;
+      if (asg.rank() == 0) {
+        for (const v1::Rollback& r : request.rollbacks()) *AddEvent(m, asg.job_id()).mutable_rollback() = r;
+      }
     }
     for (const v1::LogLine& line : request.logs()) {
       v1::LogLine* l = AddEvent(m, asg.job_id()).mutable_log();
@@ -291,7 +295,7 @@ absl::Status Coordinator::Complete(const v1::CompleteAssignmentRequest& request)
                              return;  // other ranks are still at work
                            }
                          }
-                         SetState(m, job, v1::SUCCEEDED, absl::StrCat("all ", job.world_size(), " ranks completed"));
+                         SetState(m, job, v1::SUCCEEDED, absl::StrCat("all ", job.workers_size(), " ranks completed"));
                        });
 }
 
@@ -473,11 +477,26 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
   for (const WorkerSlots& s : slots) free_slots += static_cast<int>(s.free_slots.size());
   std::vector<QueuedJob> queue;
   for (const auto& [neg_priority, order, id] : queued_) {
-    const int world_size = jobs_.at(id).world_size();
-    queue.push_back({id, world_size});
-    if (world_size > total_slots) continue;  // passed over
-    if (world_size > free_slots) break;
-    free_slots -= world_size;
+    const v1::Job& queued = jobs_.at(id);
+    QueuedJob q{id, queued.world_size(), {}};
+    // Elastic: a retry (it has run before, so it has a checkpoint to resume
+    // from) that has waited resources.elastic_wait_seconds for all its slots
+    // may start on fewer, down to resources.min_world_size.
+    const v1::ResourcesSpec& r = queued.spec().resources();
+    const absl::Duration wait = absl::Seconds(r.has_elastic_wait_seconds() ? r.elastic_wait_seconds() : 60);
+    if (queued.attempt() >= 1 && r.min_world_size() > 0 && now - runtime_[id].queued_at >= wait) {
+      q.fallback_sizes = ElasticFallbackSizes(q.world_size, static_cast<int>(r.min_world_size()),
+                                              queued.spec().train().batch_size());
+    }
+    int size = q.world_size;
+    for (int fallback : q.fallback_sizes) {
+      if (size <= free_slots) break;
+      size = fallback;
+    }
+    queue.push_back(std::move(q));
+    if (size > total_slots) continue;  // passed over
+    if (size > free_slots) break;
+    free_slots -= size;
   }
   for (const Placement& p : PlaceJobs(queue, slots)) {
     v1::Job& job = m.jobs.emplace_back(jobs_.at(p.job_id));
@@ -491,10 +510,23 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
     v1::Assignment base;
     base.set_job_id(job.id());
     base.set_attempt(job.attempt());
-    base.set_world_size(job.world_size());
+    base.set_world_size(p.world_size);
     base.set_master_addr(host);
     base.set_master_port(port);
     *base.mutable_spec() = job.spec();
+    std::string elastic;
+    if (p.world_size != job.world_size()) {
+      // Fewer ranks share the same global batch (train.batch_size); each
+      // takes a micro-batch that divides its larger share.
+      v1::TrainSpec& train = *base.mutable_spec()->mutable_train();
+      train.set_micro_batch_size(
+          engine::FittingMicroBatchSize(train.batch_size(), train.micro_batch_size(), p.world_size));
+      base.mutable_spec()->mutable_resources()->set_world_size(p.world_size);
+      elastic = absl::StrCat(" (elastic: ", p.world_size, " of ", job.world_size(), " ranks, no ", job.world_size(),
+                             " free slots within resources.elastic_wait_seconds; train.micro_batch_size ",
+                             train.micro_batch_size(), ")");
+    }
+    job.set_current_world_size(p.world_size);
     absl::Status inputs = BuildAssignmentInputs(job, base);
     if (!inputs.ok()) {
       v1::JobError error;
@@ -517,9 +549,10 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
       job.add_workers(p.ranks[r].first);
     }
     SetState(m, job, v1::SCHEDULED,
-             absl::StrCat("attempt ", job.attempt(), " placed on ", p.ranks.size(), " slot(s); rank 0 at ", host, ":",
-                          port, job.checkpoint_step() > 0 ? absl::StrCat(", resuming from step ", job.checkpoint_step())
-                                                         : std::string()));
+             absl::StrCat("attempt ", job.attempt(), " placed on ", p.ranks.size(), " slot(s)", elastic, "; rank 0 at ",
+                          host, ":", port,
+                          job.checkpoint_step() > 0 ? absl::StrCat(", resuming from step ", job.checkpoint_step())
+                                                    : std::string()));
     scheduling_latency_->Observe(absl::ToDoubleSeconds(now - runtime_[job.id()].queued_at));
   }
 }

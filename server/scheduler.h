@@ -4,8 +4,12 @@
 // does not fit yet holds back the ones behind it, so a large job is never
 // starved by a stream of small ones. A job larger than every slot the cluster
 // has is passed over (it waits for more workers without blocking the queue).
+// An elastic job (fallback_sizes set: a retry that has waited its
+// resources.elastic_wait_seconds) that does not fit at world_size starts on
+// the largest of its fallback sizes that fits instead.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,15 +25,21 @@ struct WorkerSlots {
 struct QueuedJob {
   std::string job_id;
   int world_size = 1;
+  std::vector<int> fallback_sizes;  // smaller world sizes it may start on now, largest first
 };
 
 struct Placement {
   std::string job_id;
+  int world_size = 1;  // ranks.size(): the job's, or one of its fallback sizes
   // (worker_id, slot) per rank; rank 0 first. Ranks are packed onto as few
   // workers as possible (fast intra-host collectives), fullest-free first;
   // among workers with as many free slots, in the order `workers` gives them.
   std::vector<std::pair<std::string, int>> ranks;
 };
+
+// The world sizes in [min_world_size, world_size) that split a global batch
+// of batch_size examples evenly, largest first: where an elastic retry may run.
+std::vector<int> ElasticFallbackSizes(int world_size, int min_world_size, int64_t batch_size);
 
 // `queue` in start order; `workers` alive, in order of preference.
 std::vector<Placement> PlaceJobs(const std::vector<QueuedJob>& queue, std::vector<WorkerSlots> workers);

@@ -56,6 +56,12 @@ void EventPrinter::Print(const v1::JobEvent& event) {
     case v1::JobEvent::kEval:
       PrintLine(stamp + FormatEvalLine(event.eval()));
       break;
+    case v1::JobEvent::kRollback: {
+      const v1::Rollback& r = event.rollback();
+      PrintLine(absl::StrCat(stamp, "rollback ", r.rollbacks(), "/", r.max_rollbacks(), ": ", r.reason(),
+                             "; back to step ", r.restored_step(), ", lr x", r.lr_scale()));
+      break;
+    }
     case v1::JobEvent::kLog:
     case v1::JobEvent::KIND_NOT_SET:
       break;

@@ -109,7 +109,11 @@ std::string FormatJobSummary(const v1::Job& job, absl::Time now, absl::TimeZone 
   Field(out, "attempt",
         job.attempt() > 0 ? absl::StrCat(job.attempt(), " of at most ", job.max_retries() + 1)
                           : absl::StrCat("none yet (at most ", job.max_retries() + 1, ")"));
-  std::string resources = absl::StrCat("world size ", job.world_size(), ", priority ", job.priority());
+  std::string resources = absl::StrCat("world size ", job.world_size());
+  if (job.current_world_size() > 0 && job.current_world_size() != job.world_size()) {
+    absl::StrAppend(&resources, " (this attempt: ", job.current_world_size(), " of ", job.world_size(), " ranks, elastic)");
+  }
+  absl::StrAppend(&resources, ", priority ", job.priority());
   if (!job.spec().method().empty()) absl::StrAppend(&resources, ", method ", job.spec().method());
   Field(out, "resources", resources);
   if (!job.labels().empty()) {

@@ -21,6 +21,7 @@ constexpr Def kDefs[] = {
     {"d2lora_train_grad_norm", "Global gradient L2 norm before clipping"},
     {"d2lora_train_tau_mean", "Mean effective tau over D2-LoRA layers"},
     {"d2lora_train_skipped_steps", "Steps skipped for a non-finite loss or gradient"},
+    {"d2lora_train_rollbacks", "Rollbacks by the training guard so far (spec guard:)"},
     {"d2lora_train_eval_accuracy", "Latest validation accuracy (multiple choice)"},
     {"d2lora_train_eval_loss", "Latest validation loss"},
 };
@@ -76,6 +77,7 @@ void TrainingGauges::Set(const std::string& job_id, const v1::TrainingMetrics& m
   set("d2lora_train_grad_norm", m.grad_norm());
   set_optional("d2lora_train_tau_mean", m.has_tau_mean(), m.tau_mean());
   set("d2lora_train_skipped_steps", static_cast<double>(m.skipped_steps()));
+  set("d2lora_train_rollbacks", static_cast<double>(m.rollbacks_total()));
   set_optional("d2lora_train_eval_accuracy", m.has_eval_accuracy(), m.eval_accuracy());
   set_optional("d2lora_train_eval_loss", m.has_eval_loss(), m.eval_loss());
 }

@@ -7,7 +7,8 @@
 //   d2lora_train_loss_ema, d2lora_train_volatility, d2lora_train_loss_cv,
 //   d2lora_train_spikes, d2lora_train_tokens_per_second,
 //   d2lora_train_learning_rate, d2lora_train_grad_norm, d2lora_train_tau_mean,
-//   d2lora_train_skipped_steps, d2lora_train_eval_accuracy, d2lora_train_eval_loss
+//   d2lora_train_skipped_steps, d2lora_train_rollbacks, d2lora_train_eval_accuracy,
+//   d2lora_train_eval_loss
 #pragma once
 
 #include <map>

@@ -352,6 +352,69 @@ TEST_F(CoordinatorTest, LostWorkerFailsItsAttemptAndStopsThePeers) {
   (void)a2;
 }
 
+// Elastic retries: with one of two workers gone for good, the retry waits
+// resources.elastic_wait_seconds for 2 slots, then runs on 1 from the
+// checkpoint, with a micro-batch that divides the larger share, and says so.
+TEST_F(CoordinatorTest, AnElasticRetryRunsOnFewerRanksAfterItsWait) {
+  options_.heartbeat_timeout = absl::Milliseconds(300);
+  Open();
+  const std::string w1 = AddWorker(1), w2 = AddWorker(1);
+  auto r = Request(2);
+  r.mutable_spec()->mutable_train()->set_batch_size(8);
+  r.mutable_spec()->mutable_train()->set_micro_batch_size(4);
+  r.mutable_spec()->mutable_resources()->set_min_world_size(1);
+  r.mutable_spec()->mutable_resources()->set_elastic_wait_seconds(1);
+  r.set_max_retries(2);
+  const std::string id = Submit(r);
+  auto rigid = Request(2);  // queued behind it, never elastic
+  const std::string rigid_id = Submit(rigid);
+  coordinator_->ScheduleNow();
+  const v1::Assignment a1 = Lease(w1), a2 = Lease(w2);
+  EXPECT_EQ(coordinator_->GetJob(id)->current_world_size(), 2);
+  const std::string survivor = w1;
+  const v1::Assignment mine = a1;
+  Put(artifacts_, "jobs/" + id + "/checkpoints/step-2/trainer_state.json", "{}");
+  D2_ASSERT_OK(coordinator_->ArtifactStored(a1.rank() == 0 ? a1 : a2, "checkpoints/step-2/trainer_state.json"));
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(survivor);
+  hb.add_running_assignments(mine.id());
+  for (int i = 0; i < 5; ++i) {  // w1 keeps beating, w2 has gone silent
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(coordinator_->Heartbeat(hb).ok());
+  }
+  coordinator_->ScheduleNow();
+  ASSERT_EQ(State(id), v1::QUEUED);
+  D2_ASSERT_OK(Fail(survivor, mine, true, "ABORTED"));  // the surviving rank stops
+  coordinator_->ScheduleNow();
+  EXPECT_EQ(State(id), v1::QUEUED) << "placed on fewer ranks before its elastic wait";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  v1::HeartbeatRequest idle;
+  idle.set_worker_id(survivor);
+  ASSERT_TRUE(coordinator_->Heartbeat(idle).ok());
+  coordinator_->ScheduleNow();
+  auto job = coordinator_->GetJob(id);
+  ASSERT_EQ(job->state(), v1::SCHEDULED);
+  EXPECT_EQ(job->attempt(), 2);
+  EXPECT_EQ(job->world_size(), 2);
+  EXPECT_EQ(job->current_world_size(), 1);
+  EXPECT_EQ(State(rigid_id), v1::QUEUED);
+  const v1::Assignment retry = Lease(survivor);
+  EXPECT_EQ(retry.world_size(), 1);
+  EXPECT_EQ(retry.spec().resources().world_size(), 1);
+  EXPECT_EQ(retry.spec().train().batch_size(), 8);  // the same global batch
+  EXPECT_EQ(retry.spec().train().micro_batch_size(), 4);
+  EXPECT_EQ(retry.resume_from(), "resume/checkpoints/step-2");
+  // The change is a job event.
+  bool said = false;
+  auto events = coordinator_->WaitEvents(id, 0, absl::ZeroDuration());
+  ASSERT_TRUE(events.ok()) << events.status();
+  for (const v1::JobEvent& e : events->events) {
+    said |= e.has_state() && e.state().state() == v1::SCHEDULED &&
+            e.state().message().find("elastic: 1 of 2 ranks") != std::string::npos;
+  }
+  EXPECT_TRUE(said);
+}
+
 TEST_F(CoordinatorTest, CancelStopsRanksAtTheNextHeartbeat) {
   const std::string w = AddWorker(1);
   const std::string queued_then_cancelled = Submit(Request(1));

@@ -35,5 +35,42 @@ TEST(PlaceJobsTest, WorkersWithAsManyFreeSlotsGoInTheOrderGiven) {
   EXPECT_EQ(p[1].ranks, (std::vector<std::pair<std::string, int>>{{"c", 0}, {"a", 0}}));
 }
 
+TEST(ElasticFallbackSizesTest, SizesThatSplitTheBatchFromMinUp) {
+  EXPECT_EQ(ElasticFallbackSizes(4, 1, 16), (std::vector<int>{2, 1}));  // 3 does not split 16
+  EXPECT_EQ(ElasticFallbackSizes(4, 2, 12), (std::vector<int>{3, 2}));
+  EXPECT_TRUE(ElasticFallbackSizes(2, 2, 16).empty());  // min = world size: never fewer
+  EXPECT_TRUE(ElasticFallbackSizes(1, 0, 16).empty());
+}
+
+TEST(PlaceJobsTest, AnElasticJobStartsOnTheLargestFallbackThatFits) {
+  // 4 ranks wanted, 3 free: the fallbacks 3 (not allowed: say the batch does not split) are absent, 2 fits.
+  auto p = PlaceJobs({{"e", 4, {2, 1}}, {"small", 1}}, {{"a", {0, 1}, 2}, {"b", {0}, 1}});
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].job_id, "e");
+  EXPECT_EQ(p[0].world_size, 2);
+  EXPECT_EQ(p[0].ranks, (std::vector<std::pair<std::string, int>>{{"a", 0}, {"a", 1}}));
+  EXPECT_EQ(p[1].job_id, "small");
+  EXPECT_EQ(p[1].world_size, 1);
+}
+
+TEST(PlaceJobsTest, AnElasticJobTakesItsFullSizeWhenItFits) {
+  auto p = PlaceJobs({{"e", 2, {1}}}, {{"a", {0}, 1}, {"b", {0}, 1}});
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].world_size, 2);
+}
+
+TEST(PlaceJobsTest, AnElasticJobLargerThanTheClusterRunsSmaller) {
+  // A worker is gone for good: 2 ranks wanted, 1 slot in the whole cluster.
+  auto p = PlaceJobs({{"e", 2, {1}}, {"rigid", 2}}, {{"a", {0}, 1}});
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].job_id, "e");
+  EXPECT_EQ(p[0].world_size, 1);
+}
+
+TEST(PlaceJobsTest, NoFallbackSmallEnoughHoldsBackTheQueue) {
+  auto p = PlaceJobs({{"e", 4, {3}}, {"small", 1}}, {{"a", {0, 1}, 2}, {"b", {}, 2}});
+  EXPECT_TRUE(p.empty());
+}
+
 }  // namespace
 }  // namespace d2lora::server

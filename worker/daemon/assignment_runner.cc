@@ -92,8 +92,10 @@ absl::Status LinkTree(const fs::path& from, const fs::path& to) {
 bool IsDivergence(const std::string& error_line) {
   // worker/engine/train/trainer.cc: "training diverged: non-finite loss at step N, K step(s) in a row
   // (train.max_nonfinite_steps = M); ..."
-  return absl::StrContains(error_line, "training diverged: non-finite") &&
-         absl::StrContains(error_line, "train.max_nonfinite_steps");
+  // worker/engine/train/guard.cc: "training diverged: <reason>; K rollback(s) already (guard.max_rollbacks = M); ..."
+  return absl::StrContains(error_line, "training diverged: ") &&
+         (absl::StrContains(error_line, "train.max_nonfinite_steps") ||
+          absl::StrContains(error_line, "guard.max_rollbacks"));
 }
 
 bool IsMergeCheckFailure(const std::string& error_line) {
@@ -446,6 +448,7 @@ void AssignmentRunner::Report(bool final) {
       if (options_.metrics != nullptr) options_.metrics->training().Set(assignment_.job_id(), update.metrics);
     }
     for (v1::EvalResult& eval : update.evals) pending_evals_.push_back(std::move(eval));
+    for (v1::Rollback& rollback : update.rollbacks) pending_rollbacks_.push_back(std::move(rollback));
     for (const CheckpointEvent& checkpoint : update.checkpoints) QueueCheckpoint(checkpoint);
   }
 
@@ -453,7 +456,8 @@ void AssignmentRunner::Report(bool final) {
   for (int batch = 0; final || batch < kMaxReportBatches; ++batch) {
     if (abandoned()) return;
     // Nothing new: a report now and then all the same, for its answer (stop).
-    const bool idle = pending_logs_.empty() && !pending_metrics_ && pending_evals_.empty() && dropped_logs_ == 0;
+    const bool idle = pending_logs_.empty() && !pending_metrics_ && pending_evals_.empty() &&
+                      pending_rollbacks_.empty() && dropped_logs_ == 0;
     if (started_reported_ && idle && (final || absl::Now() - last_report_ < 5 * options_.report_interval)) return;
     v1::ReportProgressRequest request;
     request.set_worker_id(options_.worker_id);
@@ -461,6 +465,7 @@ void AssignmentRunner::Report(bool final) {
     request.set_started(!started_reported_);
     if (pending_metrics_) *request.mutable_metrics() = *pending_metrics_;
     for (const v1::EvalResult& eval : pending_evals_) *request.add_evals() = eval;
+    for (const v1::Rollback& rollback : pending_rollbacks_) *request.add_rollbacks() = rollback;
     if (dropped_logs_ > 0) {
       v1::LogLine* line = request.add_logs();
       line->set_rank(assignment_.rank());
@@ -500,6 +505,7 @@ void AssignmentRunner::Report(bool final) {
     dropped_logs_ = 0;
     pending_metrics_.reset();
     pending_evals_.clear();
+    pending_rollbacks_.clear();
     if (response.stop()) Stop("the coordinator answered a progress report with stop");
     if (pending_logs_.empty()) return;
   }

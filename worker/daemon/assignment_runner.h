@@ -66,7 +66,8 @@ struct RunnerOptions {
 std::string ResumeArgument(const std::string& dir, const std::string& resume_from);
 
 // The trainer's error line says the run diverged (train.max_nonfinite_steps
-// non-finite steps in a row): reported FAILED_PRECONDITION, not retryable.
+// non-finite steps in a row, or the training guard's guard.max_rollbacks
+// used up): reported FAILED_PRECONDITION, not retryable.
 bool IsDivergence(const std::string& error_line);
 // The trainer's error line says the merge gate stopped the merged model
 // (MERGE_CHECK_FAILED): FAILED_PRECONDITION, not retryable, outputs kept.
@@ -163,6 +164,7 @@ class AssignmentRunner {
   int64_t dropped_logs_ = 0;
   std::optional<v1::TrainingMetrics> pending_metrics_;
   std::vector<v1::EvalResult> pending_evals_;
+  std::vector<v1::Rollback> pending_rollbacks_;
   bool started_reported_ = false;
   bool report_failing_ = false;
   absl::Time last_report_ = absl::InfinitePast();  // answered

@@ -67,6 +67,7 @@ void MetricsTail::Apply(absl::string_view line, MetricsUpdate& update) {
     m.set_tokens_per_second(Number(j, "tokens_per_second"));
     m.set_elapsed_seconds(Number(j, "elapsed_seconds"));
     m.set_spikes_total(Integer(j, "spikes_total"));
+    m.set_rollbacks_total(Integer(j, "rollbacks_total"));
     SetOptional(j, "loss_ema", [&](double v) { m.set_loss_ema(v); });
     SetOptional(j, "volatility", [&](double v) { m.set_volatility(v); });
     SetOptional(j, "loss_cv", [&](double v) { m.set_loss_cv(v); });
@@ -110,6 +111,23 @@ void MetricsTail::Apply(absl::string_view line, MetricsUpdate& update) {
     auto path = j.find("path");
     if (path != j.end() && path->is_string()) c.path = path->get<std::string>();
     update.checkpoints.push_back(std::move(c));
+  } else if (event == "rollback") {
+    v1::Rollback r;
+    r.set_step(Integer(j, "step"));
+    r.set_restored_step(Integer(j, "restored_step"));
+    auto reason = j.find("reason");
+    if (reason != j.end() && reason->is_string()) r.set_reason(reason->get<std::string>());
+    r.set_rollbacks(Integer(j, "rollbacks"));
+    r.set_max_rollbacks(Integer(j, "max_rollbacks"));
+    r.set_lr_scale(Number(j, "lr_scale", 1));
+    r.set_first_skipped_batch(Integer(j, "first_skipped_batch"));
+    r.set_last_skipped_batch(Integer(j, "last_skipped_batch"));
+    latest_.set_rollbacks_total(r.rollbacks());
+    update.rollbacks.push_back(std::move(r));
+    if (has_latest_) {
+      update.has_metrics = true;
+      update.metrics = latest_;
+    }
   } else if (event == "end") {
     update.ended = true;
   }

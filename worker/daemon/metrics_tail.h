@@ -26,6 +26,7 @@ struct MetricsUpdate {
   bool has_metrics = false;
   v1::TrainingMetrics metrics;
   std::vector<v1::EvalResult> evals;
+  std::vector<v1::Rollback> rollbacks;
   std::vector<CheckpointEvent> checkpoints;
   bool ended = false;  // the "end" event arrived
 };

@@ -188,6 +188,36 @@ TEST(MetricsTailTest, StepEvalCheckpointIntoProtos) {
   EXPECT_TRUE(tail.has_latest());
 }
 
+// The line JsonlMetricsWriter::OnRollback writes (metrics_json.cc ToJson(RollbackInfo)).
+constexpr char kRollback[] =
+    R"({"event":"rollback","time":7.0,"step":38,"restored_step":32,"reason":"loss spike at step 38: loss 9 > )"
+    R"(guard.spike_factor 2 x EMA 1","rollbacks":1,"max_rollbacks":3,"lr_scale":0.5,"first_skipped_batch":37,)"
+    R"("last_skipped_batch":38})";
+
+TEST(MetricsTailTest, ARollbackBecomesAnEventAndCountsInTheMetrics) {
+  MetricsTail tail("/nonexistent/metrics.jsonl");
+  MetricsUpdate u;
+  tail.Apply(kStep1, u);
+  EXPECT_EQ(u.metrics.rollbacks_total(), 0);
+  MetricsUpdate v;
+  tail.Apply(kRollback, v);
+  ASSERT_EQ(v.rollbacks.size(), 1u);
+  const v1::Rollback& r = v.rollbacks[0];
+  EXPECT_EQ(r.step(), 38);
+  EXPECT_EQ(r.restored_step(), 32);
+  EXPECT_EQ(r.reason(), "loss spike at step 38: loss 9 > guard.spike_factor 2 x EMA 1");
+  EXPECT_EQ(r.rollbacks(), 1);
+  EXPECT_EQ(r.max_rollbacks(), 3);
+  EXPECT_DOUBLE_EQ(r.lr_scale(), 0.5);
+  EXPECT_EQ(r.first_skipped_batch(), 37);
+  EXPECT_EQ(r.last_skipped_batch(), 38);
+  ASSERT_TRUE(v.has_metrics);  // the count goes out at once, before the next step
+  EXPECT_EQ(v.metrics.rollbacks_total(), 1);
+  MetricsUpdate w;
+  tail.Apply(R"({"event":"step","step":33,"loss":1.0,"rollbacks_total":1})", w);
+  EXPECT_EQ(w.metrics.rollbacks_total(), 1);
+}
+
 TEST(MetricsTailTest, FinalEvalAfterTheLastStepResendsTheMetrics) {
   MetricsTail tail("/nonexistent/metrics.jsonl");
   MetricsUpdate u;

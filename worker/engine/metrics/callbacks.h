@@ -2,7 +2,8 @@
 // Implementations: metrics_jsonl.h (metrics.jsonl in the output directory),
 // progress_printer.h (the terminal), and at the edge the worker's Prometheus
 // exporter. The trainer calls every callback on rank 0 only, from its own
-// thread, in the order OnStart, (OnStep | OnEval | OnCheckpoint)*, OnEnd.
+// thread, in the order OnStart, (OnStep | OnEval | OnCheckpoint | OnRollback)*,
+// OnEnd. After OnRollback, steps from restored_step + 1 are reported again.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,19 @@ struct StepMetrics {
   std::optional<TauStats> tau;  // D2-LoRA only
   VolatilityStats volatility;
   bool skipped = false;  // non-finite loss or gradients: no update was applied
+  int64_t rollbacks = 0;  // the training guard's rollbacks so far (train/guard.h)
+};
+
+// The training guard rolled the run back (train/guard.h).
+struct RollbackInfo {
+  int64_t step = 0;           // the step whose loss triggered it (1-based); its update was not applied
+  int64_t restored_step = 0;  // the in-memory checkpoint the run went back to
+  std::string reason;         // "loss spike at step 12: loss 9.1 > guard.spike_factor 3 x EMA 1.2" | "non-finite ..."
+  int64_t rollbacks = 0;      // this one included
+  int64_t max_rollbacks = 0;
+  double lr_scale = 1;        // the learning rate's multiplier from now on
+  int64_t first_skipped_batch = 0;  // global batches [first, last] are skipped from now on
+  int64_t last_skipped_batch = 0;
 };
 
 struct EvalMetrics {
@@ -92,6 +106,7 @@ class TrainingCallback {
   virtual void OnStep(const StepMetrics& /*metrics*/) {}
   virtual void OnEval(const EvalMetrics& /*metrics*/) {}
   virtual void OnCheckpoint(const CheckpointInfo& /*info*/) {}
+  virtual void OnRollback(const RollbackInfo& /*info*/) {}
   // `summary` is what summary.json holds.
   virtual void OnEnd(const nlohmann::json& /*summary*/) {}
 };

@@ -51,6 +51,7 @@ json ToJson(const StepMetrics& m) {
       {"spikes_total", m.volatility.spikes_total},
       {"window_steps", m.volatility.window_steps},
       {"skipped", m.skipped},
+      {"rollbacks_total", m.rollbacks},
   };
   PutOptional(j, "eta_seconds", m.eta_seconds);
   PutOptional(j, "volatility", m.volatility.volatility);
@@ -62,6 +63,19 @@ json ToJson(const StepMetrics& m) {
     j["tau_max"] = Num(m.tau->max);
   }
   return j;
+}
+
+json ToJson(const RollbackInfo& r) {
+  return json{
+      {"step", r.step},
+      {"restored_step", r.restored_step},
+      {"reason", r.reason},
+      {"rollbacks", r.rollbacks},
+      {"max_rollbacks", r.max_rollbacks},
+      {"lr_scale", Num(r.lr_scale)},
+      {"first_skipped_batch", r.first_skipped_batch},
+      {"last_skipped_batch", r.last_skipped_batch},
+  };
 }
 
 json ToJson(const EvalMetrics& m) {

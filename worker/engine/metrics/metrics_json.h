@@ -17,11 +17,12 @@ nlohmann::json ToJson(const RunInfo& info);
 nlohmann::json ToJson(const StepMetrics& metrics);
 nlohmann::json ToJson(const EvalMetrics& metrics);
 nlohmann::json ToJson(const CheckpointInfo& info);
+nlohmann::json ToJson(const RollbackInfo& info);
 // Whole-run volatility, for summary.json: steps, volatility, mean_abs_change,
 // loss_first, loss_last, spikes.
 nlohmann::json ToJson(const RunVolatility& run);
 
-// `fields` with "event" (start | step | eval | checkpoint | end) and "time"
+// `fields` with "event" (start | step | eval | checkpoint | rollback | end) and "time"
 // (unix seconds) added; a non-object `fields` goes under "value".
 nlohmann::json Event(absl::string_view event, double time, nlohmann::json fields);
 

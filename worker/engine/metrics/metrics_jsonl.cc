@@ -73,6 +73,11 @@ void JsonlMetricsWriter::OnCheckpoint(const CheckpointInfo& info) {
   Sync();
 }
 
+void JsonlMetricsWriter::OnRollback(const RollbackInfo& info) {
+  Write("rollback", ToJson(info));
+  Sync();
+}
+
 void JsonlMetricsWriter::OnEnd(const json& summary) {
   Write("end", json{{"summary", summary}});
   Sync();

@@ -39,6 +39,7 @@ class JsonlMetricsWriter : public TrainingCallback {
   void OnStep(const StepMetrics& metrics) override;
   void OnEval(const EvalMetrics& metrics) override;
   void OnCheckpoint(const CheckpointInfo& info) override;
+  void OnRollback(const RollbackInfo& info) override;
   void OnEnd(const nlohmann::json& summary) override;
 
   // OK, or the first error writing or syncing the file.

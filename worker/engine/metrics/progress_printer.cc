@@ -172,6 +172,15 @@ void ProgressPrinter::OnCheckpoint(const CheckpointInfo& info) {
   PrintAbove(absl::StrCat("checkpoint at step ", info.step, ": ", info.path, "\n"));
 }
 
+void ProgressPrinter::OnRollback(const RollbackInfo& r) {
+  if (!tty_) return PrintJson("rollback", ToJson(r));
+  std::string skipped = r.first_skipped_batch == r.last_skipped_batch
+                            ? absl::StrCat("batch ", r.first_skipped_batch)
+                            : absl::StrCat("batches ", r.first_skipped_batch, "-", r.last_skipped_batch);
+  PrintAbove(absl::StrCat("rollback ", r.rollbacks, "/", r.max_rollbacks, ": ", r.reason, "; back to step ",
+                          r.restored_step, ", lr x", G4(r.lr_scale), ", ", skipped, " skipped\n"));
+}
+
 void ProgressPrinter::OnEnd(const json& summary) {
   if (!tty_) return PrintJson("end", json{{"summary", summary}});
   if (!bar_.empty()) std::fputc('\n', out_);

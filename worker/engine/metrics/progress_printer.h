@@ -50,6 +50,7 @@ class ProgressPrinter : public TrainingCallback {
   void OnStep(const StepMetrics& metrics) override;
   void OnEval(const EvalMetrics& metrics) override;
   void OnCheckpoint(const CheckpointInfo& info) override;
+  void OnRollback(const RollbackInfo& info) override;
   void OnEnd(const nlohmann::json& summary) override;
 
   bool tty() const { return tty_; }

@@ -21,7 +21,7 @@ namespace {
 const std::vector<std::pair<std::string, std::vector<std::string>>>& Schema() {
   static const auto* schema = new std::vector<std::pair<std::string, std::vector<std::string>>>{
       {"",
-       {"name", "model", "method", "adapter", "data", "train", "eval", "metrics", "output",
+       {"name", "model", "method", "adapter", "data", "train", "eval", "metrics", "guard", "output",
         "resources"}},
       {"adapter",
        {"r", "alpha", "target_modules", "dropout", "use_rslora", "tau_init", "tau_learnable",
@@ -33,10 +33,11 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& Schema() {
         "max_nonfinite_steps", "activation_checkpointing", "dtype"}},
       {"eval", {"every", "scoring", "max_examples", "generate_max_new_tokens"}},
       {"metrics", {"volatility_window", "log_every"}},
+      {"guard", {"spike_factor", "max_rollbacks", "lr_backoff", "skip_batches"}},
       {"output",
        {"dir", "merge", "merge_dtype", "merge_check", "merge_max_row_norm_deviation", "merge_max_cast_error",
         "merge_max_logit_diff", "merge_max_kl", "merge_max_accuracy_gap_pp"}},
-      {"resources", {"world_size", "device", "threads"}},
+      {"resources", {"world_size", "device", "threads", "min_world_size", "elastic_wait_seconds"}},
   };
   return *schema;
 }
@@ -299,6 +300,14 @@ absl::Status ReadMetrics(const SectionReader& s, MetricsSpec* m) {
   return s.Int("log_every", &m->log_every);
 }
 
+absl::Status ReadGuard(const SectionReader& s, GuardSpec* g) {
+  D2_RETURN_IF_ERROR(s.CheckKeys());
+  D2_RETURN_IF_ERROR(s.Double("spike_factor", &g->spike_factor));
+  D2_RETURN_IF_ERROR(s.Int("max_rollbacks", &g->max_rollbacks));
+  D2_RETURN_IF_ERROR(s.Double("lr_backoff", &g->lr_backoff));
+  return s.Int("skip_batches", &g->skip_batches);
+}
+
 absl::Status ReadOutput(const SectionReader& s, OutputSpec* o) {
   D2_RETURN_IF_ERROR(s.CheckKeys());
   D2_RETURN_IF_ERROR(s.String("dir", &o->dir));
@@ -317,7 +326,9 @@ absl::Status ReadResources(const SectionReader& s, ResourcesSpec* r) {
   D2_RETURN_IF_ERROR(s.CheckKeys());
   D2_RETURN_IF_ERROR(s.Int("world_size", &r->world_size));
   D2_RETURN_IF_ERROR(s.Enum("device", ParseDeviceKind, &r->device));
-  return s.Int("threads", &r->threads);
+  D2_RETURN_IF_ERROR(s.Int("threads", &r->threads));
+  D2_RETURN_IF_ERROR(s.Int("min_world_size", &r->min_world_size));
+  return s.Int("elastic_wait_seconds", &r->elastic_wait_seconds);
 }
 
 absl::StatusOr<JobSpec> ReadSpec(const YAML::Node& tree) {
@@ -332,6 +343,7 @@ absl::StatusOr<JobSpec> ReadSpec(const YAML::Node& tree) {
   D2_RETURN_IF_ERROR(ReadTrain(SectionReader(top.Child("train"), "train"), &spec.train));
   D2_RETURN_IF_ERROR(ReadEval(SectionReader(top.Child("eval"), "eval"), &spec.eval));
   D2_RETURN_IF_ERROR(ReadMetrics(SectionReader(top.Child("metrics"), "metrics"), &spec.metrics));
+  D2_RETURN_IF_ERROR(ReadGuard(SectionReader(top.Child("guard"), "guard"), &spec.guard));
   D2_RETURN_IF_ERROR(ReadOutput(SectionReader(top.Child("output"), "output"), &spec.output));
   D2_RETURN_IF_ERROR(
       ReadResources(SectionReader(top.Child("resources"), "resources"), &spec.resources));
@@ -419,6 +431,16 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
       IntRange("metrics.volatility_window", spec.metrics.volatility_window, 2, kMaxInt));
   D2_RETURN_IF_ERROR(IntRange("metrics.log_every", spec.metrics.log_every, 1, kMaxInt));
 
+  const GuardSpec& g = spec.guard;
+  if (!std::isfinite(g.spike_factor) || (g.spike_factor != 0 && g.spike_factor <= 1)) {
+    return Error(absl::StrCat("guard.spike_factor = ", g.spike_factor), "must be 0 (off) or a finite number > 1");
+  }
+  D2_RETURN_IF_ERROR(IntRange("guard.max_rollbacks", g.max_rollbacks, 0, kMaxInt));
+  if (!std::isfinite(g.lr_backoff) || g.lr_backoff <= 0 || g.lr_backoff > 1) {
+    return Error(absl::StrCat("guard.lr_backoff = ", g.lr_backoff), "must be in (0, 1]");
+  }
+  D2_RETURN_IF_ERROR(IntRange("guard.skip_batches", g.skip_batches, 0, kMaxInt));
+
   if (spec.output.dir.empty()) return Error("output.dir", "must not be empty");
   const MergeThresholds& mt = spec.output.merge_thresholds;
   D2_RETURN_IF_ERROR(NonNegativeFinite("output.merge_max_row_norm_deviation", mt.max_row_norm_deviation));
@@ -430,13 +452,34 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   const ResourcesSpec& r = spec.resources;
   D2_RETURN_IF_ERROR(IntRange("resources.world_size", r.world_size, 1, 4096));
   D2_RETURN_IF_ERROR(IntRange("resources.threads", r.threads, 0, 4096));
+  D2_RETURN_IF_ERROR(IntRange("resources.min_world_size", r.min_world_size, 0, kMaxInt));
+  if (r.min_world_size > r.world_size) {
+    return Error(absl::StrCat("resources.min_world_size = ", r.min_world_size),
+                 absl::StrCat("must be <= ", r.world_size, " (resources.world_size)"));
+  }
+  D2_RETURN_IF_ERROR(IntRange("resources.elastic_wait_seconds", r.elastic_wait_seconds, 0, 30 * 86400));
 
   if (t.batch_size % (t.micro_batch_size * r.world_size) != 0) {
+    // The global batch is what the math depends on; the micro-batch is free
+    // (also on --resume at another world size), so name one that works.
+    const int64_t fit = FittingMicroBatchSize(t.batch_size, t.micro_batch_size, r.world_size);
+    const std::string hint =
+        fit == 0 ? absl::StrCat(" (no micro_batch_size can: ", r.world_size, " ranks cannot share ", t.batch_size,
+                                " examples evenly)")
+                 : absl::StrCat(" (train.micro_batch_size = ", fit, " would)");
     return Error(absl::StrCat("train.batch_size = ", t.batch_size),
                  absl::StrCat("must be divisible by train.micro_batch_size * resources.world_size = ",
-                              t.micro_batch_size, " * ", r.world_size));
+                              t.micro_batch_size, " * ", r.world_size, hint));
   }
   return absl::OkStatus();
+}
+
+int64_t FittingMicroBatchSize(int64_t batch_size, int64_t micro_batch_size, int64_t world_size) {
+  if (world_size < 1 || batch_size < 1 || micro_batch_size < 1 || batch_size % world_size != 0) return 0;
+  const int64_t share = batch_size / world_size;
+  int64_t fit = std::min(micro_batch_size, share);
+  while (share % fit != 0) --fit;
+  return fit;
 }
 
 absl::Status ApplyOverride(YAML::Node& tree, const std::string& assignment) {

@@ -16,10 +16,11 @@
 //           activation_checkpointing: false, dtype: auto}
 //   eval: {every: 50, scoring: mean, max_examples: 0, generate_max_new_tokens: 64}
 //   metrics: {volatility_window: 50, log_every: 1}
+//   guard: {spike_factor: 0, max_rollbacks: 3, lr_backoff: 1.0, skip_batches: 0}   # 0 = off
 //   output: {dir: ./out, merge: true, merge_dtype: auto, merge_check: true,
 //            merge_max_row_norm_deviation: 0, merge_max_cast_error: 0, merge_max_logit_diff: 0,
 //            merge_max_kl: 0, merge_max_accuracy_gap_pp: 0}   # 0 = the merged dtype's default
-//   resources: {world_size: 1, device: cpu, threads: 0}
+//   resources: {world_size: 1, device: cpu, threads: 0, min_world_size: 0, elastic_wait_seconds: 60}
 //
 // Every key is optional with the default shown (the struct initialisers below)
 // except name, model and data.train; data.validation defaults to none. A key
@@ -111,6 +112,21 @@ struct MetricsSpec {
   int64_t log_every = 1;           // steps, >= 1
 };
 
+// The training guard (train/guard.h): off unless spike_factor > 0. A step
+// whose global loss exceeds spike_factor x the loss EMA, or a non-finite
+// streak past train.max_nonfinite_steps, rolls every rank back to the last
+// checkpoint kept in memory; the LR is multiplied by lr_backoff, the bad
+// global batch and the next skip_batches are skipped; more than max_rollbacks
+// rollbacks fail the run.
+struct GuardSpec {
+  double spike_factor = 0;    // 0 = off, else > 1
+  int64_t max_rollbacks = 3;  // >= 0
+  double lr_backoff = 1.0;    // (0, 1]; 1 = keep the LR
+  int64_t skip_batches = 0;   // >= 0, global batches after the bad one
+
+  bool enabled() const { return spike_factor > 0; }
+};
+
 // The merge gate's thresholds (merge_report.json): 0 takes the default for
 // the merged dtype (MergeThresholdsFor in tasks/merge_report.h).
 struct MergeThresholds {
@@ -133,6 +149,11 @@ struct ResourcesSpec {
   int64_t world_size = 1;
   DeviceKind device = DeviceKind::kCpu;
   int64_t threads = 0;  // intra-op threads per rank; 0 = all cores of this process's share
+  // Elastic retries (the coordinator): a retry that cannot get world_size
+  // slots within elastic_wait_seconds runs on as many as it can get, not fewer
+  // than min_world_size (0 = world_size: never fewer), from the last checkpoint.
+  int64_t min_world_size = 0;
+  int64_t elastic_wait_seconds = 60;
 };
 
 struct JobSpec {
@@ -146,6 +167,7 @@ struct JobSpec {
   TrainSpec train;
   EvalSpec eval;
   MetricsSpec metrics;
+  GuardSpec guard;
   OutputSpec output;
   ResourcesSpec resources;
 
@@ -154,6 +176,11 @@ struct JobSpec {
 
 bool operator==(const JobSpec& a, const JobSpec& b);
 inline bool operator!=(const JobSpec& a, const JobSpec& b) { return !(a == b); }
+
+// The largest micro-batch size <= micro_batch_size that splits batch_size
+// evenly over world_size ranks; 0 when world_size does not divide batch_size.
+// (A resume or an elastic retry at another world size may change it.)
+int64_t FittingMicroBatchSize(int64_t batch_size, int64_t micro_batch_size, int64_t world_size);
 
 // Applies one `--set` override "key.path=value" to a parsed spec tree. The
 // value is parsed as YAML (scalar or flow collection, e.g. "[q_proj, v_proj]");

@@ -73,7 +73,11 @@ bool operator==(const JobSpec& a, const JobSpec& b) {
          a.eval.max_examples == b.eval.max_examples &&
          a.eval.generate_max_new_tokens == b.eval.generate_max_new_tokens &&
          a.metrics.volatility_window == b.metrics.volatility_window &&
-         a.metrics.log_every == b.metrics.log_every && a.output.dir == b.output.dir &&
+         a.metrics.log_every == b.metrics.log_every && a.guard.spike_factor == b.guard.spike_factor &&
+         a.guard.max_rollbacks == b.guard.max_rollbacks && a.guard.lr_backoff == b.guard.lr_backoff &&
+         a.guard.skip_batches == b.guard.skip_batches && a.output.dir == b.output.dir &&
+         a.resources.min_world_size == b.resources.min_world_size &&
+         a.resources.elastic_wait_seconds == b.resources.elastic_wait_seconds &&
          a.output.merge == b.output.merge && a.output.merge_dtype == b.output.merge_dtype &&
          a.output.merge_check == b.output.merge_check &&
          a.output.merge_thresholds.max_row_norm_deviation == b.output.merge_thresholds.max_row_norm_deviation &&
@@ -148,6 +152,13 @@ std::string JobSpecToYaml(const JobSpec& s) {
   Int(out, "log_every", s.metrics.log_every);
   out << YAML::EndMap;
 
+  Begin(out, "guard");
+  Double(out, "spike_factor", s.guard.spike_factor);
+  Int(out, "max_rollbacks", s.guard.max_rollbacks);
+  Double(out, "lr_backoff", s.guard.lr_backoff);
+  Int(out, "skip_batches", s.guard.skip_batches);
+  out << YAML::EndMap;
+
   Begin(out, "output");
   Str(out, "dir", s.output.dir);
   Bool(out, "merge", s.output.merge);
@@ -164,6 +175,8 @@ std::string JobSpecToYaml(const JobSpec& s) {
   Int(out, "world_size", s.resources.world_size);
   Plain(out, "device", DeviceKindName(s.resources.device));
   Int(out, "threads", s.resources.threads);
+  Int(out, "min_world_size", s.resources.min_world_size);
+  Int(out, "elastic_wait_seconds", s.resources.elastic_wait_seconds);
   out << YAML::EndMap;
 
   out << YAML::EndMap;
@@ -214,6 +227,10 @@ nlohmann::json JobSpecToJson(const JobSpec& s) {
                {"generate_max_new_tokens", s.eval.generate_max_new_tokens}};
   j["metrics"] = {{"volatility_window", s.metrics.volatility_window},
                   {"log_every", s.metrics.log_every}};
+  j["guard"] = {{"spike_factor", s.guard.spike_factor},
+                {"max_rollbacks", s.guard.max_rollbacks},
+                {"lr_backoff", s.guard.lr_backoff},
+                {"skip_batches", s.guard.skip_batches}};
   const MergeThresholds& mt = s.output.merge_thresholds;
   j["output"] = {{"dir", s.output.dir},
                  {"merge", s.output.merge},
@@ -226,7 +243,9 @@ nlohmann::json JobSpecToJson(const JobSpec& s) {
                  {"merge_max_accuracy_gap_pp", mt.max_accuracy_gap_pp}};
   j["resources"] = {{"world_size", s.resources.world_size},
                     {"device", DeviceKindName(s.resources.device)},
-                    {"threads", s.resources.threads}};
+                    {"threads", s.resources.threads},
+                    {"min_world_size", s.resources.min_world_size},
+                    {"elastic_wait_seconds", s.resources.elastic_wait_seconds}};
   return j;
 }
 

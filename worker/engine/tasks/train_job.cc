@@ -104,7 +104,11 @@ absl::StatusOr<nlohmann::json> Fingerprint(const JobSpec& spec) {
                 {"skip_invalid", s["data"]["skip_invalid"]}};
   fp["model"] = {{"config_sha256", config_sha}};
   fp["train"] = s["train"];
-  for (const char* free : {"checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "activation_checkpointing"}) {
+  // Free on resume: what does not change the math. micro_batch_size only
+  // changes how a rank splits its share of the global batch (summation order),
+  // so a run resumed at another world size may pick one that divides.
+  for (const char* free : {"checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "activation_checkpointing",
+                           "micro_batch_size"}) {
     fp["train"].erase(free);
   }
   fp["metrics"] = {{"volatility_window", spec.metrics.volatility_window}};
@@ -355,6 +359,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   summary["steps"] = result.steps;
   summary["total_steps"] = result.total_steps;
   summary["skipped_steps"] = result.skipped_steps;
+  summary["rollbacks"] = result.rollbacks;
   summary["world_size"] = group.world_size();
   summary["resumed_from"] = resuming ? nlohmann::json(resume_dir) : nlohmann::json(nullptr);
   summary["parameters"] = {{"trainable", counts.trainable}, {"total", counts.total}};

@@ -55,6 +55,7 @@ Trainer::Trainer(CausalLM model, DataLoader loader, ValidationSet validation, Tr
       group_(group),
       optimizer_(std::move(params), AdamWOptions{0.9, 0.999, 1e-8, options_.spec.train.weight_decay}),
       volatility_(options_.spec.metrics.volatility_window),
+      guard_(options_.spec.guard, options_.spec.train.max_nonfinite_steps),
       device_(torch::kCPU) {}
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(CausalLM model,
@@ -141,26 +142,69 @@ absl::Status Trainer::Resume(const std::string& checkpoint_dir) {
                                                         ", the model's is ", Shape(p.param)));
     }
   }
+  D2_RETURN_IF_ERROR(RestoreState(state, checkpoint_dir));
+  start_step_ = state.step;
+  prior_seconds_ = state.elapsed_seconds;
+  last_checkpoint_ = checkpoint_dir;
+  return absl::OkStatus();
+}
+
+TrainingState Trainer::CaptureState(bool clone) const {
+  auto copy = [&](const torch::Tensor& t) { return clone ? t.detach().clone() : t.detach(); };
+  TrainingState s;
+  s.step = step_;
+  s.cursor = loader_.cursor();
+  s.optimizer_steps = optimizer_.steps();
+  for (const TrainableParameter& p : optimizer_.parameters()) s.parameters.emplace_back(p.name, copy(p.param));
+  for (auto& [name, t] : optimizer_.StateTensors()) s.optimizer.emplace_back(name, copy(t));
+  s.volatility = volatility_.ToJson();
+  if (guard_.enabled() || guard_.state().rollbacks > 0) s.guard = GuardStateToJson(guard_.state());
+  s.nonfinite_streak = nonfinite_streak_;
+  s.skipped_steps = skipped_steps_;
+  s.elapsed_seconds = prior_seconds_ + session_seconds_;
+  s.fingerprint = options_.fingerprint;
+  return s;
+}
+
+absl::Status Trainer::RestoreState(const TrainingState& state, const std::string& from_dir) {
+  std::map<std::string, torch::Tensor> by_name(state.parameters.begin(), state.parameters.end());
   std::map<std::string, torch::Tensor> optim(state.optimizer.begin(), state.optimizer.end());
   absl::Status os = optimizer_.LoadState(optim, state.optimizer_steps);
-  if (!os.ok()) return absl::FailedPreconditionError(absl::StrCat(checkpoint_dir, "/", kOptimizerFile, ": ", os.message()));
+  if (!os.ok()) return absl::FailedPreconditionError(absl::StrCat(from_dir, "/", kOptimizerFile, ": ", os.message()));
+  const std::string state_file = absl::StrCat(from_dir, "/", kTrainerStateFile);
   auto tracker = VolatilityTracker::FromJson(state.volatility);
-  if (!tracker.ok()) {
-    return absl::DataLossError(absl::StrCat(checkpoint_dir, "/", kTrainerStateFile, ": volatility: ", tracker.status().message()));
+  if (!tracker.ok()) return absl::DataLossError(absl::StrCat(state_file, ": volatility: ", tracker.status().message()));
+  if (!from_dir.empty() && !state.guard.is_null()) {
+    D2_ASSIGN_OR_RETURN(GuardState g, GuardStateFromJson(state.guard, state_file));
+    guard_.Restore(std::move(g));
   }
   D2_RETURN_IF_ERROR(loader_.Seek(state.cursor));
   D2_RETURN_IF_ERROR(GuardTorch("restoring parameters", [&]() -> absl::Status {
     torch::NoGradGuard no_grad;
-    for (const TrainableParameter& p : params) p.param.copy_(by_name[p.name]);
+    for (const TrainableParameter& p : optimizer_.parameters()) p.param.copy_(by_name.at(p.name));
     return absl::OkStatus();
   }));
   volatility_ = std::move(*tracker);
   step_ = state.step;
-  start_step_ = state.step;
   nonfinite_streak_ = state.nonfinite_streak;
   skipped_steps_ = state.skipped_steps;
-  prior_seconds_ = state.elapsed_seconds;
-  last_checkpoint_ = checkpoint_dir;
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::RollBack(const StepMetrics& m, const std::string& reason) {
+  D2_RETURN_IF_ERROR(guard_.Record(last_batch_, reason));
+  if (!snapshot_.has_value()) return absl::InternalError("training guard: no in-memory checkpoint to roll back to");
+  D2_RETURN_IF_ERROR(RestoreState(*snapshot_, /*from_dir=*/""));
+  RollbackInfo info;
+  info.step = m.step;
+  info.restored_step = step_;
+  info.reason = reason;
+  info.rollbacks = guard_.state().rollbacks;
+  info.max_rollbacks = options_.spec.guard.max_rollbacks;
+  info.lr_scale = guard_.lr_scale();
+  info.first_skipped_batch = last_batch_;
+  info.last_skipped_batch = last_batch_ + options_.spec.guard.skip_batches;
+  Notify([&](TrainingCallback& cb) { cb.OnRollback(info); });
   return absl::OkStatus();
 }
 
@@ -177,10 +221,15 @@ std::optional<TauStats> Trainer::CollectTau() {
   return s;
 }
 
-absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested) {
+absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested, std::optional<std::string>* rollback) {
   const auto start = Clock::now();
   const JobSpec& spec = options_.spec;
+  const int64_t steps_per_epoch = loader_.steps_per_epoch();
+  while (guard_.Skips(CursorToGlobalStep(loader_.cursor(), steps_per_epoch))) {
+    D2_RETURN_IF_ERROR(loader_.Seek(NextCursor(loader_.cursor(), steps_per_epoch)));
+  }
   const DataCursor cursor = loader_.cursor();
+  last_batch_ = CursorToGlobalStep(cursor, steps_per_epoch);
   StepBatches step = loader_.Next();
   torch::manual_seed(StepSeed(spec.train.seed, group_->rank(), step_));
   model_->train();
@@ -233,9 +282,17 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested) {
   m.tokens = static_cast<int64_t>(std::llround(acc[1]));
   torch::Tensor grads = bucket.narrow(0, 0, grad_numel);
   m.grad_norm = grads.norm().item<double>();
-  m.lr = LearningRateAt(spec.train.lr, spec.train.schedule, spec.train.warmup_steps, total_steps_, step_);
+  m.lr = LearningRateAt(spec.train.lr, spec.train.schedule, spec.train.warmup_steps, total_steps_, step_) *
+         guard_.lr_scale();
+  m.rollbacks = guard_.state().rollbacks;
 
-  if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
+  const bool finite = std::isfinite(m.loss) && std::isfinite(m.grad_norm);
+  *rollback = guard_.Check(m.step, m.loss, finite, volatility_.stats().loss_ema, finite ? 0 : nonfinite_streak_ + 1);
+  if (rollback->has_value()) {
+    for (const TrainableParameter& p : params) p.param.mutable_grad() = torch::Tensor();
+    return m;
+  }
+  if (!finite) {
     m.skipped = true;
     ++skipped_steps_;
     if (++nonfinite_streak_ > spec.train.max_nonfinite_steps) {
@@ -279,18 +336,7 @@ absl::Status Trainer::WriteCheckpoint() {
   absl::Status status = absl::OkStatus();
   if (group_->rank() == 0) {
     status = GuardTorch("writing checkpoint " + dir, [&]() -> absl::Status {
-      TrainingState s;
-      s.step = step_;
-      s.cursor = loader_.cursor();
-      s.optimizer_steps = optimizer_.steps();
-      for (const TrainableParameter& p : optimizer_.parameters()) s.parameters.emplace_back(p.name, p.param.detach());
-      s.optimizer = optimizer_.StateTensors();
-      s.volatility = volatility_.ToJson();
-      s.nonfinite_streak = nonfinite_streak_;
-      s.skipped_steps = skipped_steps_;
-      s.elapsed_seconds = prior_seconds_ + session_seconds_;
-      s.fingerprint = options_.fingerprint;
-      D2_RETURN_IF_ERROR(WriteTrainingCheckpoint(dir, s, options_.write_checkpoint_extra));
+      D2_RETURN_IF_ERROR(WriteTrainingCheckpoint(dir, CaptureState(/*clone=*/false), options_.write_checkpoint_extra));
       return PruneCheckpoints(options_.checkpoints_dir, options_.spec.train.keep_checkpoints);
     });
   }
@@ -319,10 +365,23 @@ absl::StatusOr<TrainResult> Trainer::Run() {
 
   TrainResult result;
   result.total_steps = total_steps_;
+  auto take_snapshot = [&]() -> absl::Status {
+    if (!guard_.enabled()) return absl::OkStatus();
+    return GuardTorch("keeping the guard's in-memory checkpoint", [&]() -> absl::Status {
+      snapshot_ = CaptureState(/*clone=*/true);
+      return absl::OkStatus();
+    });
+  };
+  D2_RETURN_IF_ERROR(take_snapshot());
   while (step_ < total_steps_) {
     bool stop = false;
+    std::optional<std::string> rollback;
     D2_ASSIGN_OR_RETURN(StepMetrics m, GuardTorch(absl::StrCat("training step ", step_ + 1),
-                                                  [&]() { return TrainStep(&stop); }));
+                                                  [&]() { return TrainStep(&stop, &rollback); }));
+    if (rollback.has_value()) {
+      D2_RETURN_IF_ERROR(RollBack(m, *rollback));
+      continue;
+    }
     result.last_step = m;
     const bool last = step_ == total_steps_;
     if (step_ % spec.metrics.log_every == 0 || last || stop) Notify([&](TrainingCallback& cb) { cb.OnStep(m); });
@@ -333,6 +392,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     }
     if (!last && spec.train.checkpoint_every > 0 && step_ % spec.train.checkpoint_every == 0) {
       D2_RETURN_IF_ERROR(WriteCheckpoint());
+      D2_RETURN_IF_ERROR(take_snapshot());
     }
     if (!last && spec.eval.every > 0 && step_ % spec.eval.every == 0 && !validation_.empty()) {
       D2_RETURN_IF_ERROR(RunValidation(/*final=*/false).status());
@@ -347,6 +407,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   }
   result.steps = step_;
   result.skipped_steps = skipped_steps_;
+  result.rollbacks = guard_.state().rollbacks;
   result.train_seconds = prior_seconds_ + session_seconds_;
   result.run_volatility = volatility_.run();
   result.last_checkpoint = last_checkpoint_;

@@ -9,6 +9,11 @@
 // gradient of the global batch's token-mean loss, the same as one rank on the
 // whole batch. Then: global-norm clipping, the learning-rate schedule, AdamW.
 //
+// With the training guard on (spec guard:, guard.h), a spike or a run of
+// non-finite steps rolls every rank back to an in-memory copy of the last
+// checkpoint (taken at the start and every train.checkpoint_every steps,
+// written to disk or not) instead of applying the step.
+//
 // Before training, rank 0 broadcasts the trainable parameters. Randomness
 // (adapter dropout) is reseeded every step from (train.seed, rank, step).
 // Non-finite loss or gradients skip the update; more than
@@ -39,6 +44,8 @@
 #include "worker/engine/model/llama.h"
 #include "worker/engine/spec/job_spec.h"
 #include "worker/engine/train/adamw.h"
+#include "worker/engine/train/guard.h"
+#include "worker/engine/train/training_checkpoint.h"
 #include "worker/engine/train/validation.h"
 
 namespace d2lora::engine {
@@ -65,6 +72,7 @@ struct TrainResult {
   int64_t steps = 0;  // optimizer steps done, all sessions
   int64_t total_steps = 0;
   int64_t skipped_steps = 0;
+  int64_t rollbacks = 0;  // the training guard's, all sessions
   bool stopped = false;
   double train_seconds = 0;  // all sessions
   std::optional<StepMetrics> last_step;
@@ -101,8 +109,17 @@ class Trainer {
           std::vector<TrainableParameter> params);
 
   absl::Status BroadcastParameters();
-  // One optimizer step; sets *stop_requested when any rank asked to stop.
-  absl::StatusOr<StepMetrics> TrainStep(bool* stop_requested);
+  // One optimizer step; sets *stop_requested when any rank asked to stop. When
+  // the guard rejects the step, sets *rollback to why and applies nothing.
+  absl::StatusOr<StepMetrics> TrainStep(bool* stop_requested, std::optional<std::string>* rollback);
+  // The trainable state now (`clone`: copies the tensors, for the in-memory checkpoint).
+  TrainingState CaptureState(bool clone) const;
+  // Puts a checked state back (parameters, optimizer, cursor, counters). From
+  // a checkpoint directory (named in errors) the guard's state too; from the
+  // in-memory checkpoint (from_dir "") the guard keeps its own.
+  absl::Status RestoreState(const TrainingState& state, const std::string& from_dir);
+  // The guard rejected the step just run: record it (or fail), go back to the snapshot.
+  absl::Status RollBack(const StepMetrics& m, const std::string& reason);
   absl::Status WriteCheckpoint();
   absl::StatusOr<ValidationResult> RunValidation(bool final);
   std::optional<TauStats> CollectTau();
@@ -117,6 +134,9 @@ class Trainer {
   AdamW optimizer_;
   std::vector<std::shared_ptr<D2LoraLinearImpl>> d2lora_layers_;  // for tau statistics
   VolatilityTracker volatility_;
+  TrainingGuard guard_;
+  std::optional<TrainingState> snapshot_;  // the guard's in-memory checkpoint
+  int64_t last_batch_ = 0;                 // global batch index of the latest step's batch
   torch::Device device_;
   int64_t total_steps_ = 0;
   int64_t step_ = 0;

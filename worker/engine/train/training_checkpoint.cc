@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 #include <system_error>
 
 #include "absl/strings/numbers.h"
@@ -86,6 +87,7 @@ absl::Status WriteTrainingCheckpoint(const std::string& dir, const TrainingState
   j["cursor"] = CursorToJson(state.cursor);
   j["optimizer_steps"] = state.optimizer_steps;
   j["volatility"] = state.volatility;
+  if (!state.guard.is_null()) j["guard"] = state.guard;
   j["nonfinite_streak"] = state.nonfinite_streak;
   j["skipped_steps"] = state.skipped_steps;
   j["elapsed_seconds"] = state.elapsed_seconds;
@@ -153,6 +155,7 @@ absl::StatusOr<TrainingState> ReadTrainingCheckpoint(const std::string& dir) {
   if (!cursor.ok()) return absl::DataLossError(absl::StrCat(state_path, ": cursor: ", cursor.status().message()));
   s.cursor = *cursor;
   s.volatility = j["volatility"];
+  if (j.contains("guard")) s.guard = j["guard"];
   s.fingerprint = j["fingerprint"];
   if (s.step < 0 || s.optimizer_steps < 0) return absl::DataLossError(absl::StrCat(state_path, ": negative step"));
 
@@ -178,8 +181,11 @@ absl::Status CheckFingerprint(const nlohmann::json& checkpoint, const nlohmann::
                                                         value.dump()));
     }
   }
+  // Keys that older checkpoints record but that no longer bind a resume
+  // (train.micro_batch_size: free since a resume may change the world size).
+  static const std::set<std::string> kFreedKeys = {"train.micro_batch_size"};
   for (const auto& [key, value] : a) {
-    if (!b.count(key)) {
+    if (!b.count(key) && !kFreedKeys.count(key)) {
       return absl::FailedPreconditionError(
           absl::StrCat("checkpoint records ", key, " = ", value.dump(), ", which this run does not have"));
     }

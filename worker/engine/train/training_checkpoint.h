@@ -2,7 +2,8 @@
 // stopped. A checkpoint is a directory `<output>/checkpoints/step-<N>/`:
 //
 //   trainer_state.json      format, step, data cursor, optimizer step count,
-//                           volatility tracker, counters, the fingerprint of
+//                           volatility tracker, counters, the training guard's
+//                           state (rollbacks, LR scale, skipped batches), the fingerprint of
 //                           what must not change on resume, and the SHA-256 of
 //                           every other file
 //   parameters.safetensors  the trainable parameters by module path (fp32 or
@@ -47,6 +48,7 @@ struct TrainingState {
   std::vector<std::pair<std::string, torch::Tensor>> parameters;
   std::vector<std::pair<std::string, torch::Tensor>> optimizer;  // moments by "<name>.exp_avg[_sq]"
   nlohmann::json volatility;  // VolatilityTracker::ToJson()
+  nlohmann::json guard;       // GuardStateToJson (guard.h); null in checkpoints written before the guard
   int64_t nonfinite_streak = 0;
   int64_t skipped_steps = 0;
   double elapsed_seconds = 0;  // training time before this checkpoint, all sessions

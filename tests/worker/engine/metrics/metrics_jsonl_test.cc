@@ -67,6 +67,7 @@ TEST(MetricsJsonTest, FlatSnakeCaseOmitsUnsetAndNullsNonFinite) {
   EXPECT_FALSE(j.contains("loss_cv"));
   EXPECT_FALSE(j.contains("eta_seconds"));
   EXPECT_EQ(j.at("skipped"), false);
+  EXPECT_EQ(j.at("rollbacks_total"), 0);
   for (const auto& [k, v] : j.items()) EXPECT_FALSE(v.is_object()) << k;
 
   EvalMetrics e;
@@ -79,6 +80,19 @@ TEST(MetricsJsonTest, FlatSnakeCaseOmitsUnsetAndNullsNonFinite) {
   EXPECT_FALSE(je.contains("perplexity"));
   EXPECT_FALSE(je.contains("scoring"));
   EXPECT_FALSE(je.contains("rouge_l"));
+
+  RollbackInfo rb;
+  rb.step = 38;
+  rb.restored_step = 32;
+  rb.reason = "loss spike";
+  rb.rollbacks = 1;
+  rb.max_rollbacks = 3;
+  rb.lr_scale = 0.5;
+  rb.first_skipped_batch = 37;
+  rb.last_skipped_batch = 38;
+  EXPECT_EQ(ToJson(rb), (json{{"step", 38}, {"restored_step", 32}, {"reason", "loss spike"}, {"rollbacks", 1},
+                              {"max_rollbacks", 3}, {"lr_scale", 0.5}, {"first_skipped_batch", 37},
+                              {"last_skipped_batch", 38}}));
 
   RunVolatility rv;
   rv.steps = 1;

@@ -33,9 +33,10 @@ train: {epochs: 3, max_steps: 100, batch_size: 32, micro_batch_size: 4, lr: 1.0e
         activation_checkpointing: true, dtype: bf16}
 eval: {every: 10, scoring: byte, max_examples: 200, generate_max_new_tokens: 32}
 metrics: {volatility_window: 20, log_every: 5}
+guard: {spike_factor: 2.5, max_rollbacks: 1, lr_backoff: 0.5, skip_batches: 2}
 output: {dir: /tmp/out, merge: false, merge_dtype: fp16, merge_check: false, merge_max_row_norm_deviation: 1e-3,
          merge_max_cast_error: 0.01, merge_max_logit_diff: 0.2, merge_max_kl: 0.003, merge_max_accuracy_gap_pp: 1.5}
-resources: {world_size: 2, device: cuda, threads: 4}
+resources: {world_size: 2, device: cuda, threads: 4, min_world_size: 1, elastic_wait_seconds: 30}
 )";
 
 std::string ErrorOf(const std::string& text, const std::vector<std::string>& overrides = {}) {
@@ -91,6 +92,11 @@ TEST(JobSpecTest, Defaults) {
   EXPECT_EQ(s->eval.generate_max_new_tokens, 64);
   EXPECT_EQ(s->metrics.volatility_window, 50);
   EXPECT_EQ(s->metrics.log_every, 1);
+  EXPECT_FALSE(s->guard.enabled());  // the guard is off unless asked for
+  EXPECT_EQ(s->guard.spike_factor, 0.0);
+  EXPECT_EQ(s->guard.max_rollbacks, 3);
+  EXPECT_EQ(s->guard.lr_backoff, 1.0);
+  EXPECT_EQ(s->guard.skip_batches, 0);
   EXPECT_EQ(s->output.dir, "./out");
   EXPECT_TRUE(s->output.merge);
   EXPECT_EQ(s->output.merge_dtype, MergeDtype::kAuto);
@@ -176,12 +182,19 @@ TEST(JobSpecTest, FullExample) {
   EXPECT_EQ(s->eval.generate_max_new_tokens, 32);
   EXPECT_EQ(s->metrics.volatility_window, 20);
   EXPECT_EQ(s->metrics.log_every, 5);
+  EXPECT_EQ(s->guard.spike_factor, 2.5);
+  EXPECT_TRUE(s->guard.enabled());
+  EXPECT_EQ(s->guard.max_rollbacks, 1);
+  EXPECT_EQ(s->guard.lr_backoff, 0.5);
+  EXPECT_EQ(s->guard.skip_batches, 2);
   EXPECT_EQ(s->output.dir, "/tmp/out");
   EXPECT_FALSE(s->output.merge);
   EXPECT_EQ(s->output.merge_dtype, MergeDtype::kFp16);
   EXPECT_EQ(s->resources.world_size, 2);
   EXPECT_EQ(s->resources.device, DeviceKind::kCuda);
   EXPECT_EQ(s->resources.threads, 4);
+  EXPECT_EQ(s->resources.min_world_size, 1);
+  EXPECT_EQ(s->resources.elastic_wait_seconds, 30);
 }
 
 TEST(JobSpecTest, FullFineTuning) {
@@ -280,10 +293,13 @@ TEST(JobSpecTest, RangesNameTheFieldAndValue) {
   EXPECT_THAT(err("train: {micro_batch_size: 0}\n"), HasSubstr("train.micro_batch_size = 0: must be >= 1"));
   EXPECT_THAT(err("train: {batch_size: 12}\n"),
               HasSubstr("train.batch_size = 12: must be divisible by train.micro_batch_size * "
-                        "resources.world_size = 8 * 1"));
+                        "resources.world_size = 8 * 1 (train.micro_batch_size = 6 would)"));
   EXPECT_THAT(err("resources: {world_size: 3}\n"),
               HasSubstr("train.batch_size = 16: must be divisible by train.micro_batch_size * "
-                        "resources.world_size = 8 * 3"));
+                        "resources.world_size = 8 * 3 (no micro_batch_size can: 3 ranks cannot share 16 "
+                        "examples evenly)"));
+  EXPECT_THAT(err("resources: {world_size: 4}\ntrain: {micro_batch_size: 8}\n"),
+              HasSubstr("= 8 * 4 (train.micro_batch_size = 4 would)"));
   EXPECT_THAT(err("adapter: {r: 0}\n"), HasSubstr("adapter.r = 0: must be in [1, 65536]"));
   EXPECT_THAT(err("adapter: {alpha: -1}\n"), HasSubstr("adapter.alpha = -1"));
   EXPECT_THAT(err("adapter: {dropout: 1}\n"), HasSubstr("adapter.dropout = 1: must be in [0, 1)"));
@@ -310,9 +326,29 @@ TEST(JobSpecTest, RangesNameTheFieldAndValue) {
   EXPECT_THAT(err("eval: {generate_max_new_tokens: 0}\n"), HasSubstr("eval.generate_max_new_tokens = 0: must be >= 1"));
   EXPECT_THAT(err("metrics: {volatility_window: 1}\n"), HasSubstr("metrics.volatility_window = 1: must be >= 2"));
   EXPECT_THAT(err("metrics: {log_every: 0}\n"), HasSubstr("metrics.log_every = 0: must be >= 1"));
+  EXPECT_THAT(err("guard: {spike_factor: 1}\n"), HasSubstr("guard.spike_factor = 1: must be 0 (off) or a finite number > 1"));
+  EXPECT_THAT(err("guard: {spike_factor: -2}\n"), HasSubstr("guard.spike_factor = -2"));
+  EXPECT_THAT(err("guard: {max_rollbacks: -1}\n"), HasSubstr("guard.max_rollbacks = -1: must be >= 0"));
+  EXPECT_THAT(err("guard: {lr_backoff: 0}\n"), HasSubstr("guard.lr_backoff = 0: must be in (0, 1]"));
+  EXPECT_THAT(err("guard: {lr_backoff: 1.5}\n"), HasSubstr("guard.lr_backoff = 1.5"));
+  EXPECT_THAT(err("guard: {skip_batches: -1}\n"), HasSubstr("guard.skip_batches = -1: must be >= 0"));
+  EXPECT_THAT(err("guard: {spike: 2}\n"), HasSubstr("guard.spike: unknown key"));
   EXPECT_THAT(err("output: {dir: ''}\n"), HasSubstr("output.dir: must not be empty"));
   EXPECT_THAT(err("resources: {world_size: 0}\n"), HasSubstr("resources.world_size = 0: must be >= 1"));
   EXPECT_THAT(err("resources: {threads: -1}\n"), HasSubstr("resources.threads = -1: must be >= 0"));
+  EXPECT_THAT(err("resources: {world_size: 2, min_world_size: 3}\n"),
+              HasSubstr("resources.min_world_size = 3: must be <= 2 (resources.world_size)"));
+  EXPECT_THAT(err("resources: {elastic_wait_seconds: -1}\n"), HasSubstr("resources.elastic_wait_seconds = -1"));
+}
+
+TEST(JobSpecTest, FittingMicroBatchSize) {
+  EXPECT_EQ(FittingMicroBatchSize(16, 8, 2), 8);
+  EXPECT_EQ(FittingMicroBatchSize(16, 8, 4), 4);
+  EXPECT_EQ(FittingMicroBatchSize(12, 8, 1), 6);
+  EXPECT_EQ(FittingMicroBatchSize(12, 4, 3), 4);
+  EXPECT_EQ(FittingMicroBatchSize(10, 4, 2), 1);  // a share of 5: only 1 or 5 split it, and 5 > 4
+  EXPECT_EQ(FittingMicroBatchSize(16, 8, 3), 0);
+  EXPECT_EQ(FittingMicroBatchSize(16, 8, 0), 0);
 }
 
 TEST(JobSpecTest, LoadFromFile) {

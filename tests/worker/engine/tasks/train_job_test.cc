@@ -622,23 +622,14 @@ int FreePort() {
   return port;
 }
 
-TEST(TrainJob, TwoGlooRanksMatchOneRank) {
-  TempDir tmp;
-  WriteFile(tmp.file("train.jsonl"), McJsonl(32, 0));
-  WriteFile(tmp.file("val.jsonl"), McJsonl(6, 100));
-  JobSpec spec = BaseSpec(tmp.file("train.jsonl"), tmp.file("val.jsonl"), tmp.file("two"));
-  spec.train.max_steps = 20;
-  spec.train.batch_size = 8;
-  spec.train.micro_batch_size = 2;
-  spec.train.lr = 1e-3;
-  spec.train.checkpoint_every = 10;
-  spec.eval.every = 10;
-  spec.adapter.dropout = 0.0;
-  spec.resources.world_size = 2;
-
-  const int port = FreePort();
-  ASSERT_GT(port, 0);
+// Runs `spec` as 2 Gloo ranks (threads of this process over loopback TCP);
+// `resume`, `rank0_callbacks` and `stop` as for RunJob.
+std::vector<absl::StatusOr<json>> RunTwoGlooRanks(const JobSpec& spec, const std::string& resume = "",
+                                                  std::vector<TrainingCallback*> rank0_callbacks = {},
+                                                  const std::atomic<bool>* stop = nullptr) {
   std::vector<absl::StatusOr<json>> results(2, absl::UnknownError("not run"));
+  const int port = FreePort();
+  if (port <= 0) return results;
   std::vector<std::thread> threads;
   for (int64_t r = 0; r < 2; ++r) {
     threads.emplace_back([&, r] {
@@ -656,11 +647,32 @@ TEST(TrainJob, TwoGlooRanksMatchOneRank) {
       }
       TrainJobOptions options;
       options.spec = spec;
+      options.resume = resume;
+      if (r == 0) options.callbacks = rank0_callbacks;
+      options.stop = stop;
       results[r] = RunTrainJob(options, **pg);
     });
     if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   for (std::thread& t : threads) t.join();
+  return results;
+}
+
+TEST(TrainJob, TwoGlooRanksMatchOneRank) {
+  TempDir tmp;
+  WriteFile(tmp.file("train.jsonl"), McJsonl(32, 0));
+  WriteFile(tmp.file("val.jsonl"), McJsonl(6, 100));
+  JobSpec spec = BaseSpec(tmp.file("train.jsonl"), tmp.file("val.jsonl"), tmp.file("two"));
+  spec.train.max_steps = 20;
+  spec.train.batch_size = 8;
+  spec.train.micro_batch_size = 2;
+  spec.train.lr = 1e-3;
+  spec.train.checkpoint_every = 10;
+  spec.eval.every = 10;
+  spec.adapter.dropout = 0.0;
+  spec.resources.world_size = 2;
+
+  std::vector<absl::StatusOr<json>> results = RunTwoGlooRanks(spec);
   for (int r = 0; r < 2; ++r) ASSERT_TRUE(results[r].ok()) << "rank " << r << ": " << results[r].status();
   EXPECT_EQ((*results[0])["world_size"], 2);
   EXPECT_EQ((*results[1])["steps"], 20);
@@ -698,6 +710,76 @@ TEST(TrainJob, TwoGlooRanksMatchOneRank) {
     moved = std::max(moved, (t - mid[name]).abs().max().item<double>());
   }
   EXPECT_GT(moved, 1e-4);
+}
+
+// Elastic resume: a checkpoint holds only the trainable state and the data
+// cursor counts global batches, so a run stopped at one world size continues
+// at another (here with another micro-batch size too) and ends with the
+// uninterrupted run's adapter, up to summation order.
+TEST(TrainJob, ResumesAtAnotherWorldSize) {
+  TempDir tmp;
+  WriteFile(tmp.file("train.jsonl"), McJsonl(32, 0));
+  WriteFile(tmp.file("val.jsonl"), McJsonl(6, 100));
+  JobSpec spec = BaseSpec(tmp.file("train.jsonl"), tmp.file("val.jsonl"), tmp.file("ref"));
+  spec.train.max_steps = 12;
+  spec.train.batch_size = 8;
+  spec.train.micro_batch_size = 2;
+  spec.train.lr = 1e-3;
+  spec.train.checkpoint_every = 4;
+  spec.eval.every = 0;
+  // Dropout masks are drawn per (seed, rank, step): with dropout a resume at
+  // another world size draws other masks, and only matches in distribution.
+  spec.adapter.dropout = 0.0;
+  spec.output.merge = false;
+  auto ref = RunJob(spec);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  const auto ref_adapter = ReadTensors(tmp.file("ref/adapter/adapter_model.safetensors"));
+
+  // 2 ranks, stopped after step 5, resumed on 1 rank with micro-batches of 8.
+  JobSpec two = spec;
+  two.resources.world_size = 2;
+  two.output.dir = tmp.file("two-one");
+  std::atomic<bool> stop{false};
+  StopAtStep stopper(&stop, 5);
+  auto stopped = RunTwoGlooRanks(two, "", {&stopper}, &stop);
+  for (int r = 0; r < 2; ++r) ASSERT_TRUE(stopped[r].ok()) << "rank " << r << ": " << stopped[r].status();
+  ASSERT_EQ((*stopped[0])["status"], "stopped");
+  const int64_t at = (*stopped[0])["steps"].get<int64_t>();
+  JobSpec one = spec;
+  one.output.dir = two.output.dir;
+  one.train.micro_batch_size = 8;
+  auto resumed = RunJob(one, one.output.dir);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ((*resumed)["steps"], 12);
+  EXPECT_EQ((*resumed)["world_size"], 1);
+  EXPECT_EQ((*resumed)["resumed_from"], CheckpointPath(one.output.dir + "/checkpoints", at));
+  EXPECT_NEAR((*resumed)["final"]["loss"].get<double>(), (*ref)["final"]["loss"].get<double>(), 1e-5);
+  ExpectSameTensors(ref_adapter, ReadTensors(tmp.file("two-one/adapter/adapter_model.safetensors")), 1e-5);
+
+  // 1 rank, stopped after step 5, resumed on 2 ranks.
+  JobSpec first = spec;
+  first.output.dir = tmp.file("one-two");
+  std::atomic<bool> stop2{false};
+  StopAtStep stopper2(&stop2, 5);
+  auto stopped1 = RunJob(first, "", {&stopper2}, &stop2);
+  ASSERT_TRUE(stopped1.ok()) << stopped1.status();
+  ASSERT_EQ((*stopped1)["status"], "stopped");
+  JobSpec grown = two;
+  grown.output.dir = first.output.dir;
+  auto resumed2 = RunTwoGlooRanks(grown, grown.output.dir);
+  for (int r = 0; r < 2; ++r) ASSERT_TRUE(resumed2[r].ok()) << "rank " << r << ": " << resumed2[r].status();
+  EXPECT_EQ((*resumed2[0])["world_size"], 2);
+  EXPECT_EQ((*resumed2[0])["steps"], 12);
+  ExpectSameTensors(ref_adapter, ReadTensors(tmp.file("one-two/adapter/adapter_model.safetensors")), 1e-5);
+
+  // A world size the global batch cannot be split over is refused, naming the numbers.
+  JobSpec three = spec;
+  three.resources.world_size = 3;
+  absl::Status invalid = ValidateJobSpec(three);
+  EXPECT_NE(invalid.message().find("train.batch_size = 8: must be divisible by train.micro_batch_size * "
+                                   "resources.world_size = 2 * 3 (no micro_batch_size can"),
+            std::string::npos)
+      << invalid;
 }
 
 }  // namespace

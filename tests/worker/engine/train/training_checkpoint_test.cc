@@ -140,6 +140,12 @@ TEST(TrainingCheckpointTest, FingerprintMismatchNamesTheKey) {
   c = a;
   c["adapter"] = {{"r", 8}};
   EXPECT_NE(CheckFingerprint(a, c).message().find("adapter.r"), std::string::npos);
+  // Written before train.micro_batch_size became free on resume: still resumable.
+  nlohmann::json older = a;
+  older["train"]["micro_batch_size"] = 4;
+  D2_EXPECT_OK(CheckFingerprint(older, a));
+  older["train"]["batch_size"] = 16;
+  EXPECT_NE(CheckFingerprint(older, a).message().find("train.batch_size"), std::string::npos);
 }
 
 TEST(TrainingCheckpointTest, ListsPrunesAndResolvesCheckpoints) {
