@@ -11,11 +11,15 @@ wait_for() {
   return 1
 }
 
-# until_true SECONDS COMMAND...: runs COMMAND every 0.2 s until it succeeds.
+# until_true SECONDS COMMAND...: runs COMMAND every 0.2 s until it succeeds,
+# for at most SECONDS of wall time (however long each try takes).
 until_true() {
-  local tries=$(($1 * 5)); shift
-  for _ in $(seq "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  return 1
+  local deadline=$((SECONDS + $1)); shift
+  while :; do
+    "$@" >/dev/null 2>&1 && return 0
+    ((SECONDS >= deadline)) && return 1
+    sleep 0.2
+  done
 }
 
 # expect CODE PATTERN -- COMMAND...: COMMAND exits CODE and its stderr has PATTERN.

@@ -13,6 +13,26 @@
 # CASE: worker_sigstop | worker_lost_elastic | rank_death | rank_hang | coordinator_kill_scheduling |
 #       coordinator_kill_upload | store_full | checkpoint_corrupt | nonfinite
 # Exit 77 (skipped) when the case cannot run here (store_full without mounts).
+#
+# Every check can fail. Each case was run once with the handling it tests
+# broken on purpose (a local patch, not committed; 2026-12-06) and failed:
+#   worker_sigstop       the lost worker's attempt never ended (EndAttempt skipped in
+#                        ReapWorkers): "not rescheduled", "reason: null"
+#   worker_lost_elastic  no fallback sizes (elastic condition false): "no retry",
+#                        "world sizes: 2 of 2"
+#   rank_death/rank_hang retries sent no resume_from: "attempt 2 resumed at '0', wanted >= 44"
+#   coordinator_kill_scheduling  queued jobs not re-queued when the store is loaded:
+#                        "states: ... QUEUED", "has no merged model"
+#   coordinator_kill_upload  stale temporary files kept at start (RemoveStaleTempFiles
+#                        skipped): "temporary files left"
+#   store_full           ENOSPC not mapped to RESOURCE_EXHAUSTED: "error code INTERNAL"
+#   checkpoint_corrupt   both checksum checks skipped (ReadTrainingCheckpoint and
+#                        VerifyTrainingCheckpoint; either alone still catches it):
+#                        "no checksum failure", "resumed at '24', wanted 20"
+#   nonfinite            IsDivergence always false: "code INTERNAL", "attempts: 3", and
+#                        for the guarded job "guarded job error"
+# verify_artifacts itself is checked in coordinator_kill_upload: a byte changed in a
+# stored artifact must be named.
 set -uo pipefail
 CASE="$1" D2="$2" COORD="$3" WORKER="$4"
 T="$(mktemp -d /tmp/d2lora-fault.XXXXXX)"
