@@ -183,6 +183,36 @@ TEST(ProgressPrinterTest, NotATtyPrintsJsonLinesEveryNSteps) {
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 4, 5}));  // skipped 1, every 2nd, the last
 }
 
+TEST(ProgressPrinterTest, PrintsARollbackOnTheTerminalAndAsJson) {
+  RollbackInfo r;
+  r.step = 38;
+  r.restored_step = 32;
+  r.reason = "loss spike at step 38: loss 5.6 > guard.spike_factor 2 x EMA 1.42";
+  r.rollbacks = 1;
+  r.max_rollbacks = 3;
+  r.lr_scale = 0.5;
+  r.first_skipped_batch = 37;
+  r.last_skipped_batch = 38;
+  Captured tty;
+  ProgressPrinter::Options o;
+  o.out = tty.file();
+  o.tty = true;
+  o.width = 100;
+  ProgressPrinter p(o);
+  p.OnRollback(r);
+  EXPECT_EQ(tty.text(), "rollback 1/3: loss spike at step 38: loss 5.6 > guard.spike_factor 2 x EMA 1.42; "
+                        "back to step 32, lr x0.5, batches 37-38 skipped\n");  // nothing drawn yet: no clear
+  Captured lines;
+  o.out = lines.file();
+  o.tty = false;
+  ProgressPrinter q(o);
+  q.OnRollback(r);
+  const json j = json::parse(lines.text());
+  EXPECT_EQ(j.at("event"), "rollback");
+  EXPECT_EQ(j.at("restored_step"), 32);
+  EXPECT_EQ(j.at("lr_scale"), 0.5);
+}
+
 TEST(ProgressPrinterTest, TtyDefaultsToIsatty) {
   FILE* f = std::tmpfile();
   ASSERT_NE(f, nullptr);
