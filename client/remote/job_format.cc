@@ -138,6 +138,7 @@ std::string FormatJobSummary(const v1::Job& job, absl::Time now, absl::TimeZone 
     if (m.has_loss_ema()) absl::StrAppend(&more, ", loss EMA ", FormatNumber(m.loss_ema()));
     if (m.spikes_total() > 0) absl::StrAppend(&more, ", spikes ", m.spikes_total());
     if (m.skipped_steps() > 0) absl::StrAppend(&more, ", skipped steps ", m.skipped_steps());
+    if (m.rollbacks_total() > 0) absl::StrAppend(&more, ", rollbacks ", m.rollbacks_total());
     if (m.has_tau_mean()) absl::StrAppend(&more, ", tau mean ", FormatNumber(m.tau_mean()));
     Field(out, "", more);
     if (m.has_eval_loss() || m.has_eval_accuracy() || m.has_eval_rouge_l()) {
@@ -211,6 +212,7 @@ std::string FormatProgressLine(const v1::TrainingMetrics& m) {
   }
   if (m.has_eta_seconds()) absl::StrAppend(&line, " ETA ", FormatDuration(m.eta_seconds()));
   if (m.skipped_steps() > 0) absl::StrAppend(&line, " skipped ", m.skipped_steps());
+  if (m.rollbacks_total() > 0) absl::StrAppend(&line, " rollbacks ", m.rollbacks_total());
   return line;
 }
 

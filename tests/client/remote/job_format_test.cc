@@ -94,6 +94,8 @@ TEST(FormatProgressLineTest, OnlyWhatIsKnown) {
   m.set_total_steps(7);
   m.set_skipped_steps(1);
   EXPECT_EQ(FormatProgressLine(m), "step 7/7 (100%) loss 2.5 skipped 1");
+  m.set_rollbacks_total(2);
+  EXPECT_EQ(FormatProgressLine(m), "step 7/7 (100%) loss 2.5 skipped 1 rollbacks 2");
 }
 
 TEST(FormatEventLinesTest, EvalAndState) {
@@ -128,6 +130,19 @@ TEST(FormatJobSummaryTest, RunningJob) {
   EXPECT_THAT(text, HasSubstr("step 120/400 (30%)"));
   EXPECT_THAT(text, HasSubstr("checkpoint: step 100"));
   EXPECT_THAT(text, Not(HasSubstr("error")));
+}
+
+TEST(FormatJobSummaryTest, ElasticAttemptAndRollbacks) {
+  v1::Job job = RunningJob();
+  job.set_current_world_size(2);
+  std::string text = FormatJobSummary(job, kNow, absl::UTCTimeZone());
+  EXPECT_THAT(text, HasSubstr("resources:  world size 2, priority 0"));
+  EXPECT_THAT(text, Not(HasSubstr("rollbacks")));
+  job.set_current_world_size(1);
+  job.mutable_metrics()->set_rollbacks_total(1);
+  text = FormatJobSummary(job, kNow, absl::UTCTimeZone());
+  EXPECT_THAT(text, HasSubstr("resources:  world size 2 (this attempt: 1 of 2 ranks, elastic), priority 0"));
+  EXPECT_THAT(text, HasSubstr(", rollbacks 1"));
 }
 
 TEST(FormatJobSummaryTest, FailedJobShowsErrorAndLogTail) {
