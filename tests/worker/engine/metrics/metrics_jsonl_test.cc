@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
+#include "tests/worker/engine/metrics/sample_events.h"
 #include "worker/engine/metrics/metrics_json.h"
 
 namespace d2lora::engine {
@@ -81,18 +82,15 @@ TEST(MetricsJsonTest, FlatSnakeCaseOmitsUnsetAndNullsNonFinite) {
   EXPECT_FALSE(je.contains("scoring"));
   EXPECT_FALSE(je.contains("rouge_l"));
 
-  RollbackInfo rb;
-  rb.step = 38;
-  rb.restored_step = 32;
-  rb.reason = "loss spike";
-  rb.rollbacks = 1;
-  rb.max_rollbacks = 3;
-  rb.lr_scale = 0.5;
-  rb.first_skipped_batch = 37;
-  rb.last_skipped_batch = 38;
-  EXPECT_EQ(ToJson(rb), (json{{"step", 38}, {"restored_step", 32}, {"reason", "loss spike"}, {"rollbacks", 1},
-                              {"max_rollbacks", 3}, {"lr_scale", 0.5}, {"first_skipped_batch", 37},
-                              {"last_skipped_batch", 38}}));
+  EXPECT_EQ(ToJson(SampleRollback()),
+            (json{{"step", 38},
+                  {"restored_step", 32},
+                  {"reason", "loss spike at step 38: loss 5.6 > guard.spike_factor 2 x EMA 1.42"},
+                  {"rollbacks", 1},
+                  {"max_rollbacks", 3},
+                  {"lr_scale", 0.5},
+                  {"first_skipped_batch", 37},
+                  {"last_skipped_batch", 38}}));
 
   RunVolatility rv;
   rv.steps = 1;

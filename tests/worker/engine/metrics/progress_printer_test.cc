@@ -1,5 +1,6 @@
 #include "worker/engine/metrics/progress_printer.h"
 #include "tests/support/captured_file.h"
+#include "tests/worker/engine/metrics/sample_events.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -184,15 +185,7 @@ TEST(ProgressPrinterTest, NotATtyPrintsJsonLinesEveryNSteps) {
 }
 
 TEST(ProgressPrinterTest, PrintsARollbackOnTheTerminalAndAsJson) {
-  RollbackInfo r;
-  r.step = 38;
-  r.restored_step = 32;
-  r.reason = "loss spike at step 38: loss 5.6 > guard.spike_factor 2 x EMA 1.42";
-  r.rollbacks = 1;
-  r.max_rollbacks = 3;
-  r.lr_scale = 0.5;
-  r.first_skipped_batch = 37;
-  r.last_skipped_batch = 38;
+  const RollbackInfo r = SampleRollback();
   Captured tty;
   ProgressPrinter::Options o;
   o.out = tty.file();
