@@ -84,6 +84,18 @@ class CoordinatorTest : public ::testing::Test {
     ASSERT_TRUE(coordinator_->Report(r).ok());
   }
   v1::JobState State(const std::string& id) { return coordinator_->GetJob(id)->state(); }
+  // `worker` heartbeats with `running` for half a second (5 beats) while the
+  // others stay silent; returns its heartbeat request.
+  v1::HeartbeatRequest KeepBeating(const std::string& worker, const v1::Assignment& running) {
+    v1::HeartbeatRequest hb;
+    hb.set_worker_id(worker);
+    hb.add_running_assignments(running.id());
+    for (int i = 0; i < 5; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      EXPECT_TRUE(coordinator_->Heartbeat(hb).ok());
+    }
+    return hb;
+  }
   std::string Submit(const v1::SubmitJobRequest& r) {
     auto job = coordinator_->Submit(r);
     EXPECT_TRUE(job.ok()) << job.status();
@@ -332,13 +344,7 @@ TEST_F(CoordinatorTest, LostWorkerFailsItsAttemptAndStopsThePeers) {
   const std::string id = Submit(Request(2));
   coordinator_->ScheduleNow();
   const v1::Assignment a1 = Lease(w1), a2 = Lease(w2);
-  v1::HeartbeatRequest hb;
-  hb.set_worker_id(w1);
-  hb.add_running_assignments(a1.id());
-  for (int i = 0; i < 5; ++i) {  // w1 keeps beating, w2 has gone silent
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    ASSERT_TRUE(coordinator_->Heartbeat(hb).ok());
-  }
+  const v1::HeartbeatRequest hb = KeepBeating(w1, a1);  // w2 has gone silent
   coordinator_->ScheduleNow();
   auto job = coordinator_->GetJob(id);
   EXPECT_EQ(job->state(), v1::QUEUED);
@@ -375,13 +381,7 @@ TEST_F(CoordinatorTest, AnElasticRetryRunsOnFewerRanksAfterItsWait) {
   const v1::Assignment mine = a1;
   Put(artifacts_, "jobs/" + id + "/checkpoints/step-2/trainer_state.json", "{}");
   D2_ASSERT_OK(coordinator_->ArtifactStored(a1.rank() == 0 ? a1 : a2, "checkpoints/step-2/trainer_state.json"));
-  v1::HeartbeatRequest hb;
-  hb.set_worker_id(survivor);
-  hb.add_running_assignments(mine.id());
-  for (int i = 0; i < 5; ++i) {  // w1 keeps beating, w2 has gone silent
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    ASSERT_TRUE(coordinator_->Heartbeat(hb).ok());
-  }
+  KeepBeating(survivor, mine);  // w2 has gone silent
   coordinator_->ScheduleNow();
   ASSERT_EQ(State(id), v1::QUEUED);
   D2_ASSERT_OK(Fail(survivor, mine, true, "ABORTED"));  // the surviving rank stops
