@@ -488,14 +488,11 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
       q.fallback_sizes = ElasticFallbackSizes(q.world_size, static_cast<int>(r.min_world_size()),
                                               queued.spec().train().batch_size());
     }
-    int size = q.world_size;
-    for (int fallback : q.fallback_sizes) {
-      if (size <= free_slots) break;
-      size = fallback;
-    }
+    const bool passed_over = SmallestSize(q) > total_slots;
+    const int size = FittingSize(q, free_slots);
     queue.push_back(std::move(q));
-    if (size > total_slots) continue;  // passed over
-    if (size > free_slots) break;
+    if (passed_over) continue;
+    if (size == 0) break;
     free_slots -= size;
   }
   for (const Placement& p : PlaceJobs(queue, slots)) {

@@ -5,6 +5,18 @@
 
 namespace d2lora::server {
 
+int FittingSize(const QueuedJob& job, int free) {
+  if (job.world_size <= free) return job.world_size;
+  for (int fallback : job.fallback_sizes) {  // largest first
+    if (fallback <= free) return fallback;
+  }
+  return 0;
+}
+
+int SmallestSize(const QueuedJob& job) {
+  return job.fallback_sizes.empty() ? job.world_size : std::min(job.world_size, job.fallback_sizes.back());
+}
+
 std::vector<int> ElasticFallbackSizes(int world_size, int min_world_size, int64_t batch_size) {
   std::vector<int> sizes;
   for (int w = world_size - 1; w >= std::max(min_world_size, 1); --w) {
@@ -22,17 +34,9 @@ std::vector<Placement> PlaceJobs(const std::vector<QueuedJob>& queue, std::vecto
   for (const QueuedJob& job : queue) {
     int free = 0;
     for (const WorkerSlots& w : workers) free += static_cast<int>(w.free_slots.size());
-    int size = job.world_size;
-    if (size > free) {
-      for (int fallback : job.fallback_sizes) {
-        if (fallback <= free) {
-          size = fallback;
-          break;
-        }
-      }
-    }
-    if (size > total) continue;  // cannot run on this cluster yet
-    if (size > free) break;      // the head waits; nothing behind it jumps ahead
+    if (SmallestSize(job) > total) continue;  // cannot run on this cluster yet
+    const int size = FittingSize(job, free);
+    if (size == 0) break;  // the head waits; nothing behind it jumps ahead
     std::sort(workers.begin(), workers.end(), [&](const WorkerSlots& a, const WorkerSlots& b) {
       if (a.free_slots.size() != b.free_slots.size()) return a.free_slots.size() > b.free_slots.size();
       return given[a.worker_id] < given[b.worker_id];

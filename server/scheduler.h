@@ -37,6 +37,13 @@ struct Placement {
   std::vector<std::pair<std::string, int>> ranks;
 };
 
+// The size `job` starts at with `free` slots: its world size when that fits,
+// else the largest fallback size that fits; 0 when none does.
+int FittingSize(const QueuedJob& job, int free);
+// The fewest ranks `job` could ever start on (a job needing more than the
+// cluster has is passed over).
+int SmallestSize(const QueuedJob& job);
+
 // The world sizes in [min_world_size, world_size) that split a global batch
 // of batch_size examples evenly, largest first: where an elastic retry may run.
 std::vector<int> ElasticFallbackSizes(int world_size, int min_world_size, int64_t batch_size);

@@ -42,6 +42,17 @@ TEST(ElasticFallbackSizesTest, SizesThatSplitTheBatchFromMinUp) {
   EXPECT_TRUE(ElasticFallbackSizes(1, 0, 16).empty());
 }
 
+TEST(FittingSizeTest, FullSizeThenTheLargestFallbackThatFits) {
+  const QueuedJob e{"e", 4, {2, 1}};
+  EXPECT_EQ(FittingSize(e, 5), 4);
+  EXPECT_EQ(FittingSize(e, 3), 2);
+  EXPECT_EQ(FittingSize(e, 1), 1);
+  EXPECT_EQ(FittingSize(e, 0), 0);
+  EXPECT_EQ(FittingSize({"rigid", 2, {}}, 1), 0);
+  EXPECT_EQ(SmallestSize(e), 1);
+  EXPECT_EQ(SmallestSize({"rigid", 2, {}}), 2);
+}
+
 TEST(PlaceJobsTest, AnElasticJobStartsOnTheLargestFallbackThatFits) {
   // 4 ranks wanted, 3 free: the fallbacks 3 (not allowed: say the batch does not split) are absent, 2 fits.
   auto p = PlaceJobs({{"e", 4, {2, 1}}, {"small", 1}}, {{"a", {0, 1}, 2}, {"b", {0}, 1}});
