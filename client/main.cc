@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "client/cli_util.h"
+#include "common/trainer/error_file.h"
 #include "worker/engine/runtime.h"
 #ifdef D2LORA_WITH_REMOTE
 #include "client/remote/remote_commands.h"
@@ -46,6 +47,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
+    // A rank process launched with a command line this binary does not
+    // take: the same every time (common/trainer/error_file.h).
+    d2lora::trainer::TrainerError error;
+    error.code = absl::StatusCode::kInvalidArgument;
+    error.message = e.what();
+    error.reason = d2lora::trainer::FailureReason::kUsage;
+    error.retryable = false;
+    (void)d2lora::trainer::WriteErrorFileFromEnvironment(error);
     return kExitUsage;
   }
   return exit_code;

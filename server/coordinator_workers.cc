@@ -10,8 +10,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/coordinator.h"
 #include "common/rpc/job_state.h"
+#include "common/trainer/output_names.h"
+#include "server/coordinator.h"
 #include "server/job_ids.h"
 #include "server/job_summary.h"
 #include "server/scheduler.h"
@@ -219,12 +220,9 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::Report(const v1::ReportP
 
 absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const std::string& name) {
   // checkpoints/step-N/trainer_state.json: the worker sends it last.
-  static constexpr char kPrefix[] = "checkpoints/step-";
-  static constexpr char kState[] = "/trainer_state.json";
-  if (!absl::StartsWith(name, kPrefix) || !absl::EndsWith(name, kState)) return absl::OkStatus();
-  const std::string number = name.substr(sizeof(kPrefix) - 1, name.size() - (sizeof(kPrefix) - 1) - (sizeof(kState) - 1));
-  int64_t step = 0;
-  if (!absl::SimpleAtoi(number, &step) || step <= 0) return absl::OkStatus();
+  const std::optional<int64_t> complete = trainer::CompleteCheckpointStep(name);
+  if (!complete.has_value()) return absl::OkStatus();
+  const int64_t step = *complete;
   int64_t keep = 3;
   uint64_t ticket = 0;
   {
@@ -236,24 +234,31 @@ absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const
     job.set_checkpoint_step(step);
     v1::CheckpointStored* c = AddEvent(m, job.id()).mutable_checkpoint();
     c->set_step(step);
-    c->set_name(absl::StrCat("checkpoints/step-", step));
+    c->set_name(trainer::CheckpointName(step));
     if (job.spec().train().has_keep_checkpoints()) keep = std::max<int64_t>(1, job.spec().train().keep_checkpoints());
     ticket = Stage(m);
   }
   // The job names the new checkpoint durably before older ones go.
   if (absl::Status s = Durable(ticket); !s.ok()) return s;
   // Keep the newest `keep` stored checkpoints.
-  const std::string root = absl::StrCat("jobs/", assignment.job_id(), "/checkpoints/");
+  const std::string root = absl::StrCat("jobs/", assignment.job_id(), "/", trainer::kCheckpointsDir, "/");
   auto files = artifacts_->List(root);
   if (!files.ok()) return files.status();
   std::set<int64_t> steps;
   for (const ArtifactInfo& f : *files) {
+    // Any stored step, complete or not.
+    constexpr size_t kPrefixSize = sizeof(trainer::kCheckpointPrefix) - 1;
     const std::string rest = f.key.substr(root.size());
     int64_t s = 0;
-    if (absl::StartsWith(rest, "step-") && absl::SimpleAtoi(rest.substr(5, rest.find('/') - 5), &s)) steps.insert(s);
+    if (absl::StartsWith(rest, trainer::kCheckpointPrefix) &&
+        absl::SimpleAtoi(rest.substr(kPrefixSize, rest.find('/') - kPrefixSize), &s)) {
+      steps.insert(s);
+    }
   }
   while (static_cast<int64_t>(steps.size()) > keep && *steps.begin() < step) {
-    if (absl::Status s = artifacts_->Delete(absl::StrCat(root, "step-", *steps.begin())); !s.ok()) return s;
+    if (absl::Status s = artifacts_->Delete(absl::StrCat(root, trainer::kCheckpointPrefix, *steps.begin())); !s.ok()) {
+      return s;
+    }
     steps.erase(steps.begin());
   }
   return absl::OkStatus();
@@ -397,7 +402,7 @@ absl::Status Coordinator::BuildAssignmentInputs(const v1::Job& job, v1::Assignme
     if (absl::Status s = rewrite("spec.data.validation", spec.mutable_data()->mutable_validation()); !s.ok()) return s;
   }
   if (job.checkpoint_step() > 0) {
-    const std::string dir = absl::StrCat("checkpoints/step-", job.checkpoint_step());
+    const std::string dir = trainer::CheckpointName(job.checkpoint_step());
     const std::string prefix = absl::StrCat("jobs/", job.id(), "/", dir, "/");
     auto files = artifacts_->List(prefix);
     if (!files.ok()) return files.status();
@@ -413,19 +418,14 @@ absl::Status Coordinator::BuildAssignmentInputs(const v1::Job& job, v1::Assignme
       // The previous complete checkpoint too: the trainer falls back to it
       // when the newest fails its checksums (corrupted in the store).
       const std::string job_dir = absl::StrCat("jobs/", job.id(), "/");
-      const std::string root = job_dir + "checkpoints/";
-      auto all = artifacts_->List(root);
+      auto all = artifacts_->List(absl::StrCat(job_dir, trainer::kCheckpointsDir, "/"));
       if (!all.ok()) return all.status();
       int64_t previous = 0;
       for (const ArtifactInfo& f : *all) {
-        int64_t s = 0;
-        const std::string rest = f.key.substr(root.size());
-        if (absl::StartsWith(rest, "step-") && absl::EndsWith(rest, "/trainer_state.json") &&
-            absl::SimpleAtoi(rest.substr(5, rest.find('/') - 5), &s) && s < job.checkpoint_step()) {
-          previous = std::max(previous, s);
-        }
+        const std::optional<int64_t> s = trainer::CompleteCheckpointStep(f.key.substr(job_dir.size()));
+        if (s.has_value() && *s < job.checkpoint_step()) previous = std::max(previous, *s);
       }
-      const std::string older = absl::StrCat("checkpoints/step-", previous, "/");
+      const std::string older = absl::StrCat(trainer::CheckpointName(previous), "/");
       for (const ArtifactInfo& f : *all) {
         if (previous == 0 || !absl::StartsWith(f.key.substr(job_dir.size()), older)) continue;
         v1::InputFile* in = a.add_inputs();

@@ -2,7 +2,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/rpc/status_convert.h"
+#include "common/trainer/output_names.h"
 #include "server/artifact_streaming.h"
 
 namespace d2lora::server {
@@ -10,12 +12,31 @@ namespace {
 
 using rpc::ToGrpcStatus;
 
-// What a rank may hand over: the output layout of `d2lora train` and its logs.
+// The folder a rank's log goes to (worker/daemon/assignment_runner.cc).
+constexpr char kLogsDir[] = "logs";
+
+// What a rank may hand over: the output layout of `d2lora train`
+// (common/trainer/output_names.h), its checkpoints and its logs.
 bool AllowedArtifactName(const std::string& name) {
-  for (const char* folder : {"adapter/", "adapter-peft/", "merged/", "checkpoints/", "logs/"}) {
-    if (absl::StartsWith(name, folder)) return true;
+  for (const char* folder : trainer::kOutputFolders) {
+    if (absl::StartsWith(name, absl::StrCat(folder, "/"))) return true;
   }
-  return name == "metrics.jsonl" || name == "summary.json" || name == "spec.yaml" || name == "merge_report.json";
+  for (const char* folder : {trainer::kCheckpointsDir, kLogsDir}) {
+    if (absl::StartsWith(name, absl::StrCat(folder, "/"))) return true;
+  }
+  for (const char* file : trainer::kOutputFiles) {
+    if (name == file) return true;
+  }
+  return false;
+}
+
+std::string AllowedArtifactNames() {
+  std::vector<std::string> names;
+  for (const char* folder : trainer::kOutputFolders) names.push_back(absl::StrCat(folder, "/"));
+  names.push_back(absl::StrCat(trainer::kCheckpointsDir, "/"));
+  names.push_back(absl::StrCat(kLogsDir, "/"));
+  for (const char* file : trainer::kOutputFiles) names.push_back(file);
+  return absl::StrJoin(names, ", ");
 }
 
 template <typename Response, typename Call>
@@ -88,8 +109,7 @@ grpc::Status WorkerServiceImpl::UploadArtifact(grpc::ServerContext* context,
   }
   if (!AllowedArtifactName(header.name())) {
     return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-        "header.name: ", header.name(), " is not an artifact (adapter/, adapter-peft/, merged/, checkpoints/, logs/, ",
-        "metrics.jsonl, summary.json, spec.yaml, merge_report.json)")));
+        "header.name: ", header.name(), " is not an artifact (", AllowedArtifactNames(), ")")));
   }
   const std::string key = absl::StrCat("jobs/", assignment->job_id(), "/", header.name());
   auto info = ReceiveArtifact(*artifacts_, key, header.size(), header.sha256(), coordinator_->options().max_upload_bytes,

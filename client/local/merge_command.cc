@@ -52,7 +52,7 @@ void AddMergeCommand(CLI::App& app, int* exit_code) {
               << "merge gate: " << (result->report.passed() ? "passed" : "FAILED (written anyway: --force)")
               << "; max logit diff " << h["max_logit_diff"].dump() << ", mean KL " << h["mean_kl"].dump()
               << ", max row-norm deviation " << h["max_row_norm_deviation"].dump() << ", max cast error "
-              << h["max_cast_error"].dump() << " (" << opts->out_dir << "/" << engine::kMergeReportFile << ")"
+              << h["max_cast_error"].dump() << " (" << opts->out_dir << "/" << trainer::kMergeReportFile << ")"
               << std::endl;
     for (const std::string& b : result->report.breaches) std::cout << "  over threshold: " << b << "\n";
   });

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `d2lora train` end to end through the built binary, with real processes:
-# a run and its outputs, spec errors, a refused output directory, SIGTERM
+# a run and its outputs, spec errors (and the error file a failed run
+# writes), a refused output directory, SIGTERM
 # (graceful stop + --resume) and SIGKILL (resume from the last checkpoint)
 # both ending with the adapter of an uninterrupted run, two ranks over Gloo
 # (by flags and by torchrun's environment), and a rank whose peer never comes;
@@ -30,11 +31,12 @@ YAML
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # 1. A run: outputs, summary, JSON progress lines on a non-TTY stderr.
-if "$D2" train --config spec.yaml >out.log 2>err.log; then
+if D2LORA_ERROR_FILE="$T/ok-error.json" "$D2" train --config spec.yaml >out.log 2>err.log; then
   pass "train"
 else
   fail "train exited $?: $(tail -5 err.log)"; exit 1
 fi
+[ ! -e ok-error.json ] && pass "a run that succeeds writes no error file" || fail "ok-error.json: $(cat ok-error.json)"
 for f in spec.yaml metrics.jsonl summary.json adapter/adapter_config.json adapter/adapter_model.safetensors \
   merged/config.json merged/model.safetensors merged/tokenizer.json checkpoints/step-40/trainer_state.json; do
   [ -f "out/$f" ] || fail "no out/$f"
@@ -92,10 +94,32 @@ expect 1 "no checkpoint" -- "$D2" train --config spec.yaml --resume ./nowhere --
 expect 2 "config" -- "$D2" train
 [ ! -e x ] && pass "refused jobs leave no output directory" || fail "refused jobs left ./x: $(ls -R x)"
 
+# 2b. The trainer-process contract: with $D2LORA_ERROR_FILE set, a failed run
+#     says why in that file (code, message, reason, retryable, step).
+# error_file FILE KEY VALUE...: FILE holds each "KEY": VALUE pair as written.
+error_file() {
+  local file="$1"; shift
+  [ -f "$file" ] || return 1
+  while [ $# -gt 0 ]; do grep -q "\"$1\": $2" "$file" || return 1; shift 2; done
+}
+D2LORA_ERROR_FILE="$T/e-invalid.json" "$D2" train --config spec.yaml --set train.lr=fast --set output.dir=./x \
+  >/dev/null 2>&1
+error_file e-invalid.json code '"INVALID_ARGUMENT"' retryable false message '".*train.lr' &&
+  ! grep -q '"step"' e-invalid.json && pass "an invalid spec: INVALID_ARGUMENT, not retryable" ||
+  fail "e-invalid.json: $(cat e-invalid.json 2>&1)"
+D2LORA_ERROR_FILE="$T/e-usage.json" "$D2" train --config spec.yaml --bogus >/dev/null 2>&1
+error_file e-usage.json code '"INVALID_ARGUMENT"' reason '"USAGE"' retryable false &&
+  pass "a command line that does not parse: USAGE, not retryable" || fail "e-usage.json: $(cat e-usage.json 2>&1)"
+D2LORA_ERROR_FILE="$T/e-diverged.json" "$D2" train --config spec.yaml --set output.dir=./diverged --quiet \
+  --set train.lr=1e30 --set train.max_nonfinite_steps=1 --set train.max_steps=12 >/dev/null 2>&1
+error_file e-diverged.json code '"FAILED_PRECONDITION"' reason '"DIVERGED"' retryable false step '[0-9]' \
+  message '"training diverged: ' && pass "a divergence: DIVERGED at a step, not retryable" ||
+  fail "e-diverged.json: $(cat e-diverged.json 2>&1)"
+
 # 3. SIGTERM: stops after the current step with a checkpoint; --resume finishes
 #    with the uninterrupted run's adapter, bit for bit.
 slow=(--set output.dir=./term)
-"$D2" train --config spec.yaml "${slow[@]}" --quiet 2>term.log &
+D2LORA_ERROR_FILE="$T/e-term.json" "$D2" train --config spec.yaml "${slow[@]}" --quiet 2>term.log &
 pid=$!
 wait_for term/metrics.jsonl '"step":3,' || fail "no step 3 before SIGTERM"
 kill -TERM $pid
@@ -104,6 +128,8 @@ code=$?
 if [ $code -eq 4 ] && grep -q "stopped at step" term.log; then pass "SIGTERM stops with exit 4"; else
   fail "SIGTERM: exit $code, $(cat term.log)"; fi
 grep -q '"status": "stopped"' term/summary.json || fail "stopped summary: $(head -c 300 term/summary.json)"
+error_file e-term.json code '"ABORTED"' reason '"STOPPED"' retryable true message '"stopped at step' &&
+  pass "a stop: ABORTED, STOPPED, retryable" || fail "e-term.json: $(cat e-term.json 2>&1)"
 "$D2" train --config spec.yaml "${slow[@]}" --quiet --resume ./term 2>>term.log &&
   [ "$(sha term/adapter/adapter_model.safetensors)" == "$reference" ] &&
   pass "resume after SIGTERM = uninterrupted" || fail "resume after SIGTERM: $(tail -3 term.log)"

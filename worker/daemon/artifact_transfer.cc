@@ -11,13 +11,14 @@
 #include "common/rpc/file_transfer.h"
 #include "common/rpc/status_convert.h"
 #include "common/sha256.h"
+#include "common/trainer/output_names.h"
 
 namespace d2lora::worker {
 namespace fs = std::filesystem;
 
 namespace {
 
-constexpr char kTrainerStateFile[] = "trainer_state.json";
+using trainer::kTrainerStateFile;
 
 // A download stream that tells the hook when it goes away (before its context does).
 class HookedReader : public grpc::ClientReaderInterface<v1::FileChunk> {

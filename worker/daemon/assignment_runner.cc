@@ -14,10 +14,12 @@
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/rpc/status_convert.h"
+#include "common/trainer/error_file.h"
+#include "common/trainer/output_names.h"
 #include "worker/daemon/assignment_spec.h"
 #include "worker/daemon/daemon_log.h"
 #include "worker/daemon/log_tail.h"
-#include "worker/engine/tasks/output_names.h"
+#include "worker/daemon/rank_outcome.h"
 
 namespace d2lora::worker {
 namespace fs = std::filesystem;
@@ -30,24 +32,6 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
 constexpr absl::Duration kCheckpointRetryWindow = absl::Minutes(5);
 constexpr int kUploadAttempts = 3;
 constexpr int kCallAttempts = 5;
-
-// The google.rpc code a trainer's error line names, if any ("out of memory"
-// reads as RESOURCE_EXHAUSTED); "" when nothing maps.
-std::string CodeFromErrorLine(const std::string& line) {
-  for (int c = 1; c <= 16; ++c) {
-    const std::string name = rpc::StatusCodeName(static_cast<absl::StatusCode>(c));
-    size_t pos = line.find(name);
-    while (pos != std::string::npos) {
-      const bool left_ok = pos == 0 || !(absl::ascii_isalnum(line[pos - 1]) || line[pos - 1] == '_');
-      const size_t end = pos + name.size();
-      const bool right_ok = end == line.size() || !(absl::ascii_isalnum(line[end]) || line[end] == '_');
-      if (left_ok && right_ok) return name;
-      pos = line.find(name, pos + 1);
-    }
-  }
-  if (absl::StrContains(absl::AsciiStrToLower(line), "out of memory")) return "RESOURCE_EXHAUSTED";
-  return "";
-}
 
 bool NeverRetried(absl::StatusCode code) {
   switch (code) {
@@ -89,23 +73,10 @@ absl::Status LinkTree(const fs::path& from, const fs::path& to) {
 
 }  // namespace
 
-bool IsDivergence(const std::string& error_line) {
-  // worker/engine/train/trainer.cc: "training diverged: non-finite loss at step N, K step(s) in a row
-  // (train.max_nonfinite_steps = M); ..."
-  // worker/engine/train/guard.cc: "training diverged: <reason>; K rollback(s) already (guard.max_rollbacks = M); ..."
-  return absl::StrContains(error_line, "training diverged: ") &&
-         (absl::StrContains(error_line, "train.max_nonfinite_steps") ||
-          absl::StrContains(error_line, "guard.max_rollbacks"));
-}
-
-bool IsMergeCheckFailure(const std::string& error_line) {
-  // worker/engine/tasks/merge_report.cc: "MERGE_CHECK_FAILED: the merged model (...) was not published: ..."
-  return absl::StrContains(error_line, absl::StrCat(engine::kMergeCheckFailed, ": the merged model"));
-}
-
 std::string ResumeArgument(const std::string& dir, const std::string& resume_from) {
   const fs::path path = fs::path(resume_from);
-  if (absl::StartsWith(path.filename().string(), "step-") && path.parent_path().filename() == "checkpoints") {
+  if (absl::StartsWith(path.filename().string(), trainer::kCheckpointPrefix) &&
+      path.parent_path().filename() == trainer::kCheckpointsDir) {
     return absl::StrCat(dir, "/", path.parent_path().string());
   }
   return absl::StrCat(dir, "/", resume_from);
@@ -272,6 +243,7 @@ AssignmentResult AssignmentRunner::Execute() {
   if (ec) return fail({"INTERNAL", absl::StrCat("cannot create ", dir_, ": ", ec.message())});
   fs::remove_all(out_dir(), ec);
   fs::remove(log_path(), ec);
+  fs::remove(error_path(), ec);
   fs::remove_all(dir_ + "/.upload", ec);
 
   if (std::optional<Failure> failure = DownloadInputs()) return fail(*failure);
@@ -310,6 +282,7 @@ AssignmentResult AssignmentRunner::Execute() {
     launch.argv.push_back(ResumeArgument(dir_, assignment_.resume_from()));
   }
   launch.log_path = log_path();
+  launch.env.push_back(absl::StrCat(trainer::kErrorFileEnv, "=", error_path()));
   launch.working_dir = dir_;
   absl::StatusOr<std::unique_ptr<RankProcess>> process = RankProcess::Start(launch);
   if (!process.ok()) {
@@ -317,7 +290,7 @@ AssignmentResult AssignmentRunner::Execute() {
   }
   Log(absl::StrCat(label_, ": rank process ", (*process)->pid(), " running: ", absl::StrJoin(launch.argv, " ")));
 
-  metrics_tail_ = std::make_unique<MetricsTail>(absl::StrCat(out_dir(), "/metrics.jsonl"));
+  metrics_tail_ = std::make_unique<MetricsTail>(absl::StrCat(out_dir(), "/", trainer::kMetricsFile));
   log_tail_ = std::make_unique<LineTail>(log_path(), kMaxLogLineBytes);
   if (assignment_.rank() == 0) checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
 
@@ -536,7 +509,7 @@ void AssignmentRunner::CheckpointLoop() {
 }
 
 void AssignmentRunner::UploadCheckpoint(const CheckpointEvent& event) {
-  const std::string name = absl::StrCat("checkpoints/step-", event.step);
+  const std::string name = trainer::CheckpointName(event.step);
   std::string source = absl::StrCat(out_dir(), "/", name);
   std::error_code ec;
   if (!fs::is_directory(source, ec) && !event.path.empty()) source = event.path;
@@ -597,7 +570,7 @@ AssignmentResult AssignmentRunner::Finish(const ExitStatus& exit) {
   if (exit.success()) {
     std::string summary;
     if (assignment_.rank() == 0) {
-      absl::StatusOr<std::string> text = ReadFileToString(absl::StrCat(out_dir(), "/summary.json"));
+      absl::StatusOr<std::string> text = ReadFileToString(absl::StrCat(out_dir(), "/", trainer::kSummaryFile));
       if (!text.ok()) {
         UploadLog();
         ReportFailure({"INTERNAL", absl::StrCat("the rank exited 0 without a summary: ", text.status().message())},
@@ -619,31 +592,18 @@ AssignmentResult AssignmentRunner::Finish(const ExitStatus& exit) {
 
   Failure failure;
   std::string summary;  // rank 0's summary.json, where a failed run wrote one
-  const std::string error_line = LastErrorLine(log_path());
   if (stopped) {
     failure.code = "ABORTED";
     failure.message = absl::StrCat("stopped (", stop_reason, "): ", exit.Describe());
   } else {
-    const std::string code = CodeFromErrorLine(error_line);
-    failure.code = code.empty() ? "INTERNAL" : code;
-    failure.message = error_line.empty() ? exit.Describe() : error_line;
-    failure.retryable = exit.signal != 0 || exit.exit_code != 2;  // 2: a usage error, the same every time
-    if (exit.signal == 0 && IsDivergence(error_line)) {
-      // The same seeds from the same checkpoint diverge again: a retry only burns time.
-      failure.code = "FAILED_PRECONDITION";
-      failure.retryable = false;
-    }
-    if (exit.signal == 0 && IsMergeCheckFailure(error_line)) {
-      // The merge gate stopped the merged model: the same weights merge the
-      // same way again. The adapter, merge_report.json and summary.json are
-      // kept as the job's artifacts (rank 0 wrote them).
-      failure.code = "FAILED_PRECONDITION";
-      failure.retryable = false;
-      if (assignment_.rank() == 0) {
-        if (std::optional<Failure> upload = UploadOutputs()) Log(absl::StrCat(label_, ": ", upload->message));
-        absl::StatusOr<std::string> text = ReadFileToString(absl::StrCat(out_dir(), "/", engine::kSummaryFile));
-        if (text.ok()) summary = CleanLogLine(*text, text->size() + 16);
-      }
+    const RankOutcome outcome =
+        ClassifyRankExit(exit, trainer::ReadErrorFile(error_path()), LastErrorLine(log_path()));
+    failure = Failure{outcome.code, outcome.message, outcome.retryable};
+    if (outcome.merge_check_failed && assignment_.rank() == 0) {
+      // The adapter, merge_report.json and summary.json are the job's artifacts.
+      if (std::optional<Failure> upload = UploadOutputs()) Log(absl::StrCat(label_, ": ", upload->message));
+      absl::StatusOr<std::string> text = ReadFileToString(absl::StrCat(out_dir(), "/", trainer::kSummaryFile));
+      if (text.ok()) summary = CleanLogLine(*text, text->size() + 16);
     }
   }
   UploadLog();
@@ -654,7 +614,7 @@ AssignmentResult AssignmentRunner::Finish(const ExitStatus& exit) {
 std::optional<AssignmentRunner::Failure> AssignmentRunner::UploadOutputs() {
   std::vector<std::pair<std::string, std::string>> uploads;  // path, name
   std::error_code ec;
-  for (const char* folder : {engine::kAdapterDir, engine::kPeftAdapterDir, engine::kMergedDir}) {
+  for (const char* folder : trainer::kOutputFolders) {
     const std::string dir = absl::StrCat(out_dir(), "/", folder);
     if (!fs::is_directory(dir, ec)) continue;
     absl::StatusOr<std::vector<std::string>> files = FilesToUpload(dir);
@@ -663,9 +623,9 @@ std::optional<AssignmentRunner::Failure> AssignmentRunner::UploadOutputs() {
       uploads.emplace_back(absl::StrCat(dir, "/", file), absl::StrCat(folder, "/", file));
     }
   }
-  for (const char* file : {engine::kMetricsFile, engine::kSummaryFile, engine::kSpecFile, engine::kMergeReportFile}) {
+  for (const char* file : trainer::kOutputFiles) {
     const std::string path = absl::StrCat(out_dir(), "/", file);
-    if (file == engine::kMergeReportFile && !fs::exists(path, ec)) continue;  // no merge asked for
+    if (file == trainer::kMergeReportFile && !fs::exists(path, ec)) continue;  // no merge asked for
     uploads.emplace_back(path, file);
   }
   for (const auto& [path, name] : uploads) {

@@ -9,7 +9,8 @@
 //      the metrics.jsonl events (metrics_tail.h); upload each new checkpoint
 //      folder (trainer_state.json last) from a second thread;
 //   5. on exit 0 upload the outputs (rank 0) and the log, then
-//      CompleteAssignment; otherwise upload the log and FailAssignment.
+//      CompleteAssignment; otherwise upload the log and FailAssignment with
+//      what the rank's error.json says (rank_outcome.h).
 //
 // Stop() (a STOP command, a report answered stop, the worker shutting down)
 // sends SIGTERM to the rank's process group, SIGKILL after the grace, and
@@ -42,6 +43,8 @@
 namespace d2lora::worker {
 
 inline constexpr char kRankLogFile[] = "rank.log";
+// Where the rank writes its error before a non-zero exit ($D2LORA_ERROR_FILE).
+inline constexpr char kRankErrorFile[] = "error.json";
 inline constexpr int kMaxLogLinesPerReport = 200;
 inline constexpr int kLogTailLines = 40;
 
@@ -64,14 +67,6 @@ struct RunnerOptions {
 // the trainer falls back to an older checkpoint sent along (the coordinator
 // sends the previous one too) when the newest fails its checksums.
 std::string ResumeArgument(const std::string& dir, const std::string& resume_from);
-
-// The trainer's error line says the run diverged (train.max_nonfinite_steps
-// non-finite steps in a row, or the training guard's guard.max_rollbacks
-// used up): reported FAILED_PRECONDITION, not retryable.
-bool IsDivergence(const std::string& error_line);
-// The trainer's error line says the merge gate stopped the merged model
-// (MERGE_CHECK_FAILED): FAILED_PRECONDITION, not retryable, outputs kept.
-bool IsMergeCheckFailure(const std::string& error_line);
 
 class AssignmentRunner {
  public:
@@ -137,6 +132,7 @@ class AssignmentRunner {
   bool abandoned() const;
   bool stop_requested() const;
   std::string log_path() const { return dir_ + "/" + kRankLogFile; }
+  std::string error_path() const { return dir_ + "/" + kRankErrorFile; }
   std::string out_dir() const;
   TransferTarget target() const { return {options_.worker_id, assignment_.id()}; }
 

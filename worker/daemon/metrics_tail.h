@@ -1,4 +1,4 @@
-// Rank 0's metrics.jsonl (worker/engine/metrics/metrics_json.h) read as it
+// Rank 0's metrics.jsonl (common/trainer/metrics_events.h) read as it
 // grows, into what ReportProgress carries: the latest "step" as
 // TrainingMetrics (with the skipped steps counted and the latest evaluation's
 // figures copied in), each "eval" as an EvalResult, and the "checkpoint"

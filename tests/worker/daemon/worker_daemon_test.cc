@@ -84,9 +84,25 @@ case "$mode" in
   fail)
     echo "working"
     echo "d2lora train: error: data.train: line 3: not JSON" >&2
+    echo '{"code": "INVALID_ARGUMENT", "message": "data.train: line 3: not JSON", "retryable": false}' > "$D2LORA_ERROR_FILE"
+    exit 1 ;;
+  diverge)
+    echo "d2lora train: error: training diverged: non-finite loss at step 6" >&2
+    echo '{"code": "FAILED_PRECONDITION", "message": "training diverged: non-finite loss at step 6", "reason": "DIVERGED", "retryable": false, "step": 6}' > "$D2LORA_ERROR_FILE"
+    exit 1 ;;
+  lost-peer)
+    echo "d2lora train: error: INVALID_ARGUMENT training diverged: (a misleading line)" >&2
+    echo '{"code": "UNAVAILABLE", "message": "rank 1 went away", "retryable": true}' > "$D2LORA_ERROR_FILE"
+    exit 1 ;;
+  crash)
+    echo "d2lora train: error: INVALID_ARGUMENT (a line that decides nothing)" >&2
+    kill -SEGV $$ ;;
+  silent)
+    echo "d2lora train: error: FAILED_PRECONDITION (no error file)" >&2
     exit 1 ;;
   usage)
     echo "d2lora train: unknown flag --bogus" >&2
+    echo '{"code": "INVALID_ARGUMENT", "message": "--bogus: unknown flag", "reason": "USAGE", "retryable": false}' > "$D2LORA_ERROR_FILE"
     exit 2 ;;
   hang)
     trap 'echo "got SIGTERM"; checkpoint 7; exit 4' TERM
@@ -487,31 +503,51 @@ TEST_F(WorkerDaemonTest, MetricsFollowTheAssignments) {
   EXPECT_FALSE(absl::StrContains(text, "job_id=\"job-m1\"")) << text;  // removed at the end
 }
 
-TEST_F(WorkerDaemonTest, ReportsAFailedRank) {
-  fake_.Queue(Assignment("f1", "fail"));
-  fake_.Queue(Assignment("f2", "usage"));
+// What a failed rank reports comes from its error.json ($D2LORA_ERROR_FILE)
+// alone: an invalid input and a divergence are not retried, a crash is.
+TEST_F(WorkerDaemonTest, ReportsAFailedRankFromItsErrorFile) {
+  struct Expected {
+    const char* code;
+    const char* message;
+    bool retryable;
+    int exit_code;
+  };
+  const std::map<std::string, Expected> expected = {
+      {"fail", {"INVALID_ARGUMENT", "data.train: line 3: not JSON", false, 1}},
+      {"diverge", {"FAILED_PRECONDITION", "training diverged: non-finite loss at step 6", false, 1}},
+      {"lost-peer", {"UNAVAILABLE", "rank 1 went away", true, 1}},
+      {"crash",
+       {"INTERNAL",
+        "rank process killed by signal 11 (Segmentation fault); its last error line: "
+        "d2lora train: error: INVALID_ARGUMENT (a line that decides nothing)",
+        true, 128 + 11}},
+      {"silent",
+       {"INTERNAL",
+        "rank process exited with code 1 without an error file; its last error line: "
+        "d2lora train: error: FAILED_PRECONDITION (no error file)",
+        true, 1}},
+      {"usage", {"INVALID_ARGUMENT", "--bogus: unknown flag", false, 2}},
+  };
+  for (const auto& [mode, e] : expected) fake_.Queue(Assignment(mode, mode));
   StartDaemon();
-  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.failed_.size() == 2; }));
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.failed_.size() == expected.size(); }));
   std::lock_guard<std::mutex> lock(fake_.mu_);
   for (const auto& f : fake_.failed_) {
-    if (f.assignment_id() == "f1") {
-      EXPECT_EQ(f.error().code(), "INTERNAL");
-      EXPECT_EQ(f.error().message(), "d2lora train: error: data.train: line 3: not JSON");
+    SCOPED_TRACE(f.assignment_id());
+    const Expected& e = expected.at(f.assignment_id());
+    EXPECT_EQ(f.error().code(), e.code);
+    EXPECT_EQ(f.error().message(), e.message);
+    EXPECT_EQ(f.retryable(), e.retryable);
+    EXPECT_EQ(f.exit_code(), e.exit_code);
+    EXPECT_EQ(f.error().attempt(), 1);
+    EXPECT_EQ(f.error().rank(), 0);
+    if (f.assignment_id() == "fail") {
       EXPECT_TRUE(absl::StrContains(f.error().log_tail(), "working")) << f.error().log_tail();
-      EXPECT_EQ(f.error().attempt(), 1);
-      EXPECT_EQ(f.error().rank(), 0);
-      EXPECT_TRUE(f.retryable());
-      EXPECT_EQ(f.exit_code(), 1);
-    } else {
-      EXPECT_EQ(f.assignment_id(), "f2");
-      EXPECT_FALSE(f.retryable());  // a usage error
-      EXPECT_EQ(f.exit_code(), 2);
-      EXPECT_EQ(f.error().message(), "rank process exited with code 2");
     }
   }
   int logs = 0;
   for (const Upload& u : fake_.uploads_) logs += u.name == "logs/attempt-1-rank-0.log" ? 1 : 0;
-  EXPECT_EQ(logs, 2);
+  EXPECT_EQ(logs, static_cast<int>(expected.size()));
   EXPECT_TRUE(fake_.completed_.empty());
 }
 

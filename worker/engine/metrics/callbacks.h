@@ -6,98 +6,20 @@
 // OnEnd. After OnRollback, steps from restored_step + 1 are reported again.
 #pragma once
 
-#include <cstdint>
-#include <optional>
-#include <string>
-
 #include <nlohmann/json.hpp>
+
+#include "common/trainer/metrics_events.h"
 
 namespace d2lora::engine {
 
-// Training volatility over a sliding window of steps (volatility.h).
-struct VolatilityStats {
-  // Sample standard deviation of the step-to-step loss changes in the window;
-  // unset until the window holds at least two changes (three losses).
-  std::optional<double> volatility;
-  // Sample standard deviation / mean of the losses in the window; unset until
-  // it holds two losses (or when the mean is 0).
-  std::optional<double> loss_cv;
-  int64_t spikes_in_window = 0;  // steps in the window whose loss > 1.5 x EMA
-  int64_t spikes_total = 0;      // over the whole run
-  int64_t window_steps = 0;      // losses currently in the window
-  std::optional<double> loss_ema;  // EMA of the losses (decay 0.9), the spike test's baseline
-};
-
-// D2-LoRA's tau over all adapted layers (effective values, after softplus).
-struct TauStats {
-  double mean = 0;
-  double min = 0;
-  double max = 0;
-};
-
-struct RunInfo {
-  std::string name;
-  std::string method;  // "d2lora" | "lora" | "dora" | "full"
-  int64_t total_steps = 0;
-  int64_t start_step = 0;  // > 0 when resumed from a checkpoint
-  int64_t steps_per_epoch = 0;
-  int64_t world_size = 1;
-  int64_t trainable_parameters = 0;
-  int64_t total_parameters = 0;
-  std::string output_dir;
-};
-
-struct StepMetrics {
-  int64_t step = 0;  // optimizer steps done, 1-based
-  int64_t total_steps = 0;
-  int64_t epoch = 0;  // 0-based epoch the step's batch came from
-  double loss = 0;    // token-mean loss of the global batch
-  double lr = 0;
-  double grad_norm = 0;  // global L2 norm before clipping
-  int64_t tokens = 0;    // real tokens in the global batch
-  double tokens_per_second = 0;
-  double step_seconds = 0;
-  // Parts of step_seconds on this rank (rank 0 reports its own): forward and
-  // backward of its micro-batches, and the one gradient all-reduce, which
-  // includes waiting for the slowest rank (0 with one rank).
-  double compute_seconds = 0;
-  double allreduce_seconds = 0;
-  double elapsed_seconds = 0;  // since the start of this process's run
-  std::optional<double> eta_seconds;
-  std::optional<TauStats> tau;  // D2-LoRA only
-  VolatilityStats volatility;
-  bool skipped = false;  // non-finite loss or gradients: no update was applied
-  int64_t rollbacks = 0;  // the training guard's rollbacks so far (train/guard.h)
-};
-
-// The training guard rolled the run back (train/guard.h).
-struct RollbackInfo {
-  int64_t step = 0;           // the step whose loss triggered it (1-based); its update was not applied
-  int64_t restored_step = 0;  // the in-memory checkpoint the run went back to
-  std::string reason;         // "loss spike at step 12: loss 9.1 > guard.spike_factor 3 x EMA 1.2" | "non-finite ..."
-  int64_t rollbacks = 0;      // this one included
-  int64_t max_rollbacks = 0;
-  double lr_scale = 1;        // the learning rate's multiplier from now on
-  int64_t first_skipped_batch = 0;  // global batches [first, last] are skipped from now on
-  int64_t last_skipped_batch = 0;
-};
-
-struct EvalMetrics {
-  int64_t step = 0;
-  bool final = false;  // the evaluation at the end of the run
-  std::optional<double> loss;        // validation token-mean loss
-  std::optional<double> perplexity;
-  std::optional<double> accuracy;    // multiple choice
-  std::string scoring;               // multiple choice: "sum" | "mean" | "byte" | "letter"
-  std::optional<double> rouge_l;     // instruction data: F1 of greedy generations
-  int64_t examples = 0;
-  double seconds = 0;
-};
-
-struct CheckpointInfo {
-  int64_t step = 0;
-  std::string path;
-};
+// The event structs are the trainer-process contract's (common/trainer/metrics_events.h).
+using trainer::CheckpointInfo;
+using trainer::EvalMetrics;
+using trainer::RollbackInfo;
+using trainer::RunInfo;
+using trainer::StepMetrics;
+using trainer::TauStats;
+using trainer::VolatilityStats;
 
 class TrainingCallback {
  public:

@@ -1,5 +1,7 @@
 #include "worker/engine/tasks/merge_report.h"
 
+#include "common/trainer/error_file.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -187,14 +189,15 @@ absl::Status MergeReport::Verdict() const {
   if (passed() || !enforced) return absl::OkStatus();
   const size_t shown = std::min<size_t>(breaches.size(), 3);
   std::vector<std::string> first(breaches.begin(), breaches.begin() + static_cast<std::ptrdiff_t>(shown));
-  return absl::FailedPreconditionError(absl::StrCat(
-      kMergeCheckFailed, ": the merged model (", merged_dtype, ") was not published: ", absl::StrJoin(first, "; "),
+  return trainer::WithReason(absl::FailedPreconditionError(absl::StrCat(
+      trainer::FailureReasonName(trainer::FailureReason::kMergeCheckFailed), ": the merged model (", merged_dtype, ") was not published: ", absl::StrJoin(first, "; "),
       breaches.size() > shown ? absl::StrCat(" (and ", breaches.size() - shown, " more)") : "",
-      "; see ", kMergeReportFile, " (raise the output.merge_max_* thresholds, or merge in fp32)"));
+      "; see ", trainer::kMergeReportFile, " (raise the output.merge_max_* thresholds, or merge in fp32)")),
+                             trainer::FailureReason::kMergeCheckFailed);
 }
 
 absl::Status WriteMergeReport(const MergeReport& report, const std::string& dir) {
-  return WriteFileAtomically(absl::StrCat(dir, "/", kMergeReportFile), report.ToJson().dump(2) + "\n");
+  return WriteFileAtomically(absl::StrCat(dir, "/", trainer::kMergeReportFile), report.ToJson().dump(2) + "\n");
 }
 
 }  // namespace d2lora::engine

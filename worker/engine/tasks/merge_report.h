@@ -21,7 +21,7 @@
 
 #include "absl/status/status.h"
 #include "worker/engine/spec/job_spec.h"
-#include "worker/engine/tasks/output_names.h"
+#include "common/trainer/output_names.h"
 
 namespace d2lora::engine {
 

@@ -132,7 +132,7 @@ absl::Status CheckOutputDir(const JobSpec& spec, bool resuming) {
 }
 
 absl::Status WriteSpecFile(const JobSpec& spec) {
-  return WriteFileAtomically(spec.output.dir + "/" + kSpecFile, JobSpecToYaml(spec));
+  return WriteFileAtomically(spec.output.dir + "/" + trainer::kSpecFile, JobSpecToYaml(spec));
 }
 
 // After setup succeeded, so that a job refused for bad input leaves nothing behind.
@@ -141,7 +141,7 @@ absl::Status WriteSpecFile(const JobSpec& spec) {
 absl::Status CreateOutputDir(const JobSpec& spec, bool resuming) {
   const std::string& dir = spec.output.dir;
   std::error_code ec;
-  fs::create_directories(dir + "/checkpoints", ec);
+  fs::create_directories(dir + "/" + trainer::kCheckpointsDir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create output.dir ", dir, ": ", ec.message()));
   return resuming ? absl::OkStatus() : WriteSpecFile(spec);
 }
@@ -315,7 +315,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   std::vector<TrainingCallback*> callbacks = options.callbacks;
   std::unique_ptr<JsonlMetricsWriter> jsonl;
   if (rank0) {
-    D2_ASSIGN_OR_RETURN(jsonl, JsonlMetricsWriter::Create(spec.output.dir + "/" + kMetricsFile, resuming));
+    D2_ASSIGN_OR_RETURN(jsonl, JsonlMetricsWriter::Create(spec.output.dir + "/" + trainer::kMetricsFile, resuming));
     callbacks.insert(callbacks.begin(), jsonl.get());
   }
 
@@ -328,7 +328,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   to.validation.eos_token_ids = config.eos_token_ids;
   if (tokenizer->eos_id()) to.validation.eos_token_ids.push_back(*tokenizer->eos_id());
   to.validation.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids, true); };
-  to.checkpoints_dir = spec.output.dir + "/checkpoints";
+  to.checkpoints_dir = spec.output.dir + "/" + trainer::kCheckpointsDir;
   if (!spec.full_finetune()) {
     to.write_checkpoint_extra = [&model, &spec](const std::string& staged) {
       return SaveAdapter(*model, spec.adapter, staged + "/adapter", spec.model);
@@ -368,12 +368,12 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   summary["volatility"] = ToJson(result.run_volatility);
   if (result.final_eval) summary["eval"] = result.final_eval->details;
   nlohmann::json paths = {{"output_dir", spec.output.dir},
-                          {"metrics", spec.output.dir + "/" + kMetricsFile},
+                          {"metrics", spec.output.dir + "/" + trainer::kMetricsFile},
                           {"checkpoint", result.last_checkpoint}};
 
   if (!result.stopped) {
-    const std::string adapter_dir = spec.output.dir + "/" + kAdapterDir;
-    const std::string merged_dir = spec.output.dir + "/" + kMergedDir;
+    const std::string adapter_dir = spec.output.dir + "/" + trainer::kAdapterDir;
+    const std::string merged_dir = spec.output.dir + "/" + trainer::kMergedDir;
     if (!spec.full_finetune()) {
       if (rank0) D2_RETURN_IF_ERROR(SaveAdapter(*model, spec.adapter, adapter_dir, spec.model));
       paths["adapter"] = adapter_dir;
@@ -381,13 +381,13 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
         // The exact rank-2r PEFT DoRA form beside it, for stacks that know DoRA
         // but not D2-LoRA. It is an extra: a layer DoRA cannot express (a zero
         // row of W0) is reported, not fatal.
-        const std::string peft_dir = spec.output.dir + "/" + kPeftAdapterDir;
+        const std::string peft_dir = spec.output.dir + "/" + trainer::kPeftAdapterDir;
         absl::Status exported =
             rank0 ? SavePeftAdapter(*model, spec.adapter, PeftFormat::kDora, peft_dir, spec.model) : absl::OkStatus();
         if (exported.ok()) {
           paths["adapter_peft"] = peft_dir;
         } else {
-          std::fprintf(stderr, "warning: no %s: %s\n", kPeftAdapterDir, std::string(exported.message()).c_str());
+          std::fprintf(stderr, "warning: no %s: %s\n", trainer::kPeftAdapterDir, std::string(exported.message()).c_str());
           summary["adapter_peft_error"] = exported.message();
         }
       }
@@ -407,7 +407,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
         // MERGE_CHECK_FAILED with its summary and artifacts, not a peer's exit.
         if (rank0) verdict = report.Verdict();
         if (rank0) D2_RETURN_IF_ERROR(WriteMergeReport(report, spec.output.dir));
-        paths["merge_report"] = spec.output.dir + "/" + kMergeReportFile;
+        paths["merge_report"] = spec.output.dir + "/" + trainer::kMergeReportFile;
         summary["merge_check"] = MergeCheckSummary(report);
       }
       if (!verdict.ok()) {
@@ -417,7 +417,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
         summary["paths"] = paths;
         summary["spec"] = JobSpecToJson(spec);
         if (rank0) {
-          D2_RETURN_IF_ERROR(WriteFileAtomically(spec.output.dir + "/" + kSummaryFile, summary.dump(2) + "\n"));
+          D2_RETURN_IF_ERROR(WriteFileAtomically(spec.output.dir + "/" + trainer::kSummaryFile, summary.dump(2) + "\n"));
         }
         return verdict;
       }
@@ -436,7 +436,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   summary["wall_seconds"] = std::chrono::duration<double>(Clock::now() - wall_start).count();
   summary["spec"] = JobSpecToJson(spec);
   if (rank0) {
-    D2_RETURN_IF_ERROR(WriteFileAtomically(spec.output.dir + "/" + kSummaryFile, summary.dump(2) + "\n"));
+    D2_RETURN_IF_ERROR(WriteFileAtomically(spec.output.dir + "/" + trainer::kSummaryFile, summary.dump(2) + "\n"));
     for (TrainingCallback* cb : callbacks) cb->OnEnd(summary);
   }
   return summary;

@@ -17,7 +17,7 @@
 // adapted and the merged model on the first validation sequences.
 #pragma once
 
-#include "worker/engine/tasks/output_names.h"
+#include "common/trainer/output_names.h"
 
 #include <atomic>
 #include <string>

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/trainer/error_file.h"
 
 namespace d2lora::engine {
 
@@ -54,9 +55,11 @@ std::optional<std::string> TrainingGuard::Check(int64_t step, double loss, bool 
 
 absl::Status TrainingGuard::Record(int64_t bad_batch, const std::string& reason) {
   if (state_.rollbacks >= spec_.max_rollbacks) {
-    return absl::InternalError(absl::StrCat("training diverged: ", reason, "; ", state_.rollbacks,
-                                            " rollback(s) already (guard.max_rollbacks = ", spec_.max_rollbacks,
-                                            "); lower train.lr or guard.lr_backoff, or raise guard.skip_batches"));
+    return trainer::WithReason(
+        absl::FailedPreconditionError(absl::StrCat("training diverged: ", reason, "; ", state_.rollbacks,
+                                                   " rollback(s) already (guard.max_rollbacks = ", spec_.max_rollbacks,
+                                                   "); lower train.lr or guard.lr_backoff, or raise guard.skip_batches")),
+        trainer::FailureReason::kDiverged);
   }
   ++state_.rollbacks;
   state_.lr_scale *= spec_.lr_backoff;

@@ -56,8 +56,9 @@ class TrainingGuard {
                                    int64_t nonfinite_streak) const;
 
   // Records a rollback that `reason` caused, on global batch `bad_batch`.
-  // Internal "training diverged: ..." naming guard.max_rollbacks once the
-  // count would exceed it (the state is then unchanged).
+  // FailedPrecondition "training diverged: ..." naming guard.max_rollbacks, with
+  // the reason DIVERGED (common/trainer/error_file.h), once the count would
+  // exceed it (the state is then unchanged).
   absl::Status Record(int64_t bad_batch, const std::string& reason);
 
   bool Skips(int64_t global_batch) const { return state_.skipped.count(global_batch) > 0; }

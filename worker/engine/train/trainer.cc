@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "common/trainer/error_file.h"
 #include "worker/engine/adapters/adapted_linear_d2lora.h"
 #include "worker/engine/adapters/inject.h"
 #include "worker/engine/adapters/linear.h"
@@ -296,10 +297,12 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested, std::option
     m.skipped = true;
     ++skipped_steps_;
     if (++nonfinite_streak_ > spec.train.max_nonfinite_steps) {
-      return absl::InternalError(absl::StrCat(
-          "training diverged: non-finite ", std::isfinite(m.loss) ? "gradients" : "loss", " at step ", m.step,
-          ", ", nonfinite_streak_, " step(s) in a row (train.max_nonfinite_steps = ", spec.train.max_nonfinite_steps,
-          "); lower train.lr, or clip harder with a smaller train.grad_clip"));
+      return trainer::WithReason(
+          absl::FailedPreconditionError(absl::StrCat(
+              "training diverged: non-finite ", std::isfinite(m.loss) ? "gradients" : "loss", " at step ", m.step,
+              ", ", nonfinite_streak_, " step(s) in a row (train.max_nonfinite_steps = ",
+              spec.train.max_nonfinite_steps, "); lower train.lr, or clip harder with a smaller train.grad_clip")),
+          trainer::FailureReason::kDiverged);
     }
   } else {
     nonfinite_streak_ = 0;
@@ -355,6 +358,13 @@ absl::StatusOr<ValidationResult> Trainer::RunValidation(bool final) {
 }
 
 absl::StatusOr<TrainResult> Trainer::Run() {
+  int64_t at_step = step_;
+  absl::StatusOr<TrainResult> result = RunSteps(&at_step);
+  if (!result.ok()) return trainer::WithStep(result.status(), at_step);
+  return result;
+}
+
+absl::StatusOr<TrainResult> Trainer::RunSteps(int64_t* at_step) {
   const JobSpec& spec = options_.spec;
   RunInfo info = options_.run_info;
   info.total_steps = total_steps_;
@@ -374,6 +384,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   };
   D2_RETURN_IF_ERROR(take_snapshot());
   while (step_ < total_steps_) {
+    *at_step = step_ + 1;
     bool stop = false;
     std::optional<std::string> rollback;
     D2_ASSIGN_OR_RETURN(StepMetrics m, GuardTorch(absl::StrCat("training step ", step_ + 1),
@@ -398,6 +409,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       D2_RETURN_IF_ERROR(RunValidation(/*final=*/false).status());
     }
   }
+  *at_step = step_;
   if (!result.stopped) {
     if (last_checkpoint_ != CheckpointPath(options_.checkpoints_dir, step_)) D2_RETURN_IF_ERROR(WriteCheckpoint());
     if (!validation_.empty()) {

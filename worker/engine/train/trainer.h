@@ -94,7 +94,10 @@ class Trainer {
   // Continues from a checkpoint directory (every rank reads it).
   absl::Status Resume(const std::string& checkpoint_dir);
 
-  // Trains to the end (or until stopped), then validates.
+  // Trains to the end (or until stopped), then validates. A failure carries
+  // the step it happened at (trainer::StepOf, common/trainer/error_file.h):
+  // the step being taken, or the last one for the final checkpoint and
+  // validation.
   absl::StatusOr<TrainResult> Run();
 
   int64_t total_steps() const { return total_steps_; }
@@ -109,6 +112,8 @@ class Trainer {
           std::vector<TrainableParameter> params);
 
   absl::Status BroadcastParameters();
+  // Run without the step on its failure; keeps *at_step current.
+  absl::StatusOr<TrainResult> RunSteps(int64_t* at_step);
   // One optimizer step; sets *stop_requested when any rank asked to stop. When
   // the guard rejects the step, sets *rollback to why and applies nothing.
   absl::StatusOr<StepMetrics> TrainStep(bool* stop_requested, std::optional<std::string>* rollback);

@@ -23,8 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kStepPrefix[] = "step-";
-
 bool IsFile(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
@@ -66,7 +64,7 @@ absl::Status Field(const nlohmann::json& j, const char* key, const std::string& 
 }  // namespace
 
 std::string CheckpointPath(const std::string& checkpoints_dir, int64_t step) {
-  return absl::StrCat(checkpoints_dir, "/", kStepPrefix, step);
+  return absl::StrCat(checkpoints_dir, "/", trainer::kCheckpointPrefix, step);
 }
 
 absl::Status WriteTrainingCheckpoint(const std::string& dir, const TrainingState& state,
@@ -199,7 +197,10 @@ std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& 
   for (fs::directory_iterator it(checkpoints_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     int64_t step = 0;
-    if (!absl::StartsWith(name, kStepPrefix) || !absl::SimpleAtoi(name.substr(sizeof(kStepPrefix) - 1), &step)) continue;
+    if (!absl::StartsWith(name, trainer::kCheckpointPrefix) ||
+        !absl::SimpleAtoi(name.substr(sizeof(trainer::kCheckpointPrefix) - 1), &step)) {
+      continue;
+    }
     if (!IsFile(it->path().string() + "/" + kTrainerStateFile)) continue;
     out.emplace_back(step, it->path().string());
   }

@@ -32,11 +32,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/trainer/output_names.h"
 #include "worker/engine/data/batching.h"
 
 namespace d2lora::engine {
 
-inline constexpr char kTrainerStateFile[] = "trainer_state.json";
+using trainer::kTrainerStateFile;  // common/trainer/output_names.h
 inline constexpr char kParametersFile[] = "parameters.safetensors";
 inline constexpr char kOptimizerFile[] = "optimizer.safetensors";
 inline constexpr int kCheckpointFormatVersion = 1;

@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/trainer/error_file.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
 #include "worker/engine/distributed/process_group_gloo.h"
@@ -215,6 +216,7 @@ TEST(TrainJob, MergeGateStopsAMergeOverItsThreshold) {
   const std::string message(result.status().message());
   EXPECT_TRUE(Contains(message, "MERGE_CHECK_FAILED: the merged model (bfloat16) was not published")) << message;
   EXPECT_TRUE(Contains(message, "logits: max_abs_diff")) << message;
+  EXPECT_EQ(trainer::ReasonOf(result.status()), trainer::FailureReason::kMergeCheckFailed);
   EXPECT_FALSE(fs::exists(out + "/merged"));
   EXPECT_TRUE(fs::is_regular_file(out + "/adapter/adapter_model.safetensors"));
   const json report = ReadJson(out + "/merge_report.json");

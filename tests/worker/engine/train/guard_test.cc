@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "common/trainer/error_file.h"
+
 namespace d2lora::engine {
 namespace {
 
@@ -57,7 +59,8 @@ TEST(TrainingGuardTest, RollbacksBackOffSkipAndRunOut) {
   ASSERT_TRUE(guard.Record(20, "spike two").ok());
   EXPECT_DOUBLE_EQ(guard.lr_scale(), 0.25);
   absl::Status third = guard.Record(30, "spike three");
-  EXPECT_EQ(third.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(third.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(trainer::ReasonOf(third), trainer::FailureReason::kDiverged);
   EXPECT_THAT(third.message(), HasSubstr("training diverged: spike three; 2 rollback(s) already (guard.max_rollbacks = 2)"));
   EXPECT_EQ(guard.state().rollbacks, 2);  // unchanged by the refusal
   EXPECT_FALSE(guard.Skips(30));

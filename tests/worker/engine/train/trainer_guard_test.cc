@@ -9,6 +9,7 @@
 #include <cmath>
 #include <thread>
 
+#include "common/trainer/error_file.h"
 #include "tests/support/test_support.h"
 #include "tests/worker/engine/train/trainer_test_util.h"
 #include "worker/engine/distributed/process_group_threads.h"
@@ -181,7 +182,9 @@ TEST(TrainerGuardTest, MoreSpikesThanMaxRollbacksFailTheRunNamingTheGuard) {
   Session s = MakeSession(spec, group.get(), "", {}, {&record}, nullptr, nullptr, PoisonedData(spec, {kBad, 43}));
   auto result = s.trainer->Run();
   ASSERT_FALSE(result.ok());
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(trainer::ReasonOf(result.status()), trainer::FailureReason::kDiverged);
+  EXPECT_EQ(trainer::StepOf(result.status()), 43);
   // Batch 37 was skipped after the first rollback, so batch 43 is step 43's.
   EXPECT_THAT(result.status().message(), HasSubstr("training diverged: loss spike at step 43"));
   EXPECT_THAT(result.status().message(), HasSubstr("1 rollback(s) already (guard.max_rollbacks = 1)"));

@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "common/trainer/error_file.h"
 #include "tests/support/test_support.h"
 #include "tests/worker/engine/train/trainer_test_util.h"
 #include "worker/engine/distributed/process_group_threads.h"
@@ -203,6 +204,8 @@ TEST(TrainerTest, NonFiniteLossesSkipStepsThenFailTheRun) {
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.status().message().find("training diverged: non-finite loss at step 6"), std::string::npos)
       << result.status();
+  EXPECT_EQ(trainer::ReasonOf(result.status()), trainer::FailureReason::kDiverged);
+  EXPECT_EQ(trainer::StepOf(result.status()), 6);
   ASSERT_EQ(record.steps.size(), 5u);  // steps 4 and 5 were skipped, step 6 failed
   EXPECT_FALSE(record.steps[2].skipped);
   EXPECT_TRUE(record.steps[3].skipped);
