@@ -1,4 +1,5 @@
 #include "server/coordinator.h"
+#include "server/coordinator_metrics.h"
 
 #include <algorithm>
 #include <random>
@@ -24,20 +25,6 @@ using google::protobuf::util::TimeUtil;
 // To the nanosecond: protobuf's TimeUtil::GetCurrentTime() has whole seconds only.
 google::protobuf::Timestamp Now() { return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now())); }
 
-const char* StateLabel(v1::JobState s) {
-  switch (s) {
-    case v1::QUEUED: return "queued";
-    case v1::SCHEDULED: return "scheduled";
-    case v1::RUNNING: return "running";
-    case v1::SUCCEEDED: return "succeeded";
-    case v1::FAILED: return "failed";
-    case v1::CANCELLED: return "cancelled";
-    default: return "unspecified";
-  }
-}
-
-constexpr v1::JobState kStates[] = {v1::QUEUED, v1::SCHEDULED, v1::RUNNING, v1::SUCCEEDED, v1::FAILED, v1::CANCELLED};
-
 // The part of a job that a repeated submit with the same idempotency key must match.
 v1::Job RequestPart(const v1::Job& job) {
   v1::Job part;
@@ -52,42 +39,13 @@ v1::Job RequestPart(const v1::Job& job) {
 }  // namespace
 
 Coordinator::Coordinator(const CoordinatorOptions& options, JobStore* jobs, ArtifactStore* artifacts,
-                         prometheus::Registry* registry)
-    : options_(options), store_(jobs), artifacts_(artifacts) {
-  jobs_by_state_ = &prometheus::BuildGauge().Name("d2lora_jobs").Help("Jobs by state").Register(*registry);
-  for (v1::JobState s : kStates) jobs_by_state_->Add({{"state", StateLabel(s)}});
-  queue_depth_ = &prometheus::BuildGauge().Name("d2lora_queue_depth").Help("Jobs waiting for slots (QUEUED)")
-                      .Register(*registry).Add({});
-  workers_alive_ = &prometheus::BuildGauge().Name("d2lora_workers_alive").Help("Registered workers heartbeating")
-                        .Register(*registry).Add({});
-  auto& slots = prometheus::BuildGauge().Name("d2lora_worker_slots").Help("Slots of live workers by state")
-                    .Register(*registry);
-  slots_total_ = &slots.Add({{"state", "total"}});
-  slots_busy_ = &slots.Add({{"state", "busy"}});
-  scheduling_latency_ =
-      &prometheus::BuildHistogram().Name("d2lora_scheduling_latency_seconds")
-           .Help("From a job entering the queue to its attempt being placed on slots")
-           .Register(*registry)
-           .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
-                                                            900, 3600});
-  jobs_finished_ = &prometheus::BuildCounter().Name("d2lora_jobs_finished_total")
-                        .Help("Jobs that ended, by final state").Register(*registry);
-  for (v1::JobState s : {v1::SUCCEEDED, v1::FAILED, v1::CANCELLED}) jobs_finished_->Add({{"state", StateLabel(s)}});
-  attempts_failed_ = &prometheus::BuildCounter().Name("d2lora_attempts_failed_total")
-                          .Help("Job attempts that failed (retried or not)").Register(*registry).Add({});
-  workers_lost_ = &prometheus::BuildCounter().Name("d2lora_workers_lost_total")
-                       .Help("Workers declared lost after missing heartbeats").Register(*registry).Add({});
-  store_transactions_ = &prometheus::BuildCounter().Name("d2lora_store_transactions_total")
-                             .Help("Job store transactions (each one fsync; group commit)").Register(*registry).Add({});
-  store_changes_ = &prometheus::BuildCounter().Name("d2lora_store_changes_total")
-                        .Help("Acknowledged changes written to the job store").Register(*registry).Add({});
-  training_ = std::make_unique<rpc::TrainingGauges>(*registry);
-}
+                         CoordinatorMetrics* metrics)
+    : options_(options), store_(jobs), artifacts_(artifacts), metrics_(metrics) {}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOptions& options, JobStore* jobs,
                                                                  ArtifactStore* artifacts,
-                                                                 prometheus::Registry* registry) {
-  std::unique_ptr<Coordinator> c(new Coordinator(options, jobs, artifacts, registry));
+                                                                 CoordinatorMetrics* metrics) {
+  std::unique_ptr<Coordinator> c(new Coordinator(options, jobs, artifacts, metrics));
   CommitQueueOptions commit;
   commit.max_batch = options.max_commit_batch;
   commit.on_failure = [p = c.get()](const absl::Status&) { p->Recover(); };
@@ -137,7 +95,7 @@ void Coordinator::AdoptLocked(const StoredState& state) {
     runtime_[job.id()] = JobRuntime{state.last_event_seq[i], now, order};
     state_counts_[job.state()]++;
     if (job.state() == v1::QUEUED) queued_.emplace(-job.priority(), order, job.id());
-    if (!IsTerminal(job.state())) training_->Set(job.id(), job.metrics());
+    if (!IsTerminal(job.state())) metrics_->training().Set(job.id(), job.metrics());
   }
   for (const StoredWorker& w : state.workers) workers_[w.id] = Worker{w, now};
   for (const StoredAssignment& a : state.assignments) assignments_[a.assignment.id()] = a;
@@ -229,8 +187,8 @@ void Coordinator::ApplyStaged(const StoreMutation& m) {
       wake = true;
     }
     if (IsTerminal(job.state()) && !IsTerminal(before)) {
-      jobs_finished_->Add({{"state", StateLabel(job.state())}}).Increment();
-      training_->Remove(job.id());
+      metrics_->JobFinished(job.state());
+      metrics_->training().Remove(job.id());
     }
     jobs_[job.id()] = job;
   }
@@ -284,7 +242,7 @@ void Coordinator::StopAssignmentsOf(StoreMutation& m, const std::string& job_id,
 }
 
 void Coordinator::EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError& error, bool retryable) {
-  attempts_failed_->Increment();
+  metrics_->AttemptFailed();
   StopAssignmentsOf(m, job.id(), job.attempt());
   *job.mutable_error() = error;
   const bool retry = retryable && job.attempt() <= job.max_retries();
@@ -303,18 +261,13 @@ void Coordinator::EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError&
 }
 
 void Coordinator::UpdateGauges() {
-  for (v1::JobState s : kStates) jobs_by_state_->Add({{"state", StateLabel(s)}}).Set(state_counts_[s]);
-  queue_depth_->Set(static_cast<double>(queued_.size()));
-  workers_alive_->Set(static_cast<double>(workers_.size()));
-  int total = 0;
-  for (const auto& [id, w] : workers_) total += w.stored.registration.slots_size();
-  slots_total_->Set(total);
-  slots_busy_->Set(static_cast<double>(assignments_.size()));
+  int64_t slots = 0;
+  for (const auto& [id, w] : workers_) slots += w.stored.registration.slots_size();
+  metrics_->SetState(state_counts_, static_cast<int64_t>(queued_.size()), static_cast<int64_t>(workers_.size()),
+                     slots, static_cast<int64_t>(assignments_.size()));
   if (commits_) {
     const CommitQueue::Stats now = commits_->stats();
-    store_transactions_->Increment(static_cast<double>(now.batches - reported_.batches));
-    store_changes_->Increment(static_cast<double>(now.mutations - reported_.mutations));
-    reported_ = now;
+    metrics_->StoreTotals(static_cast<int64_t>(now.batches), static_cast<int64_t>(now.mutations));
   }
 }
 

@@ -33,14 +33,8 @@
 #include <tuple>
 #include <vector>
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
-
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/rpc/training_gauges.h"
 #include "d2lora/v1/job_service.pb.h"
 #include "d2lora/v1/worker_service.pb.h"
 #include "server/artifact_store.h"
@@ -48,6 +42,8 @@
 #include "server/job_store_commit_queue.h"
 
 namespace d2lora::server {
+
+class CoordinatorMetrics;  // coordinator_metrics.h
 
 struct CoordinatorOptions {
   absl::Duration heartbeat_interval = absl::Seconds(2);
@@ -67,10 +63,10 @@ struct EventBatch {
 class Coordinator {
  public:
   // Loads the stored state; workers known before a restart get one heartbeat
-  // timeout from now to come back. Starts the scheduler thread.
+  // timeout from now to come back. Starts the scheduler thread. `metrics`
+  // outlives the coordinator.
   static absl::StatusOr<std::unique_ptr<Coordinator>> Create(const CoordinatorOptions& options, JobStore* jobs,
-                                                             ArtifactStore* artifacts,
-                                                             prometheus::Registry* registry);
+                                                             ArtifactStore* artifacts, CoordinatorMetrics* metrics);
   ~Coordinator();
 
   // --- jobs
@@ -118,7 +114,7 @@ class Coordinator {
   using QueueKey = std::tuple<int, int64_t, std::string>;  // (-priority, order, id)
 
   Coordinator(const CoordinatorOptions& options, JobStore* jobs, ArtifactStore* artifacts,
-              prometheus::Registry* registry);
+              CoordinatorMetrics* metrics);
   absl::Status LoadState();
   void AdoptLocked(const StoredState& state);
   void Loop();
@@ -172,20 +168,7 @@ class Coordinator {
   std::set<QueueKey> queued_;             // the QUEUED jobs
   std::map<v1::JobState, int> state_counts_;
 
-  // metrics
-  prometheus::Family<prometheus::Gauge>* jobs_by_state_;
-  prometheus::Gauge* queue_depth_;
-  prometheus::Gauge* workers_alive_;
-  prometheus::Gauge* slots_total_;
-  prometheus::Gauge* slots_busy_;
-  prometheus::Histogram* scheduling_latency_;
-  prometheus::Family<prometheus::Counter>* jobs_finished_;
-  prometheus::Counter* attempts_failed_;
-  prometheus::Counter* workers_lost_;
-  prometheus::Counter* store_transactions_;
-  prometheus::Counter* store_changes_;
-  CommitQueue::Stats reported_;  // of commits_, counted into the two above
-  std::unique_ptr<rpc::TrainingGauges> training_;
+  CoordinatorMetrics* const metrics_;  // recorded under mu_
 
   std::thread thread_;
   std::unique_ptr<CommitQueue> commits_;  // destroyed first: it drains into the store

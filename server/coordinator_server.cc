@@ -43,7 +43,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   s->artifacts_ = *std::move(artifacts);
   s->auth_ = *std::move(auth);
   s->roots_ = *std::move(roots);
-  auto coordinator = Coordinator::Create(options.coordinator, s->jobs_.get(), s->artifacts_.get(), s->registry_.get());
+  s->metrics_ = std::make_unique<CoordinatorMetrics>(*s->registry_);
+  auto coordinator = Coordinator::Create(options.coordinator, s->jobs_.get(), s->artifacts_.get(), s->metrics_.get());
   if (!coordinator.ok()) return coordinator.status();
   s->coordinator_ = *std::move(coordinator);
   s->job_service_ = std::make_unique<JobServiceImpl>(s->coordinator_.get(), s->artifacts_.get(), s->auth_.get(),

@@ -16,6 +16,7 @@
 #include "server/artifact_store.h"
 #include "server/auth.h"
 #include "server/coordinator.h"
+#include "server/coordinator_metrics.h"
 #include "server/job_service.h"
 #include "server/job_store.h"
 #include "server/worker_service.h"
@@ -53,6 +54,7 @@ class CoordinatorServer {
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<TokenAuth> auth_;
   PathRoots roots_;
+  std::unique_ptr<CoordinatorMetrics> metrics_;  // outlives coordinator_
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;

@@ -13,6 +13,7 @@
 #include "common/rpc/job_state.h"
 #include "common/trainer/output_names.h"
 #include "server/coordinator.h"
+#include "server/coordinator_metrics.h"
 #include "server/job_ids.h"
 #include "server/job_summary.h"
 #include "server/scheduler.h"
@@ -212,7 +213,7 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::Report(const v1::ReportP
       l->set_attempt(asg.attempt());
     }
     ticket = Stage(m);  // nothing to write: what is visible (the stop flag)
-    if (current && asg.rank() == 0 && request.has_metrics()) training_->Set(asg.job_id(), request.metrics());
+    if (current && asg.rank() == 0 && request.has_metrics()) metrics_->training().Set(asg.job_id(), request.metrics());
   }
   if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return response;
@@ -330,7 +331,7 @@ void Coordinator::ReapWorkers(StoreMutation& m) {
   const absl::Time now = absl::Now();
   for (const auto& [wid, w] : workers_) {
     if (now - w.last_seen <= options_.heartbeat_timeout) continue;
-    workers_lost_->Increment();
+    metrics_->WorkerLost();
     m.deleted_workers.push_back(wid);
     for (const auto& [aid, a] : assignments_) {
       if (a.worker_id != wid || Contains(m.deleted_assignments, aid)) continue;
@@ -550,7 +551,7 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
                           host, ":", port,
                           job.checkpoint_step() > 0 ? absl::StrCat(", resuming from step ", job.checkpoint_step())
                                                     : std::string()));
-    scheduling_latency_->Observe(absl::ToDoubleSeconds(now - runtime_[job.id()].queued_at));
+    metrics_->JobPlaced(now - runtime_[job.id()].queued_at);
   }
 }
 

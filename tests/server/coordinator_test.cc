@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 
 #include "server/artifact_store_memory.h"
+#include "server/coordinator_metrics.h"
 #include "server/job_store_sqlite.h"
 #include "tests/support/test_support.h"
 
@@ -49,12 +50,14 @@ class CoordinatorTest : public ::testing::Test {
   }
   void Open() {
     coordinator_.reset();
+    metrics_.reset();
     store_.reset();
     auto store = SqliteJobStore::Create(dir_.file("jobs.db"), store_options_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     registry_ = std::make_shared<prometheus::Registry>();
-    auto c = Coordinator::Create(options_, store_.get(), &artifacts_, registry_.get());
+    metrics_ = std::make_unique<CoordinatorMetrics>(*registry_);
+    auto c = Coordinator::Create(options_, store_.get(), &artifacts_, metrics_.get());
     ASSERT_TRUE(c.ok()) << c.status();
     coordinator_ = *std::move(c);
   }
@@ -117,6 +120,7 @@ class CoordinatorTest : public ::testing::Test {
   MemoryArtifactStore artifacts_;
   std::unique_ptr<SqliteJobStore> store_;
   std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<CoordinatorMetrics> metrics_;
   std::unique_ptr<Coordinator> coordinator_;
 };
 
