@@ -39,7 +39,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/bench_common.h"
 #include "worker/engine/adapters/adapted_linear.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "common/spec/adapter_options.h"
 #include "worker/engine/adapters/inject.h"
 #include "worker/engine/adapters/linear.h"
 #include "worker/engine/eval/evaluate.h"

@@ -55,7 +55,7 @@
 #include "worker/engine/model/checkpoint.h"
 #include "worker/engine/model/llama.h"
 #include "worker/engine/runtime.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 #include "worker/engine/tasks/init_model.h"
 #include "worker/engine/torch_guard.h"
 #include "worker/engine/train/adamw.h"
@@ -150,7 +150,7 @@ absl::StatusOr<std::unique_ptr<Trainee>> MakeTrainee(const engine::ModelConfig& 
                  : method == StepMethod::kDora ? engine::AdapterMethod::kDora
                                                : engine::AdapterMethod::kD2Lora;
       a.r = o.r;
-      a.dtype = o.adapter_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+      a.dtype = o.adapter_dtype == "bf16" ? engine::AdapterDtype::kBf16 : engine::AdapterDtype::kFp32;
       a.seed = o.seed;
       D2_RETURN_IF_ERROR(engine::InjectAdapters(*t->model, a).status());
       // A trained adapter, not the B = 0 start (the same draw for every method).
@@ -377,7 +377,7 @@ absl::StatusOr<LayerUnderTest> MakeLayer(int64_t in, int64_t out, std::optional<
     engine::AdapterOptions a;
     a.method = *method;
     a.r = r;
-    a.dtype = o.adapter_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+    a.dtype = o.adapter_dtype == "bf16" ? engine::AdapterDtype::kBf16 : engine::AdapterDtype::kFp32;
     a.seed = o.seed;
     D2_ASSIGN_OR_RETURN(l.adapter, engine::CreateAdaptedLinear(*l.host, a, "bench.layer"));
     l.host->set_adapter(l.adapter);

@@ -18,7 +18,7 @@
 #include "server/job_summary.h"
 #include "server/scheduler.h"
 #include "server/submit_check.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
 namespace d2lora::server {
 namespace {
@@ -518,7 +518,7 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
       // takes a micro-batch that divides its larger share.
       v1::TrainSpec& train = *base.mutable_spec()->mutable_train();
       train.set_micro_batch_size(
-          engine::FittingMicroBatchSize(train.batch_size(), train.micro_batch_size(), p.world_size));
+          spec::FittingMicroBatchSize(train.batch_size(), train.micro_batch_size(), p.world_size));
       base.mutable_spec()->mutable_resources()->set_world_size(p.world_size);
       elastic = absl::StrCat(" (elastic: ", p.world_size, " of ", job.world_size(), " ranks, no ", job.world_size(),
                              " free slots within resources.elastic_wait_seconds; train.micro_batch_size ",

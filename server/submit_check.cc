@@ -142,7 +142,7 @@ absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, 
   // The request's world size wins over the spec's (job_spec.proto).
   if (world_size == 0) world_size = static_cast<int>(spec->resources.world_size);
   spec->resources.world_size = world_size;
-  if (absl::Status s = engine::ValidateJobSpec(*spec); !s.ok()) {
+  if (absl::Status s = spec::ValidateJobSpec(*spec); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("spec: ", s.message()));
   }
   if (request.priority() < -1000 || request.priority() > 1000) {

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "client/cli_util.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "common/spec/adapter_options.h"
 #include "worker/engine/model/checkpoint.h"
 #include "worker/engine/tasks/merge_model.h"
 

@@ -46,7 +46,7 @@ struct SubmitFlags {
 
 // The model folder becomes one upload; the data files share another (unless
 // their names clash).
-absl::Status UploadInputs(const Remote& remote, engine::JobSpec& spec) {
+absl::Status UploadInputs(const Remote& remote, spec::JobSpec& spec) {
   if (!IsUploadReference(spec.model)) {
     D2_ASSIGN_OR_RETURN(UploadedFolder model, UploadFolder(remote, spec.model, ""));
     if (!remote.json)
@@ -80,7 +80,7 @@ absl::Status UploadInputs(const Remote& remote, engine::JobSpec& spec) {
 }
 
 absl::StatusOr<int> RunSubmit(const SubmitFlags& f) {
-  D2_ASSIGN_OR_RETURN(engine::JobSpec spec, LoadSubmitSpec(f.file, f.overrides));
+  D2_ASSIGN_OR_RETURN(spec::JobSpec spec, LoadSubmitSpec(f.file, f.overrides));
   D2_ASSIGN_OR_RETURN(auto labels, ParseKeyValues(f.labels, "--label"));
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
   if (f.upload_inputs) D2_RETURN_IF_ERROR(UploadInputs(remote, spec));

@@ -11,7 +11,7 @@ bool IsUploadReference(const std::string& path) { return path.rfind("upload:", 0
 
 std::string AbsoluteSpecPath(const std::string& base_dir, const std::string& path) {
   if (path.empty() || IsUploadReference(path)) return path;
-  const std::string resolved = engine::ResolveSpecPath(base_dir, path);
+  const std::string resolved = spec::ResolveSpecPath(base_dir, path);
   std::error_code ec;
   fs::path absolute = fs::absolute(resolved, ec);
   if (ec) return resolved;
@@ -20,9 +20,9 @@ std::string AbsoluteSpecPath(const std::string& base_dir, const std::string& pat
   return out;
 }
 
-absl::StatusOr<engine::JobSpec> LoadSubmitSpec(const std::string& path, const std::vector<std::string>& overrides) {
-  D2_ASSIGN_OR_RETURN(engine::JobSpec spec, engine::LoadJobSpec(path, overrides));
-  const std::string dir = engine::SpecDirectory(path);
+absl::StatusOr<spec::JobSpec> LoadSubmitSpec(const std::string& path, const std::vector<std::string>& overrides) {
+  D2_ASSIGN_OR_RETURN(spec::JobSpec spec, spec::LoadJobSpec(path, overrides));
+  const std::string dir = spec::SpecDirectory(path);
   spec.model = AbsoluteSpecPath(dir, spec.model);
   spec.data.train = AbsoluteSpecPath(dir, spec.data.train);
   spec.data.validation = AbsoluteSpecPath(dir, spec.data.validation);

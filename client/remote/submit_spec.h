@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
 namespace d2lora::cli {
 
@@ -19,6 +19,6 @@ std::string AbsoluteSpecPath(const std::string& base_dir, const std::string& pat
 
 // Loads the spec at `path` with `overrides` ("key.path=value") and resolves
 // model, data.train and data.validation against the spec file's folder.
-absl::StatusOr<engine::JobSpec> LoadSubmitSpec(const std::string& path, const std::vector<std::string>& overrides);
+absl::StatusOr<spec::JobSpec> LoadSubmitSpec(const std::string& path, const std::vector<std::string>& overrides);
 
 }  // namespace d2lora::cli

@@ -63,12 +63,12 @@ nlohmann::json ToJsonTree(const Message& m) {
 
 nlohmann::json SpecProtoToJson(const v1::JobSpec& spec) { return ToJsonTree(spec); }
 
-absl::StatusOr<engine::JobSpec> SpecFromProto(const v1::JobSpec& spec) {
-  return engine::ParseJobSpec(SpecProtoToJson(spec).dump(), "spec");
+absl::StatusOr<spec::JobSpec> SpecFromProto(const v1::JobSpec& spec) {
+  return spec::ParseJobSpec(SpecProtoToJson(spec).dump(), "spec");
 }
 
-absl::StatusOr<v1::JobSpec> SpecToProto(const engine::JobSpec& spec) {
-  nlohmann::json tree = engine::JobSpecToJson(spec);
+absl::StatusOr<v1::JobSpec> SpecToProto(const spec::JobSpec& spec) {
+  nlohmann::json tree = spec::JobSpecToJson(spec);
   if (tree.contains("output")) tree["output"].erase("dir");
   v1::JobSpec out;
   google::protobuf::util::JsonParseOptions options;

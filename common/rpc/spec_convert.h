@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "d2lora/v1/job_spec.pb.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
 namespace d2lora::rpc {
 
@@ -16,9 +16,9 @@ namespace d2lora::rpc {
 nlohmann::json SpecProtoToJson(const v1::JobSpec& spec);
 
 // Parses and checks; output.dir is left at its default (the worker sets it).
-absl::StatusOr<engine::JobSpec> SpecFromProto(const v1::JobSpec& spec);
+absl::StatusOr<spec::JobSpec> SpecFromProto(const v1::JobSpec& spec);
 
 // Every field set (the canonical form), output.dir dropped.
-absl::StatusOr<v1::JobSpec> SpecToProto(const engine::JobSpec& spec);
+absl::StatusOr<v1::JobSpec> SpecToProto(const spec::JobSpec& spec);
 
 }  // namespace d2lora::rpc

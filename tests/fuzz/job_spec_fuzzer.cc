@@ -9,10 +9,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "tests/fuzz/fuzz_check.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace d2lora::engine;
+  using namespace d2lora::spec;
   const std::string text(reinterpret_cast<const char*>(data), size);
   std::vector<std::string> overrides;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {

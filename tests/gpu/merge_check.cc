@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "tests/gpu/check_setup.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "common/spec/adapter_options.h"
 #include "worker/engine/adapters/inject.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 #include "worker/engine/torch_guard.h"
 
 namespace d2lora::gpucheck {

@@ -19,7 +19,7 @@
 #include "worker/engine/distributed/process_group_nccl.h"
 #include "worker/engine/distributed/process_group_threads.h"
 #include "worker/engine/metrics/callbacks.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 #include "worker/engine/torch_guard.h"
 #include "worker/engine/train/adamw.h"
 #include "worker/engine/train/trainer.h"

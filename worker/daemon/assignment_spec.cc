@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/rpc/spec_convert.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
 namespace d2lora::worker {
 namespace {
@@ -38,7 +38,7 @@ absl::Status CheckModelDirectory(const std::string& path) {
   return CheckReadableFile("model", path + "/config.json");
 }
 
-absl::Status CheckInputs(const engine::JobSpec& spec) {
+absl::Status CheckInputs(const spec::JobSpec& spec) {
   if (absl::Status s = CheckModelDirectory(spec.model); !s.ok()) return s;
   if (absl::Status s = CheckReadableFile("data.train", spec.data.train); !s.ok()) return s;
   if (!spec.data.validation.empty()) {
@@ -50,18 +50,18 @@ absl::Status CheckInputs(const engine::JobSpec& spec) {
 }  // namespace
 
 absl::StatusOr<std::string> PrepareAssignmentSpec(const v1::JobSpec& wire, const AssignmentSpecOptions& options) {
-  absl::StatusOr<engine::JobSpec> parsed = rpc::SpecFromProto(wire);
+  absl::StatusOr<spec::JobSpec> parsed = rpc::SpecFromProto(wire);
   if (!parsed.ok()) return absl::InvalidArgumentError(parsed.status().message());
-  engine::JobSpec spec = engine::ResolveSpecPaths(*parsed, options.dir);
+  spec::JobSpec spec = spec::ResolveSpecPaths(*parsed, options.dir);
   spec.output.dir = absl::StrCat(options.dir, "/", kAssignmentOutputDir);
   spec.resources.world_size = options.world_size;
   if (spec.resources.threads == 0) spec.resources.threads = std::max<int64_t>(1, options.slot_cores);
-  if (absl::Status valid = engine::ValidateJobSpec(spec); !valid.ok()) {
+  if (absl::Status valid = spec::ValidateJobSpec(spec); !valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("spec: ", valid.message()));
   }
   if (absl::Status inputs = CheckInputs(spec); !inputs.ok()) return inputs;
   const std::string path = absl::StrCat(options.dir, "/", kAssignmentSpecFile);
-  if (absl::Status written = WriteFileAtomically(path, engine::JobSpecToYaml(spec)); !written.ok()) return written;
+  if (absl::Status written = WriteFileAtomically(path, spec::JobSpecToYaml(spec)); !written.ok()) return written;
   return path;
 }
 

@@ -8,7 +8,7 @@ namespace d2lora::rpc {
 namespace {
 
 TEST(SpecConvertTest, RoundTripKeepsEverySetting) {
-  auto spec = engine::ParseJobSpec(R"(
+  auto spec = spec::ParseJobSpec(R"(
 name: round-trip
 model: /models/base
 method: lora
@@ -26,8 +26,8 @@ resources: {world_size: 2, threads: 3}
   EXPECT_EQ(proto->adapter().target_modules_size(), 2);
   auto back = SpecFromProto(*proto);
   ASSERT_TRUE(back.ok()) << back.status();
-  engine::JobSpec expected = *spec;
-  expected.output.dir = engine::JobSpec().output.dir;  // the worker's to choose
+  spec::JobSpec expected = *spec;
+  expected.output.dir = spec::JobSpec().output.dir;  // the worker's to choose
   EXPECT_TRUE(*back == expected);
   // Numbers travel as numbers, not the strings protobuf's JSON uses for int64.
   EXPECT_TRUE(SpecProtoToJson(*proto)["train"]["max_steps"].is_number_integer());
@@ -40,10 +40,10 @@ TEST(SpecConvertTest, UnsetFieldsTakeTheSpecDefaults) {
   proto.mutable_data()->set_train("/t.jsonl");
   auto spec = SpecFromProto(proto);
   ASSERT_TRUE(spec.ok()) << spec.status();
-  engine::JobSpec defaults;
+  spec::JobSpec defaults;
   EXPECT_EQ(spec->train.batch_size, defaults.train.batch_size);
   EXPECT_EQ(spec->adapter.r, defaults.adapter.r);
-  EXPECT_EQ(spec->method, engine::TrainingMethod::kD2Lora);
+  EXPECT_EQ(spec->method, spec::TrainingMethod::kD2Lora);
   EXPECT_EQ(spec->data.validation, "");
 }
 

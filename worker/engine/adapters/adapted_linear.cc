@@ -20,7 +20,7 @@ AdaptedLinearImpl::AdaptedLinearImpl(torch::Tensor base_weight, torch::Tensor ba
 torch::Tensor AdaptedLinearImpl::AdapterInput(const torch::Tensor& x) {
   torch::Tensor in = x;
   if (is_training() && options_.dropout > 0.0) in = torch::dropout(in, options_.dropout, /*train=*/true);
-  return in.to(options_.dtype);
+  return in.to(ScalarTypeOf(options_.dtype));
 }
 
 torch::Tensor AdaptedLinearImpl::merge() const {

@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/status_macros.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "worker/engine/spec_types.h"
 #include "worker/engine/adapters/merge.h"
 #include "worker/engine/formats/safetensors.h"
 

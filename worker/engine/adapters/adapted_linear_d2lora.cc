@@ -40,10 +40,10 @@ D2LoraLinearImpl::D2LoraLinearImpl(torch::Tensor base_weight, torch::Tensor base
                                    AdapterOptions options, uint64_t seed)
     : AdaptedLinearImpl(std::move(base_weight), std::move(base_bias), std::move(options)) {
   const int64_t out = base_weight_.size(0), in = base_weight_.size(1), r = options_.r;
-  const auto opts = torch::TensorOptions().dtype(options_.dtype);
-  a_pos_ = register_parameter("lora_A", KaimingUniformLoraA(r, in, options_.dtype, seed));
+  const auto opts = torch::TensorOptions().dtype(ScalarTypeOf(options_.dtype));
+  a_pos_ = register_parameter("lora_A", KaimingUniformLoraA(r, in, ScalarTypeOf(options_.dtype), seed));
   b_pos_ = register_parameter("lora_B", torch::zeros({out, r}, opts));
-  a_neg_ = register_parameter("lora_A_neg", KaimingUniformLoraA(r, in, options_.dtype, seed ^ 0x9e3779b97f4a7c15ull));
+  a_neg_ = register_parameter("lora_A_neg", KaimingUniformLoraA(r, in, ScalarTypeOf(options_.dtype), seed ^ 0x9e3779b97f4a7c15ull));
   b_neg_ = register_parameter("lora_B_neg", torch::zeros({out, r}, opts));
   if (options_.tau_learnable) {
     const double raw = InverseSoftplus(std::max(options_.tau_init, kMinLearnableTau));

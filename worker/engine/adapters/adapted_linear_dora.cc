@@ -13,7 +13,7 @@ DoraLinearImpl::DoraLinearImpl(torch::Tensor base_weight, torch::Tensor base_bia
   const auto dt = MergeComputeDtype(base_weight_.scalar_type());
   torch::Tensor sq = base_weight_.to(dt).pow(2).sum(1);
   w0_sq_norms_ = register_buffer("w0_sq_norms", sq);
-  magnitude_ = register_parameter("magnitude", sq.sqrt().to(options_.dtype));
+  magnitude_ = register_parameter("magnitude", sq.sqrt().to(ScalarTypeOf(options_.dtype)));
 }
 
 torch::Tensor DoraLinearImpl::RowScale() const {
@@ -25,7 +25,7 @@ torch::Tensor DoraLinearImpl::RowScale() const {
 torch::Tensor DoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor scale = RowScale();
   if (!is_training() || options_.dropout == 0.0) {
-    torch::Tensor xa = LowRankInput(x.to(options_.dtype), lora_a_);
+    torch::Tensor xa = LowRankInput(x.to(ScalarTypeOf(options_.dtype)), lora_a_);
     torch::Tensor y = BasePlusLowRank(x, xa, lora_b_, options_.scaling(), torch::Tensor());
     return UnflattenLike(ScaleRowsAddBias(y, scale, base_bias_), x);
   }
@@ -34,7 +34,7 @@ torch::Tensor DoraLinearImpl::forward(const torch::Tensor& x) {
   const auto dt = base.scalar_type();
   torch::Tensor x_d = torch::dropout(x, options_.dropout, /*train=*/true);
   torch::Tensor base_d = torch::nn::functional::linear(x_d, base_weight_);
-  torch::Tensor low = LowRankPath(x_d.to(options_.dtype));
+  torch::Tensor low = LowRankPath(x_d.to(ScalarTypeOf(options_.dtype)));
   torch::Tensor y = base + (scale - 1).to(dt) * base_d + (scale * low).to(dt);
   if (base_bias_.defined()) y = y + base_bias_;
   return y;

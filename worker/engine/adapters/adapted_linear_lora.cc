@@ -8,8 +8,8 @@ LoraLinearImpl::LoraLinearImpl(torch::Tensor base_weight, torch::Tensor base_bia
                                uint64_t seed)
     : AdaptedLinearImpl(std::move(base_weight), std::move(base_bias), std::move(options)) {
   const int64_t out = base_weight_.size(0), in = base_weight_.size(1), r = options_.r;
-  lora_a_ = register_parameter("lora_A", KaimingUniformLoraA(r, in, options_.dtype, seed));
-  lora_b_ = register_parameter("lora_B", torch::zeros({out, r}, torch::TensorOptions().dtype(options_.dtype)));
+  lora_a_ = register_parameter("lora_A", KaimingUniformLoraA(r, in, ScalarTypeOf(options_.dtype), seed));
+  lora_b_ = register_parameter("lora_B", torch::zeros({out, r}, torch::TensorOptions().dtype(ScalarTypeOf(options_.dtype))));
 }
 
 torch::Tensor LoraLinearImpl::LowRankPath(const torch::Tensor& adapter_input) const {

@@ -24,19 +24,6 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-std::string DtypeName(c10::ScalarType dtype) {
-  switch (dtype) {
-    case c10::ScalarType::Double:
-      return "fp64";
-    case c10::ScalarType::BFloat16:
-      return "bf16";
-    case c10::ScalarType::Half:
-      return "fp16";
-    default:
-      return "fp32";
-  }
-}
-
 json TargetModulesJson(const std::vector<std::string>& patterns) {
   // PEFT reads a list as module-name suffixes and a string as one full-match
   // regex (or "all-linear").
@@ -72,7 +59,7 @@ json ConfigJson(const AdapterOptions& o, const std::string& base_model) {
     j["projection_strength"] = o.projection_strength;
     j["residual"] = o.residual;
     j["norm_grad"] = NormGradName(o.norm_grad);
-    j["adapter_dtype"] = DtypeName(o.dtype);
+    j["adapter_dtype"] = AdapterDtypeName(o.dtype);
   } else {
     j["use_dora"] = o.method == AdapterMethod::kDora;
   }
@@ -200,11 +187,9 @@ absl::StatusOr<AdapterOptions> ReadAdapterConfig(const std::string& dir) {
     }
     if (j.contains("adapter_dtype")) {
       const std::string d = j["adapter_dtype"].is_string() ? j["adapter_dtype"].get<std::string>() : "";
-      if (d == "fp32") o.dtype = c10::ScalarType::Float;
-      else if (d == "fp64") o.dtype = c10::ScalarType::Double;
-      else if (d == "bf16") o.dtype = c10::ScalarType::BFloat16;
-      else if (d == "fp16") o.dtype = c10::ScalarType::Half;
-      else return field_error("adapter_dtype", "must be fp32, fp64, bf16 or fp16");
+      absl::StatusOr<AdapterDtype> dtype = ParseAdapterDtype(d);
+      if (!dtype.ok()) return field_error("adapter_dtype", "must be fp32, fp64, bf16 or fp16");
+      o.dtype = *dtype;
     }
   }
   absl::Status valid = o.Validate();

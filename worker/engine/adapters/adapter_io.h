@@ -11,7 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "worker/engine/spec_types.h"
 #include "worker/engine/formats/safetensors.h"
 
 namespace d2lora::engine {

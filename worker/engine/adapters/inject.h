@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "worker/engine/spec_types.h"
 
 namespace d2lora::engine {
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "worker/engine/spec_types.h"
 #include "worker/engine/adapters/peft_export.h"
 
 namespace d2lora::engine {

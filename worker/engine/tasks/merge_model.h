@@ -7,9 +7,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "worker/engine/spec_types.h"
 #include "worker/engine/model/checkpoint.h"
-#include "worker/engine/spec/job_spec.h"
 #include "worker/engine/tasks/merge_report.h"
 
 namespace d2lora::engine {

@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
-#include "worker/engine/spec/job_spec.h"
+#include "worker/engine/spec_types.h"
 #include "common/trainer/output_names.h"
 
 namespace d2lora::engine {

@@ -28,7 +28,7 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/distributed/process_group.h"
 #include "worker/engine/metrics/callbacks.h"
-#include "worker/engine/spec/job_spec.h"
+#include "worker/engine/spec_types.h"
 
 namespace d2lora::engine {
 

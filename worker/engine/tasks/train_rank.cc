@@ -15,7 +15,7 @@
 #include "worker/engine/distributed/create_process_group.h"
 #include "worker/engine/metrics/progress_printer.h"
 #include "worker/engine/runtime.h"
-#include "worker/engine/spec/job_spec.h"
+#include "worker/engine/spec_types.h"
 #include "worker/engine/tasks/train_job.h"
 
 namespace d2lora::engine {

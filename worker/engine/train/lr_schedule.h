@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "worker/engine/spec/job_spec.h"
+#include "worker/engine/spec_types.h"
 
 namespace d2lora::engine {
 

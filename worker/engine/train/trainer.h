@@ -42,7 +42,7 @@
 #include "worker/engine/metrics/callbacks.h"
 #include "worker/engine/metrics/volatility.h"
 #include "worker/engine/model/llama.h"
-#include "worker/engine/spec/job_spec.h"
+#include "worker/engine/spec_types.h"
 #include "worker/engine/train/adamw.h"
 #include "worker/engine/train/guard.h"
 #include "worker/engine/train/training_checkpoint.h"

@@ -22,7 +22,7 @@
 #include "worker/engine/distributed/process_group.h"
 #include "worker/engine/metrics/callbacks.h"
 #include "worker/engine/model/llama.h"
-#include "worker/engine/spec/job_spec.h"
+#include "worker/engine/spec_types.h"
 
 namespace d2lora::engine {
 

@@ -22,7 +22,7 @@ using testing::RandomizeAdapter;
 using testing::ReferenceD2LoraWeight;
 
 AdapterOptions Options(AdapterMethod method, NormGrad norm_grad = NormGrad::kFull,
-                       torch::Dtype dtype = torch::kFloat32) {
+                       AdapterDtype dtype = AdapterDtype::kFp32) {
   AdapterOptions o;
   o.method = method;
   o.r = 2;
@@ -67,7 +67,7 @@ TEST_P(AdapterGradTest, GradientsMatchFiniteDifferences) {
   torch::manual_seed(3);
   auto opts = torch::TensorOptions().dtype(torch::kFloat64);
   Linear host(5, 4, true, opts);
-  auto adapter = Adapt(host, Options(method, norm_grad, torch::kFloat64));
+  auto adapter = Adapt(host, Options(method, norm_grad, AdapterDtype::kFp64));
   RandomizeAdapter(*adapter);
   torch::Tensor x = torch::randn({3, 5}, opts).requires_grad_(true);
   torch::Tensor g = torch::randn({3, 4}, opts);
@@ -110,7 +110,7 @@ TEST(AdapterGrad, DetachedNormMatchesFrozenNormFiniteDifferences) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat64);
   Linear host(4, 3, false, opts);
   auto adapter = std::dynamic_pointer_cast<D2LoraLinearImpl>(
-      Adapt(host, Options(AdapterMethod::kD2Lora, NormGrad::kDetached, torch::kFloat64)));
+      Adapt(host, Options(AdapterMethod::kD2Lora, NormGrad::kDetached, AdapterDtype::kFp64)));
   ASSERT_TRUE(adapter);
   RandomizeAdapter(*adapter);
   torch::Tensor x = torch::randn({2, 4}, opts);
@@ -215,7 +215,7 @@ class D2LoraFormTest : public ::testing::TestWithParam<D2Case> {
  protected:
   std::shared_ptr<D2LoraLinearImpl> Make(Linear& host) {
     const D2Case c = GetParam();
-    AdapterOptions o = Options(AdapterMethod::kD2Lora, NormGrad::kFull, torch::kFloat64);
+    AdapterOptions o = Options(AdapterMethod::kD2Lora, NormGrad::kFull, AdapterDtype::kFp64);
     o.r = 3;
     o.alpha = 5;
     o.projection_strength = c.lambda;

@@ -1,9 +1,9 @@
 // Relative paths in a spec are relative to the spec file's directory.
 #include <string>
 
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 
 std::string ResolveSpecPath(const std::string& base_dir, const std::string& path) {
   if (path.empty() || path.front() == '/' || base_dir.empty()) return path;
@@ -29,4 +29,4 @@ JobSpec ResolveSpecPaths(const JobSpec& spec, const std::string& base_dir) {
   return out;
 }
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

@@ -42,9 +42,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "worker/engine/adapters/adapter_options.h"
+#include "common/spec/adapter_options.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 
 enum class TrainingMethod { kD2Lora, kLora, kDora, kFull };
 enum class LrSchedule { kCosine, kLinear, kConstant };
@@ -67,8 +67,8 @@ absl::StatusOr<ChoiceScoring> ParseChoiceScoring(const std::string& name);
 std::string DeviceKindName(DeviceKind v);
 absl::StatusOr<DeviceKind> ParseDeviceKind(const std::string& name);
 // "fp32" | "fp64" | "bf16" | "fp16" (adapter.dtype).
-std::string AdapterDtypeName(c10::ScalarType dtype);
-absl::StatusOr<c10::ScalarType> ParseAdapterDtype(const std::string& name);
+std::string AdapterDtypeName(AdapterDtype dtype);
+absl::StatusOr<AdapterDtype> ParseAdapterDtype(const std::string& name);
 
 // The spec's adapter defaults: AdapterOptions with all seven LLaMA projections targeted.
 AdapterOptions DefaultSpecAdapterOptions();
@@ -213,4 +213,4 @@ std::string SpecDirectory(const std::string& spec_path);
 // against `base_dir`.
 JobSpec ResolveSpecPaths(const JobSpec& spec, const std::string& base_dir);
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

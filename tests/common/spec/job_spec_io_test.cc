@@ -4,9 +4,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 namespace {
 
 using ::testing::ElementsAre;
@@ -83,7 +83,7 @@ TEST(JobSpecOutputTest, YamlRoundTripsDefaultsAndAFullSpec) {
   s.adapter.target_modules = {"q_proj", "model.layers.0.mlp.*", "null"};
   s.adapter.use_rslora = true;
   s.adapter.norm_grad = NormGrad::kDetached;
-  s.adapter.dtype = c10::ScalarType::Half;
+  s.adapter.dtype = AdapterDtype::kFp16;
   s.data.validation = "val: file.jsonl";
   s.data.format = "lm";
   s.train.lr = 3.0000000000000001e-05;
@@ -170,4 +170,4 @@ TEST(SpecPathsTest, ResolvesRelativePathsAgainstTheSpecDirectory) {
 }
 
 }  // namespace
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

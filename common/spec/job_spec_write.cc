@@ -3,9 +3,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 namespace {
 
 // The shortest decimal form that reads back as exactly `v`.
@@ -249,4 +249,4 @@ nlohmann::json JobSpecToJson(const JobSpec& s) {
   return j;
 }
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

@@ -3,9 +3,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 namespace {
 
 template <typename E>
@@ -66,11 +66,11 @@ const NameTable<DeviceKind>& Devices() {
       new NameTable<DeviceKind>{{DeviceKind::kCpu, "cpu"}, {DeviceKind::kCuda, "cuda"}};
   return *t;
 }
-const NameTable<c10::ScalarType>& AdapterDtypes() {
-  static const auto* t = new NameTable<c10::ScalarType>{{c10::ScalarType::Float, "fp32"},
-                                                        {c10::ScalarType::Double, "fp64"},
-                                                        {c10::ScalarType::BFloat16, "bf16"},
-                                                        {c10::ScalarType::Half, "fp16"}};
+const NameTable<AdapterDtype>& AdapterDtypes() {
+  static const auto* t = new NameTable<AdapterDtype>{{AdapterDtype::kFp32, "fp32"},
+                                                     {AdapterDtype::kFp64, "fp64"},
+                                                     {AdapterDtype::kBf16, "bf16"},
+                                                     {AdapterDtype::kFp16, "fp16"}};
   return *t;
 }
 
@@ -100,8 +100,8 @@ std::string DeviceKindName(DeviceKind v) { return NameOf(Devices(), v); }
 absl::StatusOr<DeviceKind> ParseDeviceKind(const std::string& name) {
   return ValueOf(Devices(), name);
 }
-std::string AdapterDtypeName(c10::ScalarType dtype) { return NameOf(AdapterDtypes(), dtype); }
-absl::StatusOr<c10::ScalarType> ParseAdapterDtype(const std::string& name) {
+std::string AdapterDtypeName(AdapterDtype dtype) { return NameOf(AdapterDtypes(), dtype); }
+absl::StatusOr<AdapterDtype> ParseAdapterDtype(const std::string& name) {
   return ValueOf(AdapterDtypes(), name);
 }
 
@@ -112,4 +112,4 @@ AdapterOptions DefaultSpecAdapterOptions() {
   return o;
 }
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

@@ -4,9 +4,9 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 namespace {
 
 constexpr char kBase[] = "name: tiny\ndata: {train: t.jsonl}\n";
@@ -39,4 +39,4 @@ TEST(JobSpecFuzzRegressionTest, StringsMustBeUtf8) {
 }
 
 }  // namespace
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

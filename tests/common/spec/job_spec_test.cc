@@ -1,4 +1,4 @@
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
 #include <string>
 
@@ -6,7 +6,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 namespace {
 
 using ::testing::ElementsAre;
@@ -64,7 +64,7 @@ TEST(JobSpecTest, Defaults) {
   EXPECT_EQ(s->adapter.projection_strength, 1.0);
   EXPECT_TRUE(s->adapter.residual);
   EXPECT_EQ(s->adapter.norm_grad, NormGrad::kFull);
-  EXPECT_EQ(s->adapter.dtype, c10::ScalarType::Float);
+  EXPECT_EQ(s->adapter.dtype, AdapterDtype::kFp32);
   EXPECT_EQ(s->adapter.seed, 42u);
   EXPECT_EQ(s->data.train, "t.jsonl");
   EXPECT_EQ(s->data.validation, "");
@@ -150,7 +150,7 @@ TEST(JobSpecTest, FullExample) {
   EXPECT_EQ(s->adapter.projection_strength, 0.5);
   EXPECT_FALSE(s->adapter.residual);
   EXPECT_EQ(s->adapter.norm_grad, NormGrad::kDetached);
-  EXPECT_EQ(s->adapter.dtype, c10::ScalarType::BFloat16);
+  EXPECT_EQ(s->adapter.dtype, AdapterDtype::kBf16);
   EXPECT_FALSE(s->output.merge_check);
   EXPECT_EQ(s->output.merge_thresholds.max_row_norm_deviation, 1e-3);
   EXPECT_EQ(s->output.merge_thresholds.max_cast_error, 0.01);
@@ -365,4 +365,4 @@ TEST(JobSpecTest, LoadFromFile) {
 }
 
 }  // namespace
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

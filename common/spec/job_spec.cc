@@ -1,5 +1,5 @@
 // Parsing, overriding and checking job specs.
-#include "worker/engine/spec/job_spec.h"
+#include "common/spec/job_spec.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,7 +13,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 namespace {
 
 // The schema: the keys of each section ("" = top level). A top-level key that
@@ -552,4 +552,4 @@ absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
   return ParseJobSpec(text, path, overrides);
 }
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

@@ -1,11 +1,11 @@
-#include "worker/engine/adapters/adapter_options.h"
+#include "common/spec/adapter_options.h"
 
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 
 std::string MethodName(AdapterMethod method) {
   switch (method) {
@@ -53,10 +53,6 @@ absl::Status AdapterOptions::Validate() const {
   if (!(projection_strength >= 0.0 && projection_strength <= 1.0)) {
     return bad("projection_strength", projection_strength, "must be in [0, 1]");
   }
-  if (dtype != c10::ScalarType::Float && dtype != c10::ScalarType::Double &&
-      dtype != c10::ScalarType::BFloat16 && dtype != c10::ScalarType::Half) {
-    return absl::InvalidArgumentError("adapter.dtype must be fp32, fp64, bf16 or fp16");
-  }
   if (target_modules.empty()) {
     return absl::InvalidArgumentError("adapter.target_modules must name at least one module");
   }
@@ -68,4 +64,4 @@ absl::Status AdapterOptions::Validate() const {
   return absl::OkStatus();
 }
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec

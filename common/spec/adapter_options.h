@@ -1,8 +1,7 @@
 // Options of an adapted linear layer (DESIGN §1). The job spec's `adapter:`
-// section maps onto this struct one to one.
+// section maps onto this struct one to one; the engine's adapters take it as
+// it is (worker/engine/spec_types.h maps the dtype to LibTorch's).
 #pragma once
-
-#include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <string>
@@ -11,10 +10,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace d2lora::engine {
+namespace d2lora::spec {
 
 enum class AdapterMethod { kD2Lora, kLora, kDora };
 enum class NormGrad { kFull, kDetached };
+enum class AdapterDtype { kFp32, kFp64, kBf16, kFp16 };  // adapter.dtype
 
 std::string MethodName(AdapterMethod method);  // "d2lora" | "lora" | "dora"
 absl::StatusOr<AdapterMethod> ParseMethod(const std::string& name);
@@ -34,7 +34,7 @@ struct AdapterOptions {
   bool residual = true;
   // The job spec defaults DoRA to kDetached (PEFT) and D2-LoRA to kFull.
   NormGrad norm_grad = NormGrad::kFull;
-  c10::ScalarType dtype = c10::ScalarType::Float;  // adapter parameter dtype
+  AdapterDtype dtype = AdapterDtype::kFp32;  // adapter parameter dtype
   // Module-name patterns: a plain name matches a module path equal to it or
   // ending in ".name"; an entry with regex characters must match the whole
   // path (RE2); "all-linear" matches every linear layer except the output head.
@@ -47,4 +47,4 @@ struct AdapterOptions {
   absl::Status Validate() const;
 };
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::spec
