@@ -44,7 +44,7 @@ absl::StatusOr<nlohmann::json> RunEval(const EvalFlags& f) {
     out = {{"loss", r.loss}, {"perplexity", r.perplexity}, {"tokens", r.tokens}};
   } else {
     jo.format = engine::DataFormat::kMultipleChoice;
-    D2_ASSIGN_OR_RETURN(engine::Scoring scoring, engine::ParseScoring(f.scoring));
+    D2_ASSIGN_OR_RETURN(engine::ChoiceScoring scoring, engine::ParseChoiceScoring(f.scoring));
     D2_ASSIGN_OR_RETURN(engine::Dataset data, engine::ReadJsonl(f.data, jo));
     if (data.skipped) std::cerr << "d2lora eval: " << data.SkipReport() << std::endl;
     D2_ASSIGN_OR_RETURN(std::vector<engine::ChoiceExample> items,
@@ -67,7 +67,10 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--task", f->task, "lm (loss, perplexity) or multiple_choice (accuracy)")
       ->check(CLI::IsMember({"lm", "multiple_choice"}));
   cmd->add_option("--scoring", f->scoring, "Multiple-choice scoring: sum, mean, byte or letter")
-      ->check(CLI::IsMember({"sum", "mean", "byte", "letter"}));
+      ->check([](const std::string& name) {  // the spec's names (eval.scoring), one list
+        absl::StatusOr<engine::ChoiceScoring> scoring = engine::ParseChoiceScoring(name);
+        return scoring.ok() ? std::string() : std::string(scoring.status().message());
+      });
   cmd->add_option("--batch-size", f->batch_size, "Sequences per forward pass (multiple choice: prompts per pass; each prompt is encoded once and its choices scored against its cached keys and values)")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--max-seq-len", f->max_seq_len, "Truncate to this many tokens (default: the model's context)")
       ->check(CLI::NonNegativeNumber);

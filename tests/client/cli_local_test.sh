@@ -52,6 +52,11 @@ for scoring in sum mean byte letter; do
   last=$("$D2" eval --model "$T/m" --data "$T/mc.jsonl" --task multiple_choice --scoring $scoring --json | tail -n 1)
   if [[ "$last" =~ ^\{\"accuracy\":[0-9.e+-]+,\"n\":2\}$ ]]; then pass "eval mc $scoring: $last"; else fail "eval mc $scoring: $last"; fi
 done
+# The spec's names (eval.scoring) are the flag's: anything else is a usage error naming them.
+"$D2" eval --model "$T/m" --data "$T/mc.jsonl" --task multiple_choice --scoring median >/dev/null 2>"$T/scoring.err"
+code=$?
+[ $code -eq 2 ] && grep -q "unknown value 'median'; expected sum, mean, byte, letter" "$T/scoring.err" &&
+  pass "eval --scoring median -> 2, naming the scorings" || fail "eval --scoring median: exit $code, $(cat "$T/scoring.err")"
 
 out=$("$D2" generate --model "$T/m" --prompt "the cat" --max-new-tokens 5 --seed 3)
 [[ "$out" == "the cat"* ]] && pass "generate: $out" || fail "generate: $out"

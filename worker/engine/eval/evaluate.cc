@@ -91,27 +91,6 @@ KvCache SelectRows(const KvCache& cache, const torch::Tensor& rows) {
 
 }  // namespace
 
-absl::StatusOr<Scoring> ParseScoring(const std::string& name) {
-  if (name == "sum") return Scoring::kSum;
-  if (name == "mean") return Scoring::kMean;
-  if (name == "byte") return Scoring::kByte;
-  if (name == "letter") return Scoring::kLetter;
-  return absl::InvalidArgumentError(absl::StrCat("unknown scoring '", name, "' (expected sum, mean, byte or letter)"));
-}
-
-std::string ScoringName(Scoring scoring) {
-  switch (scoring) {
-    case Scoring::kSum:
-      return "sum";
-    case Scoring::kMean:
-      return "mean";
-    case Scoring::kByte:
-      return "byte";
-    case Scoring::kLetter:
-      return "letter";
-  }
-  return "?";
-}
 
 absl::StatusOr<LmEvalResult> EvaluateLm(CausalLMImpl& model, const std::vector<Example>& examples,
                                         int64_t batch_size) {
@@ -293,11 +272,11 @@ absl::StatusOr<std::vector<std::vector<double>>> PromptContinuationLogProbs(
 }
 
 absl::StatusOr<std::vector<McEvalResult>> EvaluateMultipleChoiceScorings(
-    CausalLMImpl& model, const std::vector<ChoiceExample>& items, const std::vector<Scoring>& scorings,
+    CausalLMImpl& model, const std::vector<ChoiceExample>& items, const std::vector<ChoiceScoring>& scorings,
     int64_t batch_size) {
   if (items.empty()) return absl::InvalidArgumentError("no multiple-choice items to evaluate");
   bool need_choices = false, need_letters = false;
-  for (Scoring s : scorings) (s == Scoring::kLetter ? need_letters : need_choices) = true;
+  for (ChoiceScoring s : scorings) (s == ChoiceScoring::kLetter ? need_letters : need_choices) = true;
   // One prompt pass for both: each item's continuations are its choice texts
   // (when sum, mean or byte is asked for), then its letters (when letter is).
   std::vector<PromptContinuations> work;
@@ -321,18 +300,18 @@ absl::StatusOr<std::vector<McEvalResult>> EvaluateMultipleChoiceScorings(
     if (need_letters) letter_sums.insert(letter_sums.end(), it, scored[i].end());
   }
   std::vector<McEvalResult> results;
-  for (Scoring scoring : scorings) {
-    const std::vector<double>& sums = scoring == Scoring::kLetter ? letter_sums : choice_sums;
+  for (ChoiceScoring scoring : scorings) {
+    const std::vector<double>& sums = scoring == ChoiceScoring::kLetter ? letter_sums : choice_sums;
     McEvalResult r;
     size_t k = 0;
     for (const ChoiceExample& item : items) {
-      const auto& continuations = scoring == Scoring::kLetter ? item.letter_ids : item.choice_ids;
+      const auto& continuations = scoring == ChoiceScoring::kLetter ? item.letter_ids : item.choice_ids;
       int64_t best = -1;
       double best_score = -INFINITY;
       for (size_t c = 0; c < continuations.size(); ++c, ++k) {
         double score = sums[k];
-        if (scoring == Scoring::kMean) score /= std::max<double>(1.0, static_cast<double>(continuations[c].size()));
-        if (scoring == Scoring::kByte) score /= std::max<double>(1.0, static_cast<double>(item.choice_bytes[c]));
+        if (scoring == ChoiceScoring::kMean) score /= std::max<double>(1.0, static_cast<double>(continuations[c].size()));
+        if (scoring == ChoiceScoring::kByte) score /= std::max<double>(1.0, static_cast<double>(item.choice_bytes[c]));
         if (best < 0 || score > best_score) {
           best = static_cast<int64_t>(c);
           best_score = score;
@@ -349,7 +328,7 @@ absl::StatusOr<std::vector<McEvalResult>> EvaluateMultipleChoiceScorings(
 }
 
 absl::StatusOr<McEvalResult> EvaluateMultipleChoice(CausalLMImpl& model, const std::vector<ChoiceExample>& items,
-                                                    Scoring scoring, int64_t batch_size) {
+                                                    ChoiceScoring scoring, int64_t batch_size) {
   D2_ASSIGN_OR_RETURN(std::vector<McEvalResult> results,
                       EvaluateMultipleChoiceScorings(model, items, {scoring}, batch_size));
   return std::move(results.front());

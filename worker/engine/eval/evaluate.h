@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/model/llama.h"
+#include "worker/engine/spec_types.h"
 
 namespace d2lora::engine {
 
@@ -29,9 +30,7 @@ absl::StatusOr<LmEvalResult> EvaluateLm(CausalLMImpl& model, const std::vector<E
 //   mean   that sum over the number of continuation tokens
 //   byte   that sum over the choice text's UTF-8 bytes
 //   letter the log-probability of " A", " B", ... after the prompt, which lists the choices
-enum class Scoring { kSum, kMean, kByte, kLetter };
-absl::StatusOr<Scoring> ParseScoring(const std::string& name);
-std::string ScoringName(Scoring scoring);
+// The spec's eval.scoring (ChoiceScoring, ParseChoiceScoring, ChoiceScoringName).
 
 struct McEvalResult {
   double accuracy = 0;
@@ -42,13 +41,13 @@ struct McEvalResult {
 
 // `batch_size` items (prompts) per forward pass; see PromptContinuationLogProbs.
 absl::StatusOr<McEvalResult> EvaluateMultipleChoice(CausalLMImpl& model, const std::vector<ChoiceExample>& items,
-                                                    Scoring scoring, int64_t batch_size);
+                                                    ChoiceScoring scoring, int64_t batch_size);
 
 // The same for several scoring functions at once, sharing the forward passes:
 // each prompt is encoded once and both the choice texts (sum, mean, byte) and
 // the letters are scored against it; results in the order of `scorings`.
 absl::StatusOr<std::vector<McEvalResult>> EvaluateMultipleChoiceScorings(
-    CausalLMImpl& model, const std::vector<ChoiceExample>& items, const std::vector<Scoring>& scorings,
+    CausalLMImpl& model, const std::vector<ChoiceExample>& items, const std::vector<ChoiceScoring>& scorings,
     int64_t batch_size);
 
 // Log-probabilities of `continuation` after `prefix` for each pair, summed per

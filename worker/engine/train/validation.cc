@@ -65,13 +65,8 @@ absl::StatusOr<ValidationResult> Validate(CausalLMImpl& model, const ValidationS
   if (final) scorings.assign(std::begin(kAllScorings), std::end(kAllScorings));
   std::vector<ChoiceExample> choices = Shard(data.choices, limit, rank, world);
   if (!choices.empty()) {
-    std::vector<Scoring> eval_scorings;
-    for (ChoiceScoring s : scorings) {
-      D2_ASSIGN_OR_RETURN(Scoring e, ParseScoring(ChoiceScoringName(s)));
-      eval_scorings.push_back(e);
-    }
     D2_ASSIGN_OR_RETURN(std::vector<McEvalResult> mc,
-                        EvaluateMultipleChoiceScorings(model, choices, eval_scorings, options.batch_size));
+                        EvaluateMultipleChoiceScorings(model, choices, scorings, options.batch_size));
     for (size_t i = 0; i < scorings.size(); ++i) sums[CorrectSlot(scorings[i])] = static_cast<double>(mc[i].correct);
     sums[kChoiceItems] = static_cast<double>(choices.size());
   }

@@ -83,17 +83,17 @@ TEST(EvaluateMultipleChoice, ScoringFunctions) {
     return static_cast<int64_t>(std::max_element(v.begin(), v.end()) - v.begin());
   };
   const auto& s = *sums;
-  const std::vector<std::pair<Scoring, int64_t>> expected = {
-      {Scoring::kSum, argmax({s[0], s[1], s[2]})},
-      {Scoring::kMean, argmax({s[0] / 1, s[1] / 3, s[2] / 2})},
-      {Scoring::kByte, argmax({s[0] / 1, s[1] / 9, s[2] / 2})},
-      {Scoring::kLetter, argmax({s[3], s[4], s[5]})},
+  const std::vector<std::pair<ChoiceScoring, int64_t>> expected = {
+      {ChoiceScoring::kSum, argmax({s[0], s[1], s[2]})},
+      {ChoiceScoring::kMean, argmax({s[0] / 1, s[1] / 3, s[2] / 2})},
+      {ChoiceScoring::kByte, argmax({s[0] / 1, s[1] / 9, s[2] / 2})},
+      {ChoiceScoring::kLetter, argmax({s[3], s[4], s[5]})},
   };
   for (const auto& [scoring, pick] : expected) {
     auto r = EvaluateMultipleChoice(*model, {item, item}, scoring, 3);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->n, 2);
-    EXPECT_EQ(r->predictions, (std::vector<int64_t>{pick, pick})) << ScoringName(scoring);
+    EXPECT_EQ(r->predictions, (std::vector<int64_t>{pick, pick})) << ChoiceScoringName(scoring);
     EXPECT_EQ(r->accuracy, pick == 1 ? 1.0 : 0.0);
   }
 }
@@ -102,7 +102,7 @@ TEST(Evaluate, Errors) {
   CausalLM model = TinyModel();
   EXPECT_FALSE(EvaluateLm(*model, {}, 2).ok());
   EXPECT_FALSE(EvaluateLm(*model, {Make({1, 2})}, 0).ok());
-  EXPECT_FALSE(ParseScoring("median").ok());
+  EXPECT_FALSE(ParseChoiceScoring("median").ok());
   // An id outside the vocabulary is an error, not a crash.
   auto bad = EvaluateLm(*model, {Make({1, 999})}, 1);
   EXPECT_FALSE(bad.ok());

@@ -175,7 +175,7 @@ TEST(EvaluateMultipleChoice, SharedPromptPredictionsMatchPerPairScores) {
     choice_sums.push_back(PerPair(*model, {{item.prompt_ids, item.choice_ids}}, 4)[0]);
     letter_sums.push_back(PerPair(*model, {{item.prompt_ids, item.letter_ids}}, 4)[0]);
   }
-  const std::vector<Scoring> scorings = {Scoring::kSum, Scoring::kMean, Scoring::kByte, Scoring::kLetter};
+  const std::vector<ChoiceScoring> scorings = {ChoiceScoring::kSum, ChoiceScoring::kMean, ChoiceScoring::kByte, ChoiceScoring::kLetter};
   for (int64_t batch : {1, 3, 8}) {
     auto results = EvaluateMultipleChoiceScorings(*model, items, scorings, batch);
     ASSERT_TRUE(results.ok()) << results.status();
@@ -184,21 +184,21 @@ TEST(EvaluateMultipleChoice, SharedPromptPredictionsMatchPerPairScores) {
       std::vector<int64_t> expected;
       int64_t correct = 0;
       for (size_t i = 0; i < items.size(); ++i) {
-        std::vector<double> score = scorings[s] == Scoring::kLetter ? letter_sums[i] : choice_sums[i];
+        std::vector<double> score = scorings[s] == ChoiceScoring::kLetter ? letter_sums[i] : choice_sums[i];
         for (size_t c = 0; c < score.size(); ++c) {
-          if (scorings[s] == Scoring::kMean) score[c] /= static_cast<double>(items[i].choice_ids[c].size());
-          if (scorings[s] == Scoring::kByte) score[c] /= static_cast<double>(items[i].choice_bytes[c]);
+          if (scorings[s] == ChoiceScoring::kMean) score[c] /= static_cast<double>(items[i].choice_ids[c].size());
+          if (scorings[s] == ChoiceScoring::kByte) score[c] /= static_cast<double>(items[i].choice_bytes[c]);
         }
         expected.push_back(std::max_element(score.begin(), score.end()) - score.begin());
         correct += expected.back() == items[i].label ? 1 : 0;
       }
       const McEvalResult& r = (*results)[s];
-      EXPECT_EQ(r.predictions, expected) << ScoringName(scorings[s]) << ", batch " << batch;
+      EXPECT_EQ(r.predictions, expected) << ChoiceScoringName(scorings[s]) << ", batch " << batch;
       EXPECT_EQ(r.correct, correct);
       EXPECT_EQ(r.n, 7);
     }
     // One scoring alone gives the same as in the set.
-    auto letter = EvaluateMultipleChoice(*model, items, Scoring::kLetter, batch);
+    auto letter = EvaluateMultipleChoice(*model, items, ChoiceScoring::kLetter, batch);
     ASSERT_TRUE(letter.ok()) << letter.status();
     EXPECT_EQ(letter->predictions, (*results)[3].predictions);
   }
