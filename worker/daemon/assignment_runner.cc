@@ -50,27 +50,6 @@ bool NeverRetried(absl::StatusCode code) {
   }
 }
 
-// A copy of `from` made of hard links (instant, and immune to the trainer
-// pruning the checkpoint while it is uploaded).
-absl::Status LinkTree(const fs::path& from, const fs::path& to) {
-  std::error_code ec;
-  fs::remove_all(to, ec);
-  fs::create_directories(to, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", to.string(), ": ", ec.message()));
-  for (fs::recursive_directory_iterator it(from, ec), end; !ec && it != end; it.increment(ec)) {
-    const fs::path target = to / fs::relative(it->path(), from, ec);
-    if (ec) break;
-    if (it->is_directory(ec)) {
-      fs::create_directories(target, ec);
-    } else if (it->is_regular_file(ec)) {
-      fs::create_hard_link(it->path(), target, ec);
-    }
-    if (ec) break;
-  }
-  if (ec) return absl::InternalError(absl::StrCat("cannot link ", from.string(), " to ", to.string(), ": ", ec.message()));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 std::string ResumeArgument(const std::string& dir, const std::string& resume_from) {
@@ -144,6 +123,7 @@ void AssignmentRunner::Stop(const std::string& reason, absl::Time give_up) {
 void AssignmentRunner::Abandon() {
   std::lock_guard<std::mutex> lock(mu_);
   abandoned_ = true;
+  if (checkpoints_) checkpoints_->Abandon();
   for (grpc::ClientContext* call : calls_) call->TryCancel();
   cv_.notify_all();
 }
@@ -208,12 +188,7 @@ absl::Status AssignmentRunner::Retry(const std::function<absl::Status()>& call, 
 void AssignmentRunner::Run() {
   Log(absl::StrCat(label_, ": started in ", dir_));
   const AssignmentResult result = Execute();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    checkpoint_closing_ = true;
-    cv_.notify_all();
-  }
-  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+  if (checkpoints_) checkpoints_->Close();
   if (options_.metrics != nullptr) {
     if (assignment_.rank() == 0) options_.metrics->training().Remove(assignment_.job_id());
     options_.metrics->AssignmentEnded(result);
@@ -292,7 +267,22 @@ AssignmentResult AssignmentRunner::Execute() {
 
   metrics_tail_ = std::make_unique<MetricsTail>(absl::StrCat(out_dir(), "/", trainer::kMetricsFile));
   log_tail_ = std::make_unique<LineTail>(log_path(), kMaxLogLineBytes);
-  if (assignment_.rank() == 0) checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
+  if (assignment_.rank() == 0) {
+    CheckpointUploader::Options uploads;
+    uploads.out_dir = out_dir();
+    uploads.snapshot_dir = dir_ + "/.upload";
+    uploads.label = label_;
+    uploads.retry_window = kCheckpointRetryWindow;
+    uploads.upload = [this](const std::string& path, const std::string& name, absl::Time deadline) {
+      return Retry([&] { return UploadArtifact(options_.client, target(), path, name, Hook()); }, kUploadAttempts,
+                   deadline);
+    };
+    uploads.on_not_found = [this](const absl::Status& status, const std::string& what) { NotFound(status, what); };
+    auto uploader = std::make_unique<CheckpointUploader>(std::move(uploads));
+    std::lock_guard<std::mutex> lock(mu_);  // Abandon() reads it from other threads
+    checkpoints_ = std::move(uploader);
+    if (abandoned_) checkpoints_->Abandon();
+  }
 
   std::optional<ExitStatus> exit = Monitor(**process);
   if (!exit.has_value()) return AssignmentResult::kStopped;  // abandoned
@@ -422,7 +412,7 @@ void AssignmentRunner::Report(bool final) {
     }
     for (v1::EvalResult& eval : update.evals) pending_evals_.push_back(std::move(eval));
     for (v1::Rollback& rollback : update.rollbacks) pending_rollbacks_.push_back(std::move(rollback));
-    for (const CheckpointEvent& checkpoint : update.checkpoints) QueueCheckpoint(checkpoint);
+    for (const CheckpointEvent& checkpoint : update.checkpoints) checkpoints_->Queue(checkpoint);
   }
 
   // Send, up to a few batches of log lines (all of them at the end).
@@ -484,78 +474,11 @@ void AssignmentRunner::Report(bool final) {
   }
 }
 
-void AssignmentRunner::QueueCheckpoint(const CheckpointEvent& event) {
-  std::lock_guard<std::mutex> lock(mu_);
-  checkpoint_queued_ = event;  // a newer checkpoint replaces one not yet started
-  cv_.notify_all();
-}
-
-void AssignmentRunner::CheckpointLoop() {
-  while (true) {
-    CheckpointEvent event;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return checkpoint_queued_.has_value() || checkpoint_closing_ || abandoned_; });
-      if (abandoned_ || !checkpoint_queued_.has_value()) return;
-      event = *checkpoint_queued_;
-      checkpoint_queued_.reset();
-      checkpoint_busy_ = true;
-    }
-    UploadCheckpoint(event);
-    std::lock_guard<std::mutex> lock(mu_);
-    checkpoint_busy_ = false;
-    cv_.notify_all();
-  }
-}
-
-void AssignmentRunner::UploadCheckpoint(const CheckpointEvent& event) {
-  const std::string name = trainer::CheckpointName(event.step);
-  std::string source = absl::StrCat(out_dir(), "/", name);
-  std::error_code ec;
-  if (!fs::is_directory(source, ec) && !event.path.empty()) source = event.path;
-  if (!fs::is_directory(source, ec)) {
-    Log(absl::StrCat(label_, ": checkpoint ", name, ": ", source, " is gone; not uploaded"));
-    return;
-  }
-  const std::string snapshot = absl::StrCat(dir_, "/.upload/step-", event.step);
-  std::string from = snapshot;
-  if (absl::Status linked = LinkTree(source, snapshot); !linked.ok()) {
-    Log(absl::StrCat(label_, ": checkpoint ", name, ": ", linked.message(), "; uploading in place"));
-    from = source;
-  }
-  absl::Status status;
-  absl::StatusOr<std::vector<std::string>> files = FilesToUpload(from);
-  if (!files.ok()) status = files.status();
-  const absl::Time deadline = absl::Now() + kCheckpointRetryWindow;
-  for (size_t i = 0; status.ok() && i < files->size(); ++i) {
-    const std::string& file = (*files)[i];
-    status = Retry(
-        [&] {
-          return UploadArtifact(options_.client, target(), absl::StrCat(from, "/", file), absl::StrCat(name, "/", file),
-                                Hook());
-        },
-        kUploadAttempts, deadline);
-  }
-  fs::remove_all(snapshot, ec);
-  if (status.code() == absl::StatusCode::kNotFound && !abandoned()) {
-    NotFound(status, absl::StrCat("upload of ", name));
-  } else if (!status.ok()) {
-    Log(absl::StrCat(label_, ": checkpoint ", name, " not uploaded: ", status.message()));
-  } else {
-    Log(absl::StrCat(label_, ": checkpoint ", name, " uploaded (", files->size(), " files)"));
-  }
-}
-
 AssignmentResult AssignmentRunner::Finish(const ExitStatus& exit) {
   // The checkpoints first: a failed attempt's successor resumes from the last
   // one. The newest queued checkpoint is uploaded on success too, so that a
   // finished job always holds its final state, whatever the timing.
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    checkpoint_closing_ = true;
-    cv_.notify_all();
-  }
-  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+  if (checkpoints_) checkpoints_->Close();
   if (abandoned()) return AssignmentResult::kStopped;
 
   bool stopped = false;

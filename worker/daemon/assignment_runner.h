@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -35,6 +36,7 @@
 #include "absl/time/time.h"
 #include "d2lora/v1/worker_service.pb.h"
 #include "worker/daemon/artifact_transfer.h"
+#include "worker/daemon/checkpoint_uploader.h"
 #include "worker/daemon/coordinator_client.h"
 #include "worker/daemon/metrics_tail.h"
 #include "worker/daemon/rank_process.h"
@@ -115,10 +117,6 @@ class AssignmentRunner {
                      const std::string& summary_json = "");
   void ReportCompletion(const std::string& summary_json);
 
-  // Checkpoint uploads, on their own thread.
-  void QueueCheckpoint(const CheckpointEvent& event);
-  void CheckpointLoop();
-  void UploadCheckpoint(const CheckpointEvent& event);
 
   // Runs `call` until it succeeds or fails for good: unreachable is retried
   // with backoff until the runner gives up (abandoned, `deadline`, the stop's
@@ -165,11 +163,8 @@ class AssignmentRunner {
   bool report_failing_ = false;
   absl::Time last_report_ = absl::InfinitePast();  // answered
 
-  // The checkpoint thread's queue (guarded by mu_): the newest event only.
-  std::thread checkpoint_thread_;
-  std::optional<CheckpointEvent> checkpoint_queued_;
-  bool checkpoint_busy_ = false;
-  bool checkpoint_closing_ = false;
+  // Rank 0's checkpoint uploads; set under mu_ by the runner's thread.
+  std::unique_ptr<CheckpointUploader> checkpoints_;
 };
 
 }  // namespace d2lora::worker
