@@ -247,22 +247,178 @@ nlohmann::json MergeCheckSummary(const MergeReport& r) {
   return check;
 }
 
+// --resume: the checkpoint to continue from (the newest that verifies).
+absl::StatusOr<std::string> ResumeDirectory(const std::string& resume) {
+  std::vector<std::string> skipped;
+  D2_ASSIGN_OR_RETURN(std::string dir, ResolveResumePath(resume, &skipped));
+  for (const std::string& why : skipped) {
+    std::fprintf(stderr, "warning: skipping a checkpoint that fails verification: %s\n", why.c_str());
+  }
+  if (!skipped.empty()) std::fprintf(stderr, "warning: resuming from the previous checkpoint %s\n", dir.c_str());
+  return dir;
+}
+
+// What every rank loads the same: model, tokenizer, data, adapters.
+struct JobSetup {
+  LoadedModel loaded;
+  std::shared_ptr<Tokenizer> tokenizer;
+  PreparedData data;
+  nlohmann::json fingerprint;
+};
+
+// This rank's part of the setup; the caller agrees on it across ranks, so a
+// failure on one rank fails them all.
+absl::Status SetUp(const JobSpec& spec, c10::ScalarType dtype, const torch::Device& device, bool rank0,
+                   bool resuming, JobSetup* out) {
+  D2_ASSIGN_OR_RETURN(out->loaded, LoadModel(spec.model, dtype));
+  D2_ASSIGN_OR_RETURN(out->tokenizer, LoadTokenizer(spec.model));
+  D2_ASSIGN_OR_RETURN(out->data, PrepareData(spec, *out->tokenizer, out->loaded.config.vocab_size));
+  D2_RETURN_IF_ERROR(GuardTorch("preparing the model", [&]() -> absl::Status {
+    CausalLMImpl& model = *out->loaded.model;
+    if (spec.full_finetune()) {
+      for (auto& p : model.parameters()) p.requires_grad_(true);
+    } else {
+      D2_RETURN_IF_ERROR(InjectAdapters(model, spec.adapter).status());
+    }
+    model.to(device);
+    return absl::OkStatus();
+  }));
+  D2_ASSIGN_OR_RETURN(out->fingerprint, Fingerprint(spec));
+  if (rank0) D2_RETURN_IF_ERROR(CreateOutputDir(spec, resuming));
+  return absl::OkStatus();
+}
+
+TrainerOptions MakeTrainerOptions(const JobSpec& spec, const JobSetup& setup, const ParameterCount& counts,
+                                  std::vector<TrainingCallback*> callbacks, const std::atomic<bool>* stop) {
+  std::shared_ptr<Tokenizer> tokenizer = setup.tokenizer;
+  TrainerOptions to;
+  to.spec = spec;
+  to.pad_id = CollatePadId(*tokenizer);
+  to.validation.eval = spec.eval;
+  to.validation.batch_size = spec.train.micro_batch_size;
+  to.validation.eos_token_ids = setup.loaded.config.eos_token_ids;
+  if (tokenizer->eos_id()) to.validation.eos_token_ids.push_back(*tokenizer->eos_id());
+  to.validation.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids, true); };
+  to.checkpoints_dir = spec.output.dir + "/" + trainer::kCheckpointsDir;
+  if (!spec.full_finetune()) {
+    CausalLM model = setup.loaded.model;
+    to.write_checkpoint_extra = [model, spec](const std::string& staged) mutable {
+      return SaveAdapter(*model, spec.adapter, staged + "/adapter", spec.model);
+    };
+  }
+  to.fingerprint = setup.fingerprint;
+  to.callbacks = std::move(callbacks);
+  to.stop = stop;
+  to.run_info.name = spec.name;
+  to.run_info.method = TrainingMethodName(spec.method);
+  to.run_info.trainable_parameters = counts.trainable;
+  to.run_info.total_parameters = counts.total;
+  to.run_info.output_dir = spec.output.dir;
+  return to;
+}
+
+nlohmann::json RunSummary(const JobSpec& spec, const TrainResult& result, int64_t world_size,
+                          const std::string& resume_dir, const ParameterCount& counts, const nlohmann::json& data) {
+  nlohmann::json summary;
+  summary["name"] = spec.name;
+  summary["method"] = TrainingMethodName(spec.method);
+  summary["status"] = result.stopped ? "stopped" : "completed";
+  summary["steps"] = result.steps;
+  summary["total_steps"] = result.total_steps;
+  summary["skipped_steps"] = result.skipped_steps;
+  summary["rollbacks"] = result.rollbacks;
+  summary["world_size"] = world_size;
+  summary["resumed_from"] = resume_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(resume_dir);
+  summary["parameters"] = {{"trainable", counts.trainable}, {"total", counts.total}};
+  summary["data"] = data;
+  if (result.last_step) summary["final"] = ToJson(*result.last_step);
+  summary["volatility"] = ToJson(result.run_volatility);
+  if (result.final_eval) summary["eval"] = result.final_eval->details;
+  return summary;
+}
+
+// adapter/ (rank 0), and for D2-LoRA its exact rank-2r PEFT DoRA form beside
+// it, for stacks that know DoRA but not D2-LoRA. That one is an extra: a layer
+// DoRA cannot express (a zero row of W0) is reported, not fatal.
+absl::Status SaveAdapters(const JobSpec& spec, CausalLMImpl& model, bool rank0, nlohmann::json& summary,
+                          nlohmann::json& paths) {
+  const std::string adapter_dir = spec.output.dir + "/" + trainer::kAdapterDir;
+  if (rank0) D2_RETURN_IF_ERROR(SaveAdapter(model, spec.adapter, adapter_dir, spec.model));
+  paths["adapter"] = adapter_dir;
+  if (spec.method != TrainingMethod::kD2Lora) return absl::OkStatus();
+  const std::string peft_dir = spec.output.dir + "/" + trainer::kPeftAdapterDir;
+  absl::Status exported = rank0 ? SavePeftAdapter(model, spec.adapter, PeftFormat::kDora, peft_dir, spec.model)
+                                : absl::OkStatus();
+  if (exported.ok()) {
+    paths["adapter_peft"] = peft_dir;
+  } else {
+    std::fprintf(stderr, "warning: no %s: %s\n", trainer::kPeftAdapterDir, std::string(exported.message()).c_str());
+    summary["adapter_peft_error"] = exported.message();
+  }
+  return absl::OkStatus();
+}
+
+// What the merge needs besides the model.
+struct MergeInputs {
+  const ModelConfig* config;
+  const Tokenizer* tokenizer;
+  Trainer* trainer;
+  const TrainResult* result;
+  const std::vector<Example>* check_source;  // the sequences whose logits are compared
+  torch::Device device;
+};
+
+// merged/ (output.merge; always for method full), behind the merge gate for
+// adapters. Returns the gate's verdict, MERGE_CHECK_FAILED on rank 0 when it
+// stops the merge: then the adapter, merge_report.json and summary.json stay
+// and nothing is published. The other ranks end normally, so that through the
+// service the job's failure is rank 0's, with its summary and artifacts.
+absl::Status MergeOutputs(const JobSpec& spec, CausalLMImpl& model, const MergeInputs& in, ProcessGroup& group,
+                          nlohmann::json& summary, nlohmann::json& paths) {
+  const bool rank0 = group.rank() == 0;
+  D2_ASSIGN_OR_RETURN(c10::ScalarType merged_dtype, MergedDtype(spec, *in.config));
+  D2_ASSIGN_OR_RETURN(std::string dtype_name, ModelDtypeName(merged_dtype));
+  if (!spec.full_finetune()) {
+    D2_ASSIGN_OR_RETURN(MergeReport report, MergeAndCheck(spec, model, *in.tokenizer, *in.trainer, *in.result,
+                                                          merged_dtype, group, in.device, *in.check_source));
+    report.merged_dtype = dtype_name;
+    Judge(&report);
+    if (rank0) D2_RETURN_IF_ERROR(WriteMergeReport(report, spec.output.dir));
+    paths["merge_report"] = spec.output.dir + "/" + trainer::kMergeReportFile;
+    summary["merge_check"] = MergeCheckSummary(report);
+    const absl::Status verdict = rank0 ? report.Verdict() : absl::OkStatus();
+    if (!verdict.ok()) {
+      summary["status"] = "merge_check_failed";
+      summary["error"] = verdict.message();
+      summary["paths"] = paths;
+      summary["spec"] = JobSpecToJson(spec);
+      D2_RETURN_IF_ERROR(WriteFileAtomically(spec.output.dir + "/" + trainer::kSummaryFile, summary.dump(2) + "\n"));
+      return verdict;
+    }
+  }
+  const std::string merged_dir = spec.output.dir + "/" + trainer::kMergedDir;
+  if (rank0) {
+    SaveModelOptions save;
+    save.dtype = merged_dtype;
+    save.tokenizer_source_dir = spec.model;
+    save.overwrite = true;
+    D2_RETURN_IF_ERROR(SaveModel(model, *in.config, merged_dir, save));
+  }
+  paths["merged"] = merged_dir;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, ProcessGroup& group) {
   const auto wall_start = Clock::now();
-  JobSpec spec = options.spec;
+  const JobSpec& spec = options.spec;
   D2_RETURN_IF_ERROR(ValidateJobSpec(spec));
   const bool rank0 = group.rank() == 0;
   const bool resuming = !options.resume.empty();
   std::string resume_dir;
   if (resuming) {
-    std::vector<std::string> skipped;
-    D2_ASSIGN_OR_RETURN(resume_dir, ResolveResumePath(options.resume, &skipped));
-    for (const std::string& why : skipped) {
-      std::fprintf(stderr, "warning: skipping a checkpoint that fails verification: %s\n", why.c_str());
-    }
-    if (!skipped.empty()) std::fprintf(stderr, "warning: resuming from the previous checkpoint %s\n", resume_dir.c_str());
+    D2_ASSIGN_OR_RETURN(resume_dir, ResumeDirectory(options.resume));
   }
   if (spec.resources.device == DeviceKind::kCuda && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError("resources.device = cuda, but LibTorch sees no CUDA device");
@@ -275,42 +431,10 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   const torch::Device device = spec.resources.device == DeviceKind::kCuda
                                    ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options.local_rank))
                                    : torch::Device(torch::kCPU);
-  absl::StatusOr<LoadedModel> loaded = LoadModel(spec.model, dtype);
-  std::shared_ptr<Tokenizer> tokenizer;
-  PreparedData data;
-  absl::Status setup = loaded.status();
-  if (setup.ok()) {
-    auto tok = LoadTokenizer(spec.model);
-    setup = tok.status();
-    if (tok.ok()) tokenizer = std::move(*tok);
-  }
-  if (setup.ok()) {
-    auto prepared = PrepareData(spec, *tokenizer, loaded->config.vocab_size);
-    setup = prepared.status();
-    if (prepared.ok()) data = std::move(*prepared);
-  }
-  if (setup.ok()) {
-    setup = GuardTorch("preparing the model", [&]() -> absl::Status {
-      CausalLMImpl& model = *loaded->model;
-      if (spec.full_finetune()) {
-        for (auto& p : model.parameters()) p.requires_grad_(true);
-      } else {
-        D2_RETURN_IF_ERROR(InjectAdapters(model, spec.adapter).status());
-      }
-      model.to(device);
-      return absl::OkStatus();
-    });
-  }
-  nlohmann::json fingerprint;
-  if (setup.ok()) {
-    auto fp = Fingerprint(spec);
-    setup = fp.status();
-    if (fp.ok()) fingerprint = std::move(*fp);
-  }
-  if (setup.ok() && rank0) setup = CreateOutputDir(spec, resuming);
-  D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, setup, "setup (model, tokenizer, data, output directory)"));
-  CausalLM model = loaded->model;
-  const ModelConfig config = loaded->config;
+  JobSetup setup;
+  D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, SetUp(spec, dtype, device, rank0, resuming, &setup),
+                                      "setup (model, tokenizer, data, output directory)"));
+  CausalLM model = setup.loaded.model;
 
   std::vector<TrainingCallback*> callbacks = options.callbacks;
   std::unique_ptr<JsonlMetricsWriter> jsonl;
@@ -318,33 +442,10 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
     D2_ASSIGN_OR_RETURN(jsonl, JsonlMetricsWriter::Create(spec.output.dir + "/" + trainer::kMetricsFile, resuming));
     callbacks.insert(callbacks.begin(), jsonl.get());
   }
-
   const ParameterCount counts = CountParameters(*model);
-  TrainerOptions to;
-  to.spec = spec;
-  to.pad_id = CollatePadId(*tokenizer);
-  to.validation.eval = spec.eval;
-  to.validation.batch_size = spec.train.micro_batch_size;
-  to.validation.eos_token_ids = config.eos_token_ids;
-  if (tokenizer->eos_id()) to.validation.eos_token_ids.push_back(*tokenizer->eos_id());
-  to.validation.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids, true); };
-  to.checkpoints_dir = spec.output.dir + "/" + trainer::kCheckpointsDir;
-  if (!spec.full_finetune()) {
-    to.write_checkpoint_extra = [&model, &spec](const std::string& staged) {
-      return SaveAdapter(*model, spec.adapter, staged + "/adapter", spec.model);
-    };
-  }
-  to.fingerprint = fingerprint;
-  to.callbacks = callbacks;
-  to.stop = options.stop;
-  to.run_info.name = spec.name;
-  to.run_info.method = TrainingMethodName(spec.method);
-  to.run_info.trainable_parameters = counts.trainable;
-  to.run_info.total_parameters = counts.total;
-  to.run_info.output_dir = spec.output.dir;
   D2_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
-                      Trainer::Create(model, data.train, std::move(data.validation), std::move(to), &group));
-  const ValidationSet& validation = trainer->validation();  // for the merge gate
+                      Trainer::Create(model, setup.data.train, std::move(setup.data.validation),
+                                      MakeTrainerOptions(spec, setup, counts, callbacks, options.stop), &group));
   if (resuming) {
     absl::Status resumed = trainer->Resume(resume_dir);
     if (resumed.ok() && rank0) resumed = WriteSpecFile(spec);
@@ -352,83 +453,17 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   }
   D2_ASSIGN_OR_RETURN(TrainResult result, trainer->Run());
 
-  nlohmann::json summary;
-  summary["name"] = spec.name;
-  summary["method"] = TrainingMethodName(spec.method);
-  summary["status"] = result.stopped ? "stopped" : "completed";
-  summary["steps"] = result.steps;
-  summary["total_steps"] = result.total_steps;
-  summary["skipped_steps"] = result.skipped_steps;
-  summary["rollbacks"] = result.rollbacks;
-  summary["world_size"] = group.world_size();
-  summary["resumed_from"] = resuming ? nlohmann::json(resume_dir) : nlohmann::json(nullptr);
-  summary["parameters"] = {{"trainable", counts.trainable}, {"total", counts.total}};
-  summary["data"] = data.report;
-  if (result.last_step) summary["final"] = ToJson(*result.last_step);
-  summary["volatility"] = ToJson(result.run_volatility);
-  if (result.final_eval) summary["eval"] = result.final_eval->details;
+  nlohmann::json summary = RunSummary(spec, result, group.world_size(), resume_dir, counts, setup.data.report);
   nlohmann::json paths = {{"output_dir", spec.output.dir},
                           {"metrics", spec.output.dir + "/" + trainer::kMetricsFile},
                           {"checkpoint", result.last_checkpoint}};
-
   if (!result.stopped) {
-    const std::string adapter_dir = spec.output.dir + "/" + trainer::kAdapterDir;
-    const std::string merged_dir = spec.output.dir + "/" + trainer::kMergedDir;
-    if (!spec.full_finetune()) {
-      if (rank0) D2_RETURN_IF_ERROR(SaveAdapter(*model, spec.adapter, adapter_dir, spec.model));
-      paths["adapter"] = adapter_dir;
-      if (spec.method == TrainingMethod::kD2Lora) {
-        // The exact rank-2r PEFT DoRA form beside it, for stacks that know DoRA
-        // but not D2-LoRA. It is an extra: a layer DoRA cannot express (a zero
-        // row of W0) is reported, not fatal.
-        const std::string peft_dir = spec.output.dir + "/" + trainer::kPeftAdapterDir;
-        absl::Status exported =
-            rank0 ? SavePeftAdapter(*model, spec.adapter, PeftFormat::kDora, peft_dir, spec.model) : absl::OkStatus();
-        if (exported.ok()) {
-          paths["adapter_peft"] = peft_dir;
-        } else {
-          std::fprintf(stderr, "warning: no %s: %s\n", trainer::kPeftAdapterDir, std::string(exported.message()).c_str());
-          summary["adapter_peft_error"] = exported.message();
-        }
-      }
-    }
+    if (!spec.full_finetune()) D2_RETURN_IF_ERROR(SaveAdapters(spec, *model, rank0, summary, paths));
     if (spec.output.merge || spec.full_finetune()) {
-      D2_ASSIGN_OR_RETURN(c10::ScalarType merged_dtype, MergedDtype(spec, config));
-      D2_ASSIGN_OR_RETURN(std::string dtype_name, ModelDtypeName(merged_dtype));
-      absl::Status verdict;
-      if (!spec.full_finetune()) {
-        D2_ASSIGN_OR_RETURN(MergeReport report,
-                            MergeAndCheck(spec, *model, *tokenizer, *trainer, result, merged_dtype, group, device,
-                                          validation.examples.empty() ? *data.train : validation.examples));
-        report.merged_dtype = dtype_name;
-        Judge(&report);
-        // Rank 0 alone fails with the verdict; the other ranks end normally,
-        // so that through the service the job's failure is rank 0's
-        // MERGE_CHECK_FAILED with its summary and artifacts, not a peer's exit.
-        if (rank0) verdict = report.Verdict();
-        if (rank0) D2_RETURN_IF_ERROR(WriteMergeReport(report, spec.output.dir));
-        paths["merge_report"] = spec.output.dir + "/" + trainer::kMergeReportFile;
-        summary["merge_check"] = MergeCheckSummary(report);
-      }
-      if (!verdict.ok()) {
-        // Not published: the adapter, the report and this summary stay.
-        summary["status"] = "merge_check_failed";
-        summary["error"] = verdict.message();
-        summary["paths"] = paths;
-        summary["spec"] = JobSpecToJson(spec);
-        if (rank0) {
-          D2_RETURN_IF_ERROR(WriteFileAtomically(spec.output.dir + "/" + trainer::kSummaryFile, summary.dump(2) + "\n"));
-        }
-        return verdict;
-      }
-      if (rank0) {
-        SaveModelOptions save;
-        save.dtype = merged_dtype;
-        save.tokenizer_source_dir = spec.model;
-        save.overwrite = true;
-        D2_RETURN_IF_ERROR(SaveModel(*model, config, merged_dir, save));
-      }
-      paths["merged"] = merged_dir;
+      const ValidationSet& validation = trainer->validation();
+      const MergeInputs in{&setup.loaded.config, setup.tokenizer.get(), trainer.get(), &result,
+                           validation.examples.empty() ? setup.data.train.get() : &validation.examples, device};
+      D2_RETURN_IF_ERROR(MergeOutputs(spec, *model, in, group, summary, paths));
     }
   }
   summary["paths"] = paths;
