@@ -9,11 +9,22 @@ namespace d2lora::engine {
 
 absl::Status AgreeAcrossRanks(ProcessGroup& group, absl::Status local, const std::string& phase) {
   if (group.world_size() == 1) return local;
-  torch::Tensor failed = torch::tensor({local.ok() ? 0.0f : 1.0f}).to(group.device());
-  D2_RETURN_IF_ERROR(group.AllReduceSum(failed));
+  // Each rank's status code at its index (0 = OK): one all-reduce tells every
+  // rank which ranks failed and how.
+  torch::Tensor codes = torch::zeros({group.world_size()}, torch::kFloat32);
+  codes[group.rank()] = static_cast<float>(static_cast<int>(local.code()));
+  codes = codes.to(group.device());
+  D2_RETURN_IF_ERROR(group.AllReduceSum(codes));
   if (!local.ok()) return local;
-  if (failed.item<float>() > 0) {
-    return absl::AbortedError(absl::StrCat("another rank failed during ", phase, " (see its log)"));
+  const torch::Tensor all = codes.to(torch::kCPU);
+  for (int64_t r = 0; r < group.world_size(); ++r) {
+    const int code = static_cast<int>(all[r].item<float>());
+    if (code == 0) continue;
+    // The failed rank's code, so that whichever rank reports first, the
+    // failure reads (and is retried, or not) the same.
+    return absl::Status(static_cast<absl::StatusCode>(code),
+                        absl::StrCat("rank ", r, " failed during ", phase, " with ",
+                                     absl::StatusCodeToString(static_cast<absl::StatusCode>(code)), " (see its log)"));
   }
   return absl::OkStatus();
 }

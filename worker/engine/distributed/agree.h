@@ -10,8 +10,10 @@
 namespace d2lora::engine {
 
 // Collective. Every rank learns whether all ranks' `local` statuses were OK: a
-// rank whose status failed gets it back, the others an Aborted error saying
-// that another rank failed during `phase`. With one rank, returns `local`.
+// rank whose status failed gets it back; the others get the code of the
+// lowest failed rank, with a message naming that rank and `phase`, so that a
+// rank's INVALID_ARGUMENT is not retried because a peer reported first. With
+// one rank, returns `local`.
 absl::Status AgreeAcrossRanks(ProcessGroup& group, absl::Status local, const std::string& phase);
 
 }  // namespace d2lora::engine
