@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -11,34 +12,40 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/spec/job_spec_fields.h"
 #include "common/status_macros.h"
 
 namespace d2lora::spec {
 namespace {
 
-// The schema: the keys of each section ("" = top level). A top-level key that
-// is itself listed here is a section.
-const std::vector<std::pair<std::string, std::vector<std::string>>>& Schema() {
-  static const auto* schema = new std::vector<std::pair<std::string, std::vector<std::string>>>{
-      {"",
-       {"name", "model", "method", "adapter", "data", "train", "eval", "metrics", "guard", "output",
-        "resources"}},
-      {"adapter",
-       {"r", "alpha", "target_modules", "dropout", "use_rslora", "tau_init", "tau_learnable",
-        "projection_strength", "residual", "norm_grad", "dtype"}},
-      {"data", {"train", "validation", "format", "max_seq_len", "skip_invalid"}},
-      {"train",
-       {"epochs", "max_steps", "batch_size", "micro_batch_size", "lr", "schedule", "warmup_steps",
-        "weight_decay", "grad_clip", "seed", "checkpoint_every", "keep_checkpoints",
-        "max_nonfinite_steps", "activation_checkpointing", "dtype"}},
-      {"eval", {"every", "scoring", "max_examples", "generate_max_new_tokens"}},
-      {"metrics", {"volatility_window", "log_every"}},
-      {"guard", {"spike_factor", "max_rollbacks", "lr_backoff", "skip_batches"}},
-      {"output",
-       {"dir", "merge", "merge_dtype", "merge_check", "merge_max_row_norm_deviation", "merge_max_cast_error",
-        "merge_max_logit_diff", "merge_max_kl", "merge_max_accuracy_gap_pp"}},
-      {"resources", {"world_size", "device", "threads", "min_world_size", "elastic_wait_seconds"}},
-  };
+using Schema_ = std::vector<std::pair<std::string, std::vector<std::string>>>;
+
+// Collects the keys of each section, in order; a section's name is a key of the top level.
+struct SchemaVisitor {
+  Schema_ schema{{"", {}}};
+  void Add(const char* section, const char* key) {
+    if (schema.back().first != section) {
+      schema.emplace_back(section, std::vector<std::string>{});
+      schema.front().second.push_back(section);
+    }
+    schema.back().second.push_back(key);
+  }
+  template <typename Get>
+  void Value(const char* section, const char* key, Get) { Add(section, key); }
+  template <typename Get>
+  void Plain(const char* section, const char* key, Get) { Add(section, key); }
+  template <typename Get, typename NameFn, typename ParseFn>
+  void Named(const char* section, const char* key, Get, NameFn, ParseFn) { Add(section, key); }
+};
+
+// The schema: the keys of each section ("" = top level), from the field list
+// (job_spec_fields.h). A top-level key that is itself listed here is a section.
+const Schema_& Schema() {
+  static const auto* schema = [] {
+    SchemaVisitor v;
+    internal::ForEachField(v);
+    return new Schema_(std::move(v.schema));
+  }();
   return *schema;
 }
 
@@ -243,110 +250,73 @@ class SectionReader {
   std::string section_;
 };
 
-absl::Status ReadAdapter(const SectionReader& s, AdapterOptions* a) {
-  D2_RETURN_IF_ERROR(s.CheckKeys());
-  D2_RETURN_IF_ERROR(s.Int("r", &a->r));
-  D2_RETURN_IF_ERROR(s.Double("alpha", &a->alpha));
-  D2_RETURN_IF_ERROR(s.StringList("target_modules", &a->target_modules));
-  D2_RETURN_IF_ERROR(s.Double("dropout", &a->dropout));
-  D2_RETURN_IF_ERROR(s.Bool("use_rslora", &a->use_rslora));
-  D2_RETURN_IF_ERROR(s.Double("tau_init", &a->tau_init));
-  D2_RETURN_IF_ERROR(s.Bool("tau_learnable", &a->tau_learnable));
-  D2_RETURN_IF_ERROR(s.Double("projection_strength", &a->projection_strength));
-  D2_RETURN_IF_ERROR(s.Bool("residual", &a->residual));
-  D2_RETURN_IF_ERROR(s.Enum("norm_grad", ParseNormGrad, &a->norm_grad));
-  return s.Enum("dtype", ParseAdapterDtype, &a->dtype);
-}
+// Reads every field of the list into `spec`, checking each section's keys
+// before its first field; stops at the first error.
+class ReadVisitor {
+ public:
+  ReadVisitor(const YAML::Node& tree, JobSpec* spec) : top_(tree, ""), spec_(spec) {}
 
-absl::Status ReadData(const SectionReader& s, DataSpec* d) {
-  D2_RETURN_IF_ERROR(s.CheckKeys());
-  D2_RETURN_IF_ERROR(s.String("train", &d->train));
-  D2_RETURN_IF_ERROR(s.String("validation", &d->validation));
-  D2_RETURN_IF_ERROR(s.String("format", &d->format));
-  D2_RETURN_IF_ERROR(s.Int("max_seq_len", &d->max_seq_len));
-  return s.Bool("skip_invalid", &d->skip_invalid);
-}
+  absl::Status status() const { return status_; }
 
-absl::Status ReadTrain(const SectionReader& s, TrainSpec* t) {
-  D2_RETURN_IF_ERROR(s.CheckKeys());
-  D2_RETURN_IF_ERROR(s.Int("epochs", &t->epochs));
-  D2_RETURN_IF_ERROR(s.Int("max_steps", &t->max_steps));
-  D2_RETURN_IF_ERROR(s.Int("batch_size", &t->batch_size));
-  D2_RETURN_IF_ERROR(s.Int("micro_batch_size", &t->micro_batch_size));
-  D2_RETURN_IF_ERROR(s.Double("lr", &t->lr));
-  D2_RETURN_IF_ERROR(s.Enum("schedule", ParseLrSchedule, &t->schedule));
-  D2_RETURN_IF_ERROR(s.Int("warmup_steps", &t->warmup_steps));
-  D2_RETURN_IF_ERROR(s.Double("weight_decay", &t->weight_decay));
-  D2_RETURN_IF_ERROR(s.Double("grad_clip", &t->grad_clip));
-  D2_RETURN_IF_ERROR(s.Uint64("seed", &t->seed));
-  D2_RETURN_IF_ERROR(s.Int("checkpoint_every", &t->checkpoint_every));
-  D2_RETURN_IF_ERROR(s.Int("keep_checkpoints", &t->keep_checkpoints));
-  D2_RETURN_IF_ERROR(s.Int("max_nonfinite_steps", &t->max_nonfinite_steps));
-  D2_RETURN_IF_ERROR(s.Bool("activation_checkpointing", &t->activation_checkpointing));
-  return s.Enum("dtype", ParseComputeDtype, &t->dtype);
-}
+  template <typename Get>
+  void Value(const char* section, const char* key, Get get) {
+    if (!Ready(section)) return;
+    status_ = Read(*reader_, key, &get(*spec_));
+  }
+  template <typename Get>
+  void Plain(const char* section, const char* key, Get get) {
+    Value(section, key, get);
+  }
+  template <typename Get, typename NameFn, typename ParseFn>
+  void Named(const char* section, const char* key, Get get, NameFn, ParseFn parse) {
+    if (!Ready(section)) return;
+    status_ = reader_->Enum(key, parse, &get(*spec_));
+  }
 
-absl::Status ReadEval(const SectionReader& s, EvalSpec* e) {
-  D2_RETURN_IF_ERROR(s.CheckKeys());
-  D2_RETURN_IF_ERROR(s.Int("every", &e->every));
-  D2_RETURN_IF_ERROR(s.Enum("scoring", ParseChoiceScoring, &e->scoring));
-  D2_RETURN_IF_ERROR(s.Int("max_examples", &e->max_examples));
-  return s.Int("generate_max_new_tokens", &e->generate_max_new_tokens);
-}
+ private:
+  // The section's reader, its keys checked the first time; false after an error.
+  bool Ready(const std::string& section) {
+    if (!status_.ok()) return false;
+    if (!started_) {
+      started_ = true;
+      status_ = top_.CheckKeys();
+      if (!status_.ok()) return false;
+    }
+    if (!reader_.has_value() || section != current_) {
+      current_ = section;
+      // emplace, never assign: assigning a YAML::Node writes into the tree it refers to.
+      if (section.empty()) {
+        reader_.emplace(top_);
+      } else {
+        reader_.emplace(top_.Child(section), section);
+        status_ = reader_->CheckKeys();
+      }
+    }
+    return status_.ok();
+  }
+  static absl::Status Read(const SectionReader& r, const char* key, std::string* out) { return r.String(key, out); }
+  static absl::Status Read(const SectionReader& r, const char* key, std::vector<std::string>* out) {
+    return r.StringList(key, out);
+  }
+  static absl::Status Read(const SectionReader& r, const char* key, bool* out) { return r.Bool(key, out); }
+  static absl::Status Read(const SectionReader& r, const char* key, int64_t* out) { return r.Int(key, out); }
+  static absl::Status Read(const SectionReader& r, const char* key, uint64_t* out) { return r.Uint64(key, out); }
+  static absl::Status Read(const SectionReader& r, const char* key, double* out) { return r.Double(key, out); }
 
-absl::Status ReadMetrics(const SectionReader& s, MetricsSpec* m) {
-  D2_RETURN_IF_ERROR(s.CheckKeys());
-  D2_RETURN_IF_ERROR(s.Int("volatility_window", &m->volatility_window));
-  return s.Int("log_every", &m->log_every);
-}
-
-absl::Status ReadGuard(const SectionReader& s, GuardSpec* g) {
-  D2_RETURN_IF_ERROR(s.CheckKeys());
-  D2_RETURN_IF_ERROR(s.Double("spike_factor", &g->spike_factor));
-  D2_RETURN_IF_ERROR(s.Int("max_rollbacks", &g->max_rollbacks));
-  D2_RETURN_IF_ERROR(s.Double("lr_backoff", &g->lr_backoff));
-  return s.Int("skip_batches", &g->skip_batches);
-}
-
-absl::Status ReadOutput(const SectionReader& s, OutputSpec* o) {
-  D2_RETURN_IF_ERROR(s.CheckKeys());
-  D2_RETURN_IF_ERROR(s.String("dir", &o->dir));
-  D2_RETURN_IF_ERROR(s.Bool("merge", &o->merge));
-  D2_RETURN_IF_ERROR(s.Enum("merge_dtype", ParseMergeDtype, &o->merge_dtype));
-  D2_RETURN_IF_ERROR(s.Bool("merge_check", &o->merge_check));
-  MergeThresholds& t = o->merge_thresholds;
-  D2_RETURN_IF_ERROR(s.Double("merge_max_row_norm_deviation", &t.max_row_norm_deviation));
-  D2_RETURN_IF_ERROR(s.Double("merge_max_cast_error", &t.max_cast_error));
-  D2_RETURN_IF_ERROR(s.Double("merge_max_logit_diff", &t.max_logit_diff));
-  D2_RETURN_IF_ERROR(s.Double("merge_max_kl", &t.max_kl));
-  return s.Double("merge_max_accuracy_gap_pp", &t.max_accuracy_gap_pp);
-}
-
-absl::Status ReadResources(const SectionReader& s, ResourcesSpec* r) {
-  D2_RETURN_IF_ERROR(s.CheckKeys());
-  D2_RETURN_IF_ERROR(s.Int("world_size", &r->world_size));
-  D2_RETURN_IF_ERROR(s.Enum("device", ParseDeviceKind, &r->device));
-  D2_RETURN_IF_ERROR(s.Int("threads", &r->threads));
-  D2_RETURN_IF_ERROR(s.Int("min_world_size", &r->min_world_size));
-  return s.Int("elastic_wait_seconds", &r->elastic_wait_seconds);
-}
+  SectionReader top_;
+  std::optional<SectionReader> reader_;
+  std::string current_;
+  bool started_ = false;
+  JobSpec* spec_;
+  absl::Status status_;
+};
 
 absl::StatusOr<JobSpec> ReadSpec(const YAML::Node& tree) {
   JobSpec spec;
+  ReadVisitor reader(tree, &spec);
+  internal::ForEachField(reader);
+  D2_RETURN_IF_ERROR(reader.status());
   SectionReader top(tree, "");
-  D2_RETURN_IF_ERROR(top.CheckKeys());
-  D2_RETURN_IF_ERROR(top.String("name", &spec.name));
-  D2_RETURN_IF_ERROR(top.String("model", &spec.model));
-  D2_RETURN_IF_ERROR(top.Enum("method", ParseTrainingMethod, &spec.method));
-  D2_RETURN_IF_ERROR(ReadAdapter(SectionReader(top.Child("adapter"), "adapter"), &spec.adapter));
-  D2_RETURN_IF_ERROR(ReadData(SectionReader(top.Child("data"), "data"), &spec.data));
-  D2_RETURN_IF_ERROR(ReadTrain(SectionReader(top.Child("train"), "train"), &spec.train));
-  D2_RETURN_IF_ERROR(ReadEval(SectionReader(top.Child("eval"), "eval"), &spec.eval));
-  D2_RETURN_IF_ERROR(ReadMetrics(SectionReader(top.Child("metrics"), "metrics"), &spec.metrics));
-  D2_RETURN_IF_ERROR(ReadGuard(SectionReader(top.Child("guard"), "guard"), &spec.guard));
-  D2_RETURN_IF_ERROR(ReadOutput(SectionReader(top.Child("output"), "output"), &spec.output));
-  D2_RETURN_IF_ERROR(
-      ReadResources(SectionReader(top.Child("resources"), "resources"), &spec.resources));
   spec.adapter.method = AdapterMethod::kD2Lora;
   if (!spec.full_finetune()) {
     D2_ASSIGN_OR_RETURN(spec.adapter.method, ParseMethod(TrainingMethodName(spec.method)));
