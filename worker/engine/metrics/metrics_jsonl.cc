@@ -64,30 +64,28 @@ absl::StatusOr<std::unique_ptr<JsonlMetricsWriter>> JsonlMetricsWriter::Create(
 
 JsonlMetricsWriter::~JsonlMetricsWriter() { ::close(fd_); }
 
-void JsonlMetricsWriter::OnStart(const RunInfo& info) { Write("start", ToJson(info)); }
-void JsonlMetricsWriter::OnStep(const StepMetrics& metrics) { Write("step", ToJson(metrics)); }
-void JsonlMetricsWriter::OnEval(const EvalMetrics& metrics) { Write("eval", ToJson(metrics)); }
+void JsonlMetricsWriter::OnStart(const RunInfo& info) { Write({clock_(), info}); }
+void JsonlMetricsWriter::OnStep(const StepMetrics& metrics) { Write({clock_(), metrics}); }
+void JsonlMetricsWriter::OnEval(const EvalMetrics& metrics) { Write({clock_(), metrics}); }
 
 void JsonlMetricsWriter::OnCheckpoint(const CheckpointInfo& info) {
-  Write("checkpoint", ToJson(info));
+  Write({clock_(), info});
   Sync();
 }
 
 void JsonlMetricsWriter::OnRollback(const RollbackInfo& info) {
-  Write("rollback", ToJson(info));
+  Write({clock_(), info});
   Sync();
 }
 
 void JsonlMetricsWriter::OnEnd(const json& summary) {
-  Write("end", json{{"summary", summary}});
+  Write({clock_(), trainer::EndInfo{summary}});
   Sync();
 }
 
-void JsonlMetricsWriter::Write(const char* event, json fields) {
+void JsonlMetricsWriter::Write(trainer::MetricsEvent event) {
   if (!status_.ok()) return;
-  // Invalid UTF-8 (a path, a run name) is replaced rather than thrown on.
-  std::string line = Event(event, clock_(), std::move(fields))
-                         .dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string line = trainer::EventLine(event);  // invalid UTF-8 (a path, a name) is replaced
   line.push_back('\n');
   const char* p = line.data();
   size_t left = line.size();

@@ -49,7 +49,8 @@ class JsonlMetricsWriter : public TrainingCallback {
  private:
   JsonlMetricsWriter(std::string path, int fd, std::function<double()> clock)
       : path_(std::move(path)), fd_(fd), clock_(std::move(clock)) {}
-  void Write(const char* event, nlohmann::json fields);
+  // One line: the event in the contract's form (trainer::EventLine).
+  void Write(trainer::MetricsEvent event);
   void Sync();
 
   std::string path_;

@@ -105,9 +105,8 @@ ProgressPrinter::ProgressPrinter(Options options)
       width_(options.width),
       clock_(options.clock ? std::move(options.clock) : std::function<double()>(UnixNow)) {}
 
-void ProgressPrinter::PrintJson(const char* event, json fields) {
-  const std::string line =
-      Event(event, clock_(), std::move(fields)).dump(-1, ' ', false, json::error_handler_t::replace);
+void ProgressPrinter::PrintJson(trainer::MetricsEvent event) {
+  const std::string line = trainer::EventLine(event);
   std::fputs(line.c_str(), out_);
   std::fputc('\n', out_);
   std::fflush(out_);
@@ -121,7 +120,7 @@ void ProgressPrinter::PrintAbove(const std::string& text) {
 }
 
 void ProgressPrinter::OnStart(const RunInfo& info) {
-  if (!tty_) return PrintJson("start", ToJson(info));
+  if (!tty_) return PrintJson({clock_(), info});
   std::string text = absl::StrCat("run ", info.name.empty() ? "(unnamed)" : info.name, " (", info.method,
                                   "): ", FormatCount(info.total_steps), " steps");
   if (info.steps_per_epoch > 0) absl::StrAppend(&text, ", ", FormatCount(info.steps_per_epoch), "/epoch");
@@ -141,7 +140,7 @@ void ProgressPrinter::OnStart(const RunInfo& info) {
 
 void ProgressPrinter::OnStep(const StepMetrics& m) {
   if (!tty_) {
-    if (m.step % every_ == 0 || m.step == m.total_steps || m.skipped) PrintJson("step", ToJson(m));
+    if (m.step % every_ == 0 || m.step == m.total_steps || m.skipped) PrintJson({clock_(), m});
     return;
   }
   bar_ = StatusLine(m, width_);
@@ -151,7 +150,7 @@ void ProgressPrinter::OnStep(const StepMetrics& m) {
 }
 
 void ProgressPrinter::OnEval(const EvalMetrics& m) {
-  if (!tty_) return PrintJson("eval", ToJson(m));
+  if (!tty_) return PrintJson({clock_(), m});
   std::vector<std::string> parts;
   if (m.loss) parts.push_back(absl::StrCat("loss ", G4(*m.loss)));
   if (m.perplexity) parts.push_back(absl::StrCat("ppl ", G4(*m.perplexity)));
@@ -168,12 +167,12 @@ void ProgressPrinter::OnEval(const EvalMetrics& m) {
 }
 
 void ProgressPrinter::OnCheckpoint(const CheckpointInfo& info) {
-  if (!tty_) return PrintJson("checkpoint", ToJson(info));
+  if (!tty_) return PrintJson({clock_(), info});
   PrintAbove(absl::StrCat("checkpoint at step ", info.step, ": ", info.path, "\n"));
 }
 
 void ProgressPrinter::OnRollback(const RollbackInfo& r) {
-  if (!tty_) return PrintJson("rollback", ToJson(r));
+  if (!tty_) return PrintJson({clock_(), r});
   std::string skipped = r.first_skipped_batch == r.last_skipped_batch
                             ? absl::StrCat("batch ", r.first_skipped_batch)
                             : absl::StrCat("batches ", r.first_skipped_batch, "-", r.last_skipped_batch);
@@ -182,7 +181,7 @@ void ProgressPrinter::OnRollback(const RollbackInfo& r) {
 }
 
 void ProgressPrinter::OnEnd(const json& summary) {
-  if (!tty_) return PrintJson("end", json{{"summary", summary}});
+  if (!tty_) return PrintJson({clock_(), trainer::EndInfo{summary}});
   if (!bar_.empty()) std::fputc('\n', out_);
   bar_.clear();
   std::string text = "done";

@@ -58,7 +58,7 @@ class ProgressPrinter : public TrainingCallback {
   static std::string StatusLine(const StepMetrics& m, int width);
 
  private:
-  void PrintJson(const char* event, nlohmann::json fields);
+  void PrintJson(trainer::MetricsEvent event);
   // TTY: prints `text` (one or more whole lines) above the live line.
   void PrintAbove(const std::string& text);
 
