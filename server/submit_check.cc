@@ -132,19 +132,17 @@ absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, 
   }
   if (request.labels_size() > 64) return Invalid("labels", "more than 64");
   if (request.idempotency_key().size() > 256) return Invalid("idempotency_key", "longer than 256 bytes");
-  auto spec = rpc::SpecFromProto(request.spec());
-  if (!spec.ok()) return absl::InvalidArgumentError(spec.status().message());
-
   int world_size = request.world_size();
   if (world_size < 0 || world_size > 1024) {
     return Invalid("world_size", absl::StrCat(world_size, ": must be in [1, 1024], or 0 for the spec's"));
   }
   // The request's world size wins over the spec's (job_spec.proto).
-  if (world_size == 0) world_size = static_cast<int>(spec->resources.world_size);
-  spec->resources.world_size = world_size;
-  if (absl::Status s = spec::ValidateJobSpec(*spec); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("spec: ", s.message()));
-  }
+  auto valid = rpc::SpecFromProto(request.spec(), [&](spec::JobSpec& s) {
+    if (world_size == 0) world_size = static_cast<int>(s.resources.world_size);
+    s.resources.world_size = world_size;
+  });
+  if (!valid.ok()) return absl::InvalidArgumentError(valid.status().message());
+  const spec::JobSpec& spec = *valid;
   if (request.priority() < -1000 || request.priority() > 1000) {
     return Invalid("priority", absl::StrCat(request.priority(), ": must be in [-1000, 1000]"));
   }
@@ -158,17 +156,15 @@ absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, 
   }
 
   const std::vector<std::pair<std::string, std::string>> paths = {
-      {"spec.model", spec->model}, {"spec.data.train", spec->data.train}, {"spec.data.validation", spec->data.validation}};
+      {"spec.model", spec.model}, {"spec.data.train", spec.data.train}, {"spec.data.validation", spec.data.validation}};
   for (const auto& [field, path] : paths) {
     if (field == "spec.data.validation" && path.empty()) continue;
     if (absl::Status s = CheckPath(field, path, artifacts, field == "spec.model"); !s.ok()) return s;
   }
 
   v1::Job job;
-  auto canonical = rpc::SpecToProto(*spec);
-  if (!canonical.ok()) return canonical.status();
-  *job.mutable_spec() = *std::move(canonical);
-  job.set_name(spec->name);
+  *job.mutable_spec() = rpc::SpecToProto(spec);
+  job.set_name(spec.name);
   job.set_world_size(world_size);
   job.set_priority(request.priority());
   job.set_max_retries(max_retries);

@@ -86,7 +86,7 @@ absl::StatusOr<int> RunSubmit(const SubmitFlags& f) {
   if (f.upload_inputs) D2_RETURN_IF_ERROR(UploadInputs(remote, spec));
 
   v1::SubmitJobRequest request;
-  D2_ASSIGN_OR_RETURN(*request.mutable_spec(), rpc::SpecToProto(spec));
+  *request.mutable_spec() = rpc::SpecToProto(spec);
   if (f.world_size > 0) {
     // The request's world size wins over the spec's (job_spec.proto); the
     // coordinator checks the spec against it.

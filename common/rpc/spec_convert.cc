@@ -2,9 +2,14 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
-#include <google/protobuf/util/json_util.h>
+
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/spec/job_spec_fields.h"
+#include "common/utf8.h"
 
 namespace d2lora::rpc {
 namespace {
@@ -13,70 +18,203 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 
-nlohmann::json Scalar(const Message& m, const Reflection& r, const FieldDescriptor* f, int index) {
-  const bool rep = f->is_repeated();
-  switch (f->cpp_type()) {
-    case FieldDescriptor::CPPTYPE_INT32: return rep ? r.GetRepeatedInt32(m, f, index) : r.GetInt32(m, f);
-    case FieldDescriptor::CPPTYPE_INT64: return rep ? r.GetRepeatedInt64(m, f, index) : r.GetInt64(m, f);
-    case FieldDescriptor::CPPTYPE_UINT32: return rep ? r.GetRepeatedUInt32(m, f, index) : r.GetUInt32(m, f);
-    case FieldDescriptor::CPPTYPE_UINT64: return rep ? r.GetRepeatedUInt64(m, f, index) : r.GetUInt64(m, f);
-    case FieldDescriptor::CPPTYPE_DOUBLE: return rep ? r.GetRepeatedDouble(m, f, index) : r.GetDouble(m, f);
-    case FieldDescriptor::CPPTYPE_FLOAT: return rep ? r.GetRepeatedFloat(m, f, index) : r.GetFloat(m, f);
-    case FieldDescriptor::CPPTYPE_BOOL: return rep ? r.GetRepeatedBool(m, f, index) : r.GetBool(m, f);
-    case FieldDescriptor::CPPTYPE_STRING: return rep ? r.GetRepeatedString(m, f, index) : r.GetString(m, f);
-    case FieldDescriptor::CPPTYPE_ENUM:
-      return rep ? r.GetRepeatedEnum(m, f, index)->name() : r.GetEnum(m, f)->name();
-    case FieldDescriptor::CPPTYPE_MESSAGE: break;
-  }
-  return nullptr;
+std::string KeyPath(const char* section, const char* key) {
+  return *section == '\0' ? std::string(key) : absl::StrCat(section, ".", key);
 }
 
-nlohmann::json ToJsonTree(const Message& m) {
-  nlohmann::json out = nlohmann::json::object();
-  const Reflection& r = *m.GetReflection();
-  const auto* d = m.GetDescriptor();
-  for (int i = 0; i < d->field_count(); ++i) {
-    const FieldDescriptor* f = d->field(i);
-    if (f->is_repeated()) {
-      const int n = r.FieldSize(m, f);
-      if (n == 0) continue;
-      nlohmann::json list = nlohmann::json::array();
-      for (int k = 0; k < n; ++k) {
-        list.push_back(f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE ? ToJsonTree(r.GetRepeatedMessage(m, f, k))
-                                                                         : Scalar(m, r, f, k));
+// The key's field in its section's message; nullptr for a key the wire form
+// does not carry (output.dir).
+const FieldDescriptor* KeyField(const Message& section, const char* key) {
+  return section.GetDescriptor()->FindFieldByName(key);
+}
+
+// Reads each key of the list whose field is set; stops at the first error.
+class ProtoReader {
+ public:
+  ProtoReader(const v1::JobSpec& wire, spec::JobSpec* out) : wire_(wire), out_(out) {}
+
+  absl::Status status() const { return status_; }
+  bool norm_grad_given() const { return wire_.has_adapter() && wire_.adapter().has_norm_grad(); }
+
+  template <typename Get>
+  void Value(const char* section, const char* key, Get get) {
+    const Message* m = nullptr;
+    const FieldDescriptor* f = Locate(section, key, &m);
+    if (f != nullptr) Read(*m, f, KeyPath(section, key), &get(*out_));
+  }
+  template <typename Get>
+  void Plain(const char* section, const char* key, Get get) {
+    Value(section, key, get);
+  }
+  template <typename Get, typename NameFn, typename ParseFn>
+  void Named(const char* section, const char* key, Get get, NameFn, ParseFn parse) {
+    const Message* m = nullptr;
+    const FieldDescriptor* f = Locate(section, key, &m);
+    if (f == nullptr || !Expect(f, FieldDescriptor::CPPTYPE_STRING, KeyPath(section, key))) return;
+    const std::string name = m->GetReflection()->GetString(*m, f);
+    if (!Utf8(name, KeyPath(section, key))) return;
+    auto value = parse(name);
+    if (!value.ok()) {
+      status_ = absl::InvalidArgumentError(absl::StrCat(KeyPath(section, key), " = ", name, ": ",
+                                                        value.status().message()));
+      return;
+    }
+    get(*out_) = *value;
+  }
+
+ private:
+  // The key's field when it is set (a set section, a present value); else nullptr.
+  const FieldDescriptor* Locate(const char* section, const char* key, const Message** message) {
+    if (!status_.ok()) return nullptr;
+    const Message* m = &wire_;
+    if (*section != '\0') {
+      const FieldDescriptor* s = KeyField(wire_, section);
+      if (s == nullptr || s->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) {
+        status_ = absl::InternalError(absl::StrCat("d2lora.v1.JobSpec has no section ", section));
+        return nullptr;
       }
-      out[f->name()] = std::move(list);
-    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      if (r.HasField(m, f)) out[f->name()] = ToJsonTree(r.GetMessage(m, f));
+      if (!wire_.GetReflection()->HasField(wire_, s)) return nullptr;
+      m = &wire_.GetReflection()->GetMessage(wire_, s);
+    }
+    const FieldDescriptor* f = KeyField(*m, key);
+    if (f == nullptr) return nullptr;
+    const Reflection& r = *m->GetReflection();
+    if (f->is_repeated()) {
+      if (r.FieldSize(*m, f) == 0) return nullptr;
     } else if (f->has_presence()) {
-      if (r.HasField(m, f)) out[f->name()] = Scalar(m, r, f, -1);
-    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
-      if (!r.GetString(m, f).empty()) out[f->name()] = r.GetString(m, f);
-    } else {
-      out[f->name()] = Scalar(m, r, f, -1);
+      if (!r.HasField(*m, f)) return nullptr;
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_STRING && r.GetString(*m, f).empty()) {
+      return nullptr;  // proto3 without presence: "" is unset
+    }
+    *message = m;
+    return f;
+  }
+
+  bool Expect(const FieldDescriptor* f, FieldDescriptor::CppType type, const std::string& path) {
+    if (f->cpp_type() == type) return true;
+    status_ = absl::InternalError(absl::StrCat("d2lora.v1.JobSpec field ", path, " has type ", f->cpp_type_name(),
+                                               ", not the spec's"));
+    return false;
+  }
+
+  // A message built in-process may hold bytes that are not UTF-8 (the wire parser refuses them).
+  bool Utf8(const std::string& value, const std::string& path) {
+    if (IsValidUtf8(value)) return true;
+    status_ = absl::InvalidArgumentError(absl::StrCat(path, ": is not valid UTF-8"));
+    return false;
+  }
+  void Read(const Message& m, const FieldDescriptor* f, const std::string& path, std::string* out) {
+    if (!Expect(f, FieldDescriptor::CPPTYPE_STRING, path)) return;
+    std::string value = m.GetReflection()->GetString(m, f);
+    if (Utf8(value, path)) *out = std::move(value);
+  }
+  void Read(const Message& m, const FieldDescriptor* f, const std::string& path, std::vector<std::string>* out) {
+    if (!Expect(f, FieldDescriptor::CPPTYPE_STRING, path)) return;
+    const Reflection& r = *m.GetReflection();
+    std::vector<std::string> values;
+    for (int i = 0; i < r.FieldSize(m, f); ++i) {
+      values.push_back(r.GetRepeatedString(m, f, i));
+      if (!Utf8(values.back(), absl::StrCat(path, "[", i, "]"))) return;
+    }
+    *out = std::move(values);
+  }
+  void Read(const Message& m, const FieldDescriptor* f, const std::string& path, bool* out) {
+    if (Expect(f, FieldDescriptor::CPPTYPE_BOOL, path)) *out = m.GetReflection()->GetBool(m, f);
+  }
+  void Read(const Message& m, const FieldDescriptor* f, const std::string& path, int64_t* out) {
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_INT32) {
+      *out = m.GetReflection()->GetInt32(m, f);
+    } else if (Expect(f, FieldDescriptor::CPPTYPE_INT64, path)) {
+      *out = m.GetReflection()->GetInt64(m, f);
     }
   }
-  return out;
-}
+  void Read(const Message& m, const FieldDescriptor* f, const std::string& path, uint64_t* out) {
+    if (Expect(f, FieldDescriptor::CPPTYPE_UINT64, path)) *out = m.GetReflection()->GetUInt64(m, f);
+  }
+  void Read(const Message& m, const FieldDescriptor* f, const std::string& path, double* out) {
+    if (Expect(f, FieldDescriptor::CPPTYPE_DOUBLE, path)) *out = m.GetReflection()->GetDouble(m, f);
+  }
+
+  const v1::JobSpec& wire_;
+  spec::JobSpec* out_;
+  absl::Status status_;
+};
+
+// Sets every key's field (creating its section) from the spec.
+class ProtoWriter {
+ public:
+  ProtoWriter(const spec::JobSpec& spec, v1::JobSpec* wire) : spec_(spec), wire_(wire) {}
+
+  template <typename Get>
+  void Value(const char* section, const char* key, Get get) {
+    Message* m = nullptr;
+    if (const FieldDescriptor* f = Locate(section, key, &m)) Write(m, f, get(spec_));
+  }
+  template <typename Get>
+  void Plain(const char* section, const char* key, Get get) {
+    Value(section, key, get);
+  }
+  template <typename Get, typename NameFn, typename ParseFn>
+  void Named(const char* section, const char* key, Get get, NameFn name, ParseFn) {
+    Message* m = nullptr;
+    if (const FieldDescriptor* f = Locate(section, key, &m)) Write(m, f, name(get(spec_)));
+  }
+
+
+ private:
+  // The key's field in its (created) section; nullptr for a key the wire form does not carry.
+  const FieldDescriptor* Locate(const char* section, const char* key, Message** message) {
+    Message* m = wire_;
+    if (*section != '\0') m = wire_->GetReflection()->MutableMessage(wire_, KeyField(*wire_, section));
+    *message = m;
+    return KeyField(*m, key);
+  }
+
+  // Reflection checks each setter's type against the field (a mismatch aborts in every test).
+  static void Write(Message* m, const FieldDescriptor* f, const std::string& v) {
+    if (v.empty() && f->has_presence()) return;  // "not set": the reader's default
+    m->GetReflection()->SetString(m, f, v);
+  }
+  static void Write(Message* m, const FieldDescriptor* f, const std::vector<std::string>& v) {
+    for (const std::string& s : v) m->GetReflection()->AddString(m, f, s);
+  }
+  static void Write(Message* m, const FieldDescriptor* f, bool v) { m->GetReflection()->SetBool(m, f, v); }
+  static void Write(Message* m, const FieldDescriptor* f, int64_t v) {
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_INT32) {
+      m->GetReflection()->SetInt32(m, f, static_cast<int32_t>(v));
+    } else {
+      m->GetReflection()->SetInt64(m, f, v);
+    }
+  }
+  static void Write(Message* m, const FieldDescriptor* f, uint64_t v) { m->GetReflection()->SetUInt64(m, f, v); }
+  static void Write(Message* m, const FieldDescriptor* f, double v) { m->GetReflection()->SetDouble(m, f, v); }
+
+  const spec::JobSpec& spec_;
+  v1::JobSpec* wire_;
+};
 
 }  // namespace
 
-nlohmann::json SpecProtoToJson(const v1::JobSpec& spec) { return ToJsonTree(spec); }
-
-absl::StatusOr<spec::JobSpec> SpecFromProto(const v1::JobSpec& spec) {
-  return spec::ParseJobSpec(SpecProtoToJson(spec).dump(), "spec");
+absl::StatusOr<spec::ValidJobSpec> SpecFromProto(const v1::JobSpec& wire,
+                                                 const std::function<void(spec::JobSpec&)>& adjust) {
+  spec::JobSpec out;
+  ProtoReader reader(wire, &out);
+  spec::internal::ForEachField(reader);
+  absl::Status status = reader.status();
+  if (status.ok()) {
+    spec::SetDerivedFields(out, reader.norm_grad_given());
+    if (adjust) adjust(out);
+    auto valid = spec::ValidJobSpec::Check(std::move(out));
+    if (valid.ok()) return valid;
+    status = valid.status();
+  }
+  return absl::Status(status.code(), absl::StrCat("spec: ", status.message()));
 }
 
-absl::StatusOr<v1::JobSpec> SpecToProto(const spec::JobSpec& spec) {
-  nlohmann::json tree = spec::JobSpecToJson(spec);
-  if (tree.contains("output")) tree["output"].erase("dir");
+v1::JobSpec SpecToProto(const spec::JobSpec& spec) {
   v1::JobSpec out;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  const auto status = google::protobuf::util::JsonStringToMessage(tree.dump(), &out, options);
-  if (!status.ok()) {
-    return absl::InternalError(absl::StrCat("job spec to protobuf: ", status.ToString()));
-  }
+  ProtoWriter writer(spec, &out);
+  spec::internal::ForEachField(writer);
   return out;
 }
 

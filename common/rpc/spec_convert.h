@@ -1,10 +1,12 @@
-// The job spec between its wire form (d2lora.v1.JobSpec) and the engine's.
-// Both directions go through the spec's JSON tree, so the engine's parser does
-// every check once, for `d2lora train` and the service alike, and its errors
-// name the field ("spec: train.batch_size = 0: must be >= 1").
+// The job spec between its wire form (d2lora.v1.JobSpec) and the spec's
+// struct, field by field: both directions walk the spec's one list of keys
+// (common/spec/job_spec_fields.h) and find each key's field by name with
+// protobuf reflection, so a key added to the list and the proto travels
+// without code here. Errors name the field ("spec: train.schedule = sometimes:
+// ..."), as the spec file's parser does.
 #pragma once
 
-#include <nlohmann/json.hpp>
+#include <functional>
 
 #include "absl/status/statusor.h"
 #include "d2lora/v1/job_spec.pb.h"
@@ -12,13 +14,14 @@
 
 namespace d2lora::rpc {
 
-// The fields that are set, as the spec's JSON tree (YAML keys, numbers as numbers).
-nlohmann::json SpecProtoToJson(const v1::JobSpec& spec);
+// Reads the wire spec (an unset field keeps the spec's default), lets `adjust`
+// change it (the request's world size, the worker's paths), then checks it,
+// once. output.dir is the spec's default until `adjust` sets it.
+absl::StatusOr<spec::ValidJobSpec> SpecFromProto(const v1::JobSpec& wire,
+                                                 const std::function<void(spec::JobSpec&)>& adjust = nullptr);
 
-// Parses and checks; output.dir is left at its default (the worker sets it).
-absl::StatusOr<spec::JobSpec> SpecFromProto(const v1::JobSpec& spec);
-
-// Every field set (the canonical form), output.dir dropped.
-absl::StatusOr<v1::JobSpec> SpecToProto(const spec::JobSpec& spec);
+// Every field set (the canonical form) but output.dir, which is the worker's;
+// an empty optional string (data.validation) stays unset.
+v1::JobSpec SpecToProto(const spec::JobSpec& spec);
 
 }  // namespace d2lora::rpc

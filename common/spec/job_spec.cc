@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/utf8.h"
 #include "common/spec/job_spec_fields.h"
 #include "common/status_macros.h"
 
@@ -78,41 +79,6 @@ std::string Describe(const YAML::Node& node) {
   }
 }
 
-// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code
-// points past U+10FFFF). yaml-cpp reads other bytes as they are but writes them
-// back as U+FFFD, so a spec holding them would not survive its canonical form.
-bool ValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      n = 1, cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      n = 2, cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (s.size() - i <= n) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      const unsigned char d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
-
 // One mapping of the tree, read key by key with type checks. Absent and null
 // keys leave the output untouched (the default).
 class SectionReader {
@@ -158,7 +124,7 @@ class SectionReader {
     YAML::Node n = Child(key);
     if (!Present(n)) return absl::OkStatus();
     if (!n.IsScalar()) return Error(Path(key), absl::StrCat("must be a string, got ", Describe(n)));
-    if (!ValidUtf8(n.Scalar())) return Error(Path(key), "is not valid UTF-8");
+    if (!IsValidUtf8(n.Scalar())) return Error(Path(key), "is not valid UTF-8");
     *out = n.Scalar();
     return absl::OkStatus();
   }
@@ -167,7 +133,7 @@ class SectionReader {
     YAML::Node n = Child(key);
     if (!Present(n)) return absl::OkStatus();
     if (n.IsScalar()) {  // one pattern, e.g. all-linear
-      if (!ValidUtf8(n.Scalar())) return Error(Path(key), "is not valid UTF-8");
+      if (!IsValidUtf8(n.Scalar())) return Error(Path(key), "is not valid UTF-8");
       *out = {n.Scalar()};
       return absl::OkStatus();
     }
@@ -180,7 +146,7 @@ class SectionReader {
         return Error(absl::StrCat(Path(key), "[", i, "]"),
                      absl::StrCat("must be a string, got ", Describe(n[i])));
       }
-      if (!ValidUtf8(n[i].Scalar())) return Error(absl::StrCat(Path(key), "[", i, "]"), "is not valid UTF-8");
+      if (!IsValidUtf8(n[i].Scalar())) return Error(absl::StrCat(Path(key), "[", i, "]"), "is not valid UTF-8");
       v.push_back(n[i].Scalar());
     }
     *out = std::move(v);
@@ -316,17 +282,8 @@ absl::StatusOr<JobSpec> ReadSpec(const YAML::Node& tree) {
   ReadVisitor reader(tree, &spec);
   internal::ForEachField(reader);
   D2_RETURN_IF_ERROR(reader.status());
-  SectionReader top(tree, "");
-  spec.adapter.method = AdapterMethod::kD2Lora;
-  if (!spec.full_finetune()) {
-    D2_ASSIGN_OR_RETURN(spec.adapter.method, ParseMethod(TrainingMethodName(spec.method)));
-  }
-  // norm_grad's default follows the method: DoRA detaches ||W'|| as PEFT does.
-  const YAML::Node norm_grad = SectionReader(top.Child("adapter"), "adapter").Child("norm_grad");
-  if (spec.method == TrainingMethod::kDora && (!norm_grad.IsDefined() || norm_grad.IsNull())) {
-    spec.adapter.norm_grad = NormGrad::kDetached;
-  }
-  spec.adapter.seed = spec.train.seed;
+  const YAML::Node norm_grad = SectionReader(SectionReader(tree, "").Child("adapter"), "adapter").Child("norm_grad");
+  SetDerivedFields(spec, norm_grad.IsDefined() && !norm_grad.IsNull());
   return spec;
 }
 
@@ -490,8 +447,24 @@ absl::Status ApplyOverride(YAML::Node& tree, const std::string& assignment) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const std::string& source_name,
-                                     const std::vector<std::string>& overrides) {
+void SetDerivedFields(JobSpec& spec, bool norm_grad_given) {
+  spec.adapter.method = AdapterMethod::kD2Lora;
+  if (!spec.full_finetune()) {
+    // Every training method but full names an adapter method of the same name.
+    spec.adapter.method = *ParseMethod(TrainingMethodName(spec.method));
+  }
+  // norm_grad's default follows the method: DoRA detaches ||W'|| as PEFT does.
+  if (spec.method == TrainingMethod::kDora && !norm_grad_given) spec.adapter.norm_grad = NormGrad::kDetached;
+  spec.adapter.seed = spec.train.seed;
+}
+
+absl::StatusOr<ValidJobSpec> ValidJobSpec::Check(JobSpec spec) {
+  D2_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  return ValidJobSpec(std::move(spec));
+}
+
+absl::StatusOr<ValidJobSpec> ParseJobSpec(const std::string& text, const std::string& source_name,
+                                          const std::vector<std::string>& overrides) {
   auto with_source = [&](const absl::Status& s) {
     return absl::Status(s.code(), absl::StrCat(source_name, ": ", s.message()));
   };
@@ -509,15 +482,16 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const std::string&
     }
     absl::StatusOr<JobSpec> spec = ReadSpec(tree);
     if (!spec.ok()) return with_source(spec.status());
-    if (absl::Status s = ValidateJobSpec(*spec); !s.ok()) return with_source(s);
-    return spec;
+    absl::StatusOr<ValidJobSpec> valid = ValidJobSpec::Check(*std::move(spec));
+    if (!valid.ok()) return with_source(valid.status());
+    return valid;
   } catch (const YAML::Exception& e) {  // not expected: every access above is checked
     return absl::InvalidArgumentError(absl::StrCat(source_name, ": ", e.what()));
   }
 }
 
-absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
-                                    const std::vector<std::string>& overrides) {
+absl::StatusOr<ValidJobSpec> LoadJobSpec(const std::string& path,
+                                         const std::vector<std::string>& overrides) {
   D2_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   return ParseJobSpec(text, path, overrides);
 }

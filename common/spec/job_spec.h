@@ -35,6 +35,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -187,17 +188,44 @@ int64_t FittingMicroBatchSize(int64_t batch_size, int64_t micro_batch_size, int6
 // the path must name a key of the schema (a section replaces that section).
 absl::Status ApplyOverride(YAML::Node& tree, const std::string& assignment);
 
+// All checks that do not concern the text a spec came from (ranges, enums,
+// cross-field rules). Errors name the field ("train.batch_size = 0: must be >= 1").
+absl::Status ValidateJobSpec(const JobSpec& spec);
+
+// A JobSpec that has passed ValidateJobSpec. Only Check and the parsers below
+// make one, and it is read-only, so code that takes a ValidJobSpec (the
+// trainer, RunTrainJob) need not check again: each process parses and checks a
+// spec once, where it enters (the CLI's file, the coordinator's and the
+// worker's wire message, the rank's spec.yaml). Reads as a `const JobSpec&`.
+class ValidJobSpec {
+ public:
+  static absl::StatusOr<ValidJobSpec> Check(JobSpec spec);
+
+  const JobSpec& get() const { return spec_; }
+  const JobSpec& operator*() const { return spec_; }
+  const JobSpec* operator->() const { return &spec_; }
+  operator const JobSpec&() const { return spec_; }  // NOLINT: read-only view
+
+ private:
+  explicit ValidJobSpec(JobSpec spec) : spec_(std::move(spec)) {}
+  friend ValidJobSpec ResolveSpecPaths(const ValidJobSpec& spec, const std::string& base_dir);
+
+  JobSpec spec_;
+};
+
 // Parses YAML or JSON `text`, applies `overrides` in order, checks everything.
 // Messages start with "SOURCE_NAME: ".
-absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const std::string& source_name,
-                                     const std::vector<std::string>& overrides = {});
+absl::StatusOr<ValidJobSpec> ParseJobSpec(const std::string& text, const std::string& source_name,
+                                          const std::vector<std::string>& overrides = {});
 // Reads the file at `path` and parses it (source name = path).
-absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
-                                    const std::vector<std::string>& overrides = {});
+absl::StatusOr<ValidJobSpec> LoadJobSpec(const std::string& path,
+                                         const std::vector<std::string>& overrides = {});
 
-// All checks of ParseJobSpec that do not concern the text (ranges, enums,
-// cross-field rules), for specs built in code.
-absl::Status ValidateJobSpec(const JobSpec& spec);
+// The fields that follow others, which every reader (YAML, protobuf) sets
+// after reading the keys: adapter.method from method, adapter.seed from
+// train.seed, and adapter.norm_grad = detached for DoRA unless the spec gave
+// norm_grad (PEFT's semantics).
+void SetDerivedFields(JobSpec& spec, bool norm_grad_given);
 
 // Every key, in the order above, with the values in effect: the canonical
 // form. ParseJobSpec(JobSpecToYaml(s), ...) == s.
@@ -210,7 +238,8 @@ std::string ResolveSpecPath(const std::string& base_dir, const std::string& path
 // The directory holding the spec file at `spec_path` ("." for a bare file name).
 std::string SpecDirectory(const std::string& spec_path);
 // `spec` with model, data.train, data.validation and output.dir resolved
-// against `base_dir`.
+// against `base_dir`. Resolving keeps a spec valid (no check looks inside a path).
 JobSpec ResolveSpecPaths(const JobSpec& spec, const std::string& base_dir);
+ValidJobSpec ResolveSpecPaths(const ValidJobSpec& spec, const std::string& base_dir);
 
 }  // namespace d2lora::spec

@@ -9,7 +9,8 @@
 //   v.Plain(section, key, get)              a string written unquoted (a name)
 //   v.Named(section, key, get, name, parse) an enumeration, written by name
 // where get(spec) is the member: `const` or not as the spec is. section "" is
-// the top level. Internal to common/spec.
+// the top level. Walked by common/spec and by common/rpc/spec_convert.cc
+// (the wire form finds each key's field by name).
 #pragma once
 
 #include "common/spec/job_spec.h"

@@ -29,4 +29,8 @@ JobSpec ResolveSpecPaths(const JobSpec& spec, const std::string& base_dir) {
   return out;
 }
 
+ValidJobSpec ResolveSpecPaths(const ValidJobSpec& spec, const std::string& base_dir) {
+  return ValidJobSpec(ResolveSpecPaths(spec.get(), base_dir));
+}
+
 }  // namespace d2lora::spec

@@ -120,7 +120,8 @@ absl::StatusOr<nlohmann::json> RunTrainStepCheck(const TrainStepCheckOptions& o)
   out["world_size"] = group->world_size();
   if (!note.empty()) out["note"] = note;
 
-  const engine::JobSpec spec = CheckSpec(o);
+  D2_ASSIGN_OR_RETURN(const engine::ValidJobSpec valid, engine::ValidJobSpec::Check(CheckSpec(o)));
+  const engine::JobSpec& spec = valid;
   TinyShape shape;
   D2_ASSIGN_OR_RETURN(engine::ModelConfig config, TinyConfig(shape));
   D2_ASSIGN_OR_RETURN(engine::CausalLM model, RandomModel(config, o.dtype, kSeed));
@@ -143,14 +144,13 @@ absl::StatusOr<nlohmann::json> RunTrainStepCheck(const TrainStepCheckOptions& o)
 
   StepRecorder recorder;
   engine::TrainerOptions to;
-  to.spec = spec;
   to.pad_id = 0;
   to.validation = vo;
   to.fingerprint = {{"check", "gpu_checks"}};
   to.callbacks = {&recorder};
   auto train = std::make_shared<const std::vector<engine::Example>>(CountingExamples(64, 16, shape.vocab, kSeed));
   D2_ASSIGN_OR_RETURN(std::unique_ptr<engine::Trainer> trainer,
-                      engine::Trainer::Create(model, train, validation, std::move(to), group.get()));
+                      engine::Trainer::Create(model, train, validation, valid, std::move(to), group.get()));
   const auto start = std::chrono::steady_clock::now();
   D2_ASSIGN_OR_RETURN(engine::TrainResult result, trainer->Run());
   out["train_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

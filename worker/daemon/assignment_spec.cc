@@ -50,18 +50,16 @@ absl::Status CheckInputs(const spec::JobSpec& spec) {
 }  // namespace
 
 absl::StatusOr<std::string> PrepareAssignmentSpec(const v1::JobSpec& wire, const AssignmentSpecOptions& options) {
-  absl::StatusOr<spec::JobSpec> parsed = rpc::SpecFromProto(wire);
-  if (!parsed.ok()) return absl::InvalidArgumentError(parsed.status().message());
-  spec::JobSpec spec = spec::ResolveSpecPaths(*parsed, options.dir);
-  spec.output.dir = absl::StrCat(options.dir, "/", kAssignmentOutputDir);
-  spec.resources.world_size = options.world_size;
-  if (spec.resources.threads == 0) spec.resources.threads = std::max<int64_t>(1, options.slot_cores);
-  if (absl::Status valid = spec::ValidateJobSpec(spec); !valid.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("spec: ", valid.message()));
-  }
-  if (absl::Status inputs = CheckInputs(spec); !inputs.ok()) return inputs;
+  absl::StatusOr<spec::ValidJobSpec> spec = rpc::SpecFromProto(wire, [&](spec::JobSpec& s) {
+    s = spec::ResolveSpecPaths(s, options.dir);
+    s.output.dir = absl::StrCat(options.dir, "/", kAssignmentOutputDir);
+    s.resources.world_size = options.world_size;
+    if (s.resources.threads == 0) s.resources.threads = std::max<int64_t>(1, options.slot_cores);
+  });
+  if (!spec.ok()) return absl::InvalidArgumentError(spec.status().message());
+  if (absl::Status inputs = CheckInputs(*spec); !inputs.ok()) return inputs;
   const std::string path = absl::StrCat(options.dir, "/", kAssignmentSpecFile);
-  if (absl::Status written = WriteFileAtomically(path, spec::JobSpecToYaml(spec)); !written.ok()) return written;
+  if (absl::Status written = WriteFileAtomically(path, spec::JobSpecToYaml(*spec)); !written.ok()) return written;
   return path;
 }
 

@@ -11,6 +11,7 @@
 namespace d2lora::engine {
 
 using spec::JobSpec;
+using spec::ValidJobSpec;
 using spec::DataSpec;
 using spec::TrainSpec;
 using spec::EvalSpec;

@@ -47,10 +47,9 @@ TEST_F(SubmitSpecTest, AppliesSetOverrides) {
   EXPECT_DOUBLE_EQ(loaded->train.lr, 0.001);
   EXPECT_EQ(loaded->adapter.r, 4);
   EXPECT_EQ(loaded->model, "upload:xyz");
-  auto proto = rpc::SpecToProto(*loaded);
-  ASSERT_TRUE(proto.ok()) << proto.status();
-  EXPECT_EQ(proto->model(), "upload:xyz");
-  EXPECT_EQ(proto->data().train(), "/t.jsonl");
+  const v1::JobSpec proto = rpc::SpecToProto(*loaded);
+  EXPECT_EQ(proto.model(), "upload:xyz");
+  EXPECT_EQ(proto.data().train(), "/t.jsonl");
 }
 
 TEST_F(SubmitSpecTest, BadOverrideOrSpecIsAnError) {

@@ -35,7 +35,7 @@ TEST(JobSpecFuzzRegressionTest, StringsMustBeUtf8) {
   auto again = ParseJobSpec(JobSpecToYaml(*spec), "canonical.yaml");
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(*again, *spec);
-  EXPECT_EQ(again->model, "/mod\xc3\xa8les/\xe6\xa8\xa1\xe5\x9e\x8b\xf0\x9f\xa6\x99");
+  EXPECT_EQ((*again)->model, "/mod\xc3\xa8les/\xe6\xa8\xa1\xe5\x9e\x8b\xf0\x9f\xa6\x99");
 }
 
 }  // namespace

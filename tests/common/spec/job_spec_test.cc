@@ -116,18 +116,18 @@ TEST(JobSpecTest, Defaults) {
 
 // norm_grad's default follows the method: DoRA detaches (PEFT), D2-LoRA does not.
 TEST(JobSpecTest, NormGradDefaultFollowsTheMethod) {
-  auto dora = ParseJobSpec(std::string(kMinimal) + "method: dora\n", "job.yaml");
+  absl::StatusOr<JobSpec> dora = ParseJobSpec(std::string(kMinimal) + "method: dora\n", "job.yaml");
   D2_ASSERT_OK(dora.status());
   EXPECT_EQ(dora->adapter.norm_grad, NormGrad::kDetached);
-  auto dora_full = ParseJobSpec(std::string(kMinimal) + "method: dora\nadapter: {norm_grad: full}\n", "job.yaml");
+  absl::StatusOr<JobSpec> dora_full = ParseJobSpec(std::string(kMinimal) + "method: dora\nadapter: {norm_grad: full}\n", "job.yaml");
   D2_ASSERT_OK(dora_full.status());
   EXPECT_EQ(dora_full->adapter.norm_grad, NormGrad::kFull);
-  auto d2 = ParseJobSpec(kMinimal, "job.yaml", {"adapter.residual=false"});
+  absl::StatusOr<JobSpec> d2 = ParseJobSpec(kMinimal, "job.yaml", {"adapter.residual=false"});
   D2_ASSERT_OK(d2.status());
   EXPECT_EQ(d2->adapter.norm_grad, NormGrad::kFull);
   EXPECT_FALSE(d2->adapter.residual);
   // The canonical form keeps what was in effect.
-  auto again = ParseJobSpec(JobSpecToYaml(*dora), "canonical");
+  absl::StatusOr<JobSpec> again = ParseJobSpec(JobSpecToYaml(*dora), "canonical");
   D2_ASSERT_OK(again.status());
   EXPECT_EQ(*again, *dora);
   EXPECT_THAT(ErrorOf(kMinimal, {"output.merge_max_kl=-1"}), HasSubstr("output.merge_max_kl = -1"));

@@ -41,7 +41,7 @@ TEST(AssignmentSpecTest, ResolvesPathsUnderTheDirectory) {
   auto path = PrepareAssignmentSpec(WireSpec(), options);
   ASSERT_TRUE(path.ok()) << path.status();
   EXPECT_EQ(*path, dir.path() + "/spec.yaml");
-  auto spec = spec::LoadJobSpec(*path);
+  absl::StatusOr<spec::JobSpec> spec = spec::LoadJobSpec(*path);
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->model, dir.path() + "/inputs/model");
   EXPECT_EQ(spec->data.train, dir.path() + "/inputs/train.jsonl");
@@ -62,7 +62,7 @@ TEST(AssignmentSpecTest, KeepsAbsolutePathsAndExplicitThreads) {
   wire.mutable_resources()->set_threads(7);
   auto path = PrepareAssignmentSpec(wire, {dir.path(), 1, 3});
   ASSERT_TRUE(path.ok()) << path.status();
-  auto spec = spec::LoadJobSpec(*path);
+  absl::StatusOr<spec::JobSpec> spec = spec::LoadJobSpec(*path);
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->model, shared.path() + "/inputs/model");
   EXPECT_EQ(spec->data.validation, "");

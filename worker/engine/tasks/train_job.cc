@@ -292,7 +292,6 @@ TrainerOptions MakeTrainerOptions(const JobSpec& spec, const JobSetup& setup, co
                                   std::vector<TrainingCallback*> callbacks, const std::atomic<bool>* stop) {
   std::shared_ptr<Tokenizer> tokenizer = setup.tokenizer;
   TrainerOptions to;
-  to.spec = spec;
   to.pad_id = CollatePadId(*tokenizer);
   to.validation.eval = spec.eval;
   to.validation.batch_size = spec.train.micro_batch_size;
@@ -410,10 +409,10 @@ absl::Status MergeOutputs(const JobSpec& spec, CausalLMImpl& model, const MergeI
 
 }  // namespace
 
-absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, ProcessGroup& group) {
+absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const TrainJobOptions& options,
+                                           ProcessGroup& group) {
   const auto wall_start = Clock::now();
-  const JobSpec& spec = options.spec;
-  D2_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  const JobSpec& spec = valid;
   const bool rank0 = group.rank() == 0;
   const bool resuming = !options.resume.empty();
   std::string resume_dir;
@@ -444,7 +443,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, Proce
   }
   const ParameterCount counts = CountParameters(*model);
   D2_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
-                      Trainer::Create(model, setup.data.train, std::move(setup.data.validation),
+                      Trainer::Create(model, setup.data.train, std::move(setup.data.validation), valid,
                                       MakeTrainerOptions(spec, setup, counts, callbacks, options.stop), &group));
   if (resuming) {
     absl::Status resumed = trainer->Resume(resume_dir);

@@ -34,15 +34,16 @@ namespace d2lora::engine {
 
 
 struct TrainJobOptions {
-  JobSpec spec;        // paths resolved (ResolveSpecPaths)
   std::string resume;  // "" = fresh run; else a checkpoint or an output directory
   int64_t local_rank = 0;  // CUDA device index on this host
   std::vector<TrainingCallback*> callbacks;  // besides metrics.jsonl (rank 0 only)
   const std::atomic<bool>* stop = nullptr;   // see TrainerOptions::stop
 };
 
-// Runs the job on this rank. Returns summary.json's contents (rank 0; the other
-// ranks return a summary without evaluation, merge check or paths).
-absl::StatusOr<nlohmann::json> RunTrainJob(const TrainJobOptions& options, ProcessGroup& group);
+// Runs the job on this rank; `spec`'s paths are resolved (ResolveSpecPaths).
+// Returns summary.json's contents (rank 0; the other ranks return a summary
+// without evaluation, merge check or paths).
+absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& spec, const TrainJobOptions& options,
+                                           ProcessGroup& group);
 
 }  // namespace d2lora::engine

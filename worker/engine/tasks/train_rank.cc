@@ -35,8 +35,9 @@ void InstallStopHandlers() {
 }
 
 absl::StatusOr<TrainRankResult> Run(const TrainRankOptions& options) {
-  D2_ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(options.config, options.overrides));
-  spec = ResolveSpecPaths(spec, SpecDirectory(options.config));
+  D2_ASSIGN_OR_RETURN(ValidJobSpec loaded, LoadJobSpec(options.config, options.overrides));
+  const ValidJobSpec valid = ResolveSpecPaths(loaded, SpecDirectory(options.config));
+  const JobSpec& spec = valid;
   DistributedFlags flags = options.flags;
   if (!flags.world_size && !GetenvOrNullopt("WORLD_SIZE")) flags.world_size = spec.resources.world_size;
   D2_ASSIGN_OR_RETURN(DistributedOptions dist, ResolveDistributedOptions(flags));
@@ -54,13 +55,12 @@ absl::StatusOr<TrainRankResult> Run(const TrainRankOptions& options) {
                                                                                            : ProcessGroupDevice::kCpu));
   ProgressPrinter progress(ProgressPrinter::Options{});
   TrainJobOptions job;
-  job.spec = spec;
   job.resume = options.resume;
   job.local_rank = dist.local_rank;
   job.stop = &g_stop;
   if (dist.rank == 0 && options.progress) job.callbacks.push_back(&progress);
   InstallStopHandlers();
-  D2_ASSIGN_OR_RETURN(nlohmann::json summary, RunTrainJob(job, *group));
+  D2_ASSIGN_OR_RETURN(nlohmann::json summary, RunTrainJob(valid, job, *group));
   TrainRankResult result;
   result.stopped = summary.value("status", "") == "stopped";
   result.steps = summary.value("steps", int64_t{0});

@@ -47,25 +47,25 @@ void Trainer::Notify(Fn&& fn) {
   for (TrainingCallback* cb : options_.callbacks) fn(*cb);
 }
 
-Trainer::Trainer(CausalLM model, DataLoader loader, ValidationSet validation, TrainerOptions options,
-                 ProcessGroup* group, std::vector<TrainableParameter> params)
+Trainer::Trainer(CausalLM model, DataLoader loader, ValidationSet validation, const JobSpec& spec,
+                 TrainerOptions options, ProcessGroup* group, std::vector<TrainableParameter> params)
     : model_(std::move(model)),
       loader_(std::move(loader)),
       validation_(std::move(validation)),
+      spec_(spec),
       options_(std::move(options)),
       group_(group),
-      optimizer_(std::move(params), AdamWOptions{0.9, 0.999, 1e-8, options_.spec.train.weight_decay}),
-      volatility_(options_.spec.metrics.volatility_window),
-      guard_(options_.spec.guard, options_.spec.train.max_nonfinite_steps),
+      optimizer_(std::move(params), AdamWOptions{0.9, 0.999, 1e-8, spec_.train.weight_decay}),
+      volatility_(spec_.metrics.volatility_window),
+      guard_(spec_.guard, spec_.train.max_nonfinite_steps),
       device_(torch::kCPU) {}
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(CausalLM model,
                                                          std::shared_ptr<const std::vector<Example>> train,
-                                                         ValidationSet validation, TrainerOptions options,
-                                                         ProcessGroup* group) {
+                                                         ValidationSet validation, const ValidJobSpec& valid,
+                                                         TrainerOptions options, ProcessGroup* group) {
   if (group == nullptr) return absl::InvalidArgumentError("trainer: no process group");
-  const JobSpec& spec = options.spec;
-  D2_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  const JobSpec& spec = valid;
   if (group->world_size() != spec.resources.world_size) {
     return absl::InvalidArgumentError(absl::StrCat("resources.world_size = ", spec.resources.world_size,
                                                    " but the process group has ", group->world_size(), " ranks"));
@@ -86,7 +86,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(CausalLM model,
                                                      " (expected float32, float64 or bfloat16)"));
     }
   }
-  std::unique_ptr<Trainer> t(new Trainer(std::move(model), std::move(loader), std::move(validation),
+  std::unique_ptr<Trainer> t(new Trainer(std::move(model), std::move(loader), std::move(validation), spec,
                                          std::move(options), group, std::move(params)));
   t->device_ = t->optimizer_.parameters().front().param.device();
   if (group->world_size() > 1 && group->device().type() != t->device_.type()) {
@@ -201,10 +201,10 @@ absl::Status Trainer::RollBack(const StepMetrics& m, const std::string& reason) 
   info.restored_step = step_;
   info.reason = reason;
   info.rollbacks = guard_.state().rollbacks;
-  info.max_rollbacks = options_.spec.guard.max_rollbacks;
+  info.max_rollbacks = spec_.guard.max_rollbacks;
   info.lr_scale = guard_.lr_scale();
   info.first_skipped_batch = last_batch_;
-  info.last_skipped_batch = last_batch_ + options_.spec.guard.skip_batches;
+  info.last_skipped_batch = last_batch_ + spec_.guard.skip_batches;
   Notify([&](TrainingCallback& cb) { cb.OnRollback(info); });
   return absl::OkStatus();
 }
@@ -224,7 +224,7 @@ std::optional<TauStats> Trainer::CollectTau() {
 
 absl::StatusOr<StepMetrics> Trainer::TrainStep(bool* stop_requested, std::optional<std::string>* rollback) {
   const auto start = Clock::now();
-  const JobSpec& spec = options_.spec;
+  const JobSpec& spec = spec_;
   const int64_t steps_per_epoch = loader_.steps_per_epoch();
   while (guard_.Skips(CursorToGlobalStep(loader_.cursor(), steps_per_epoch))) {
     D2_RETURN_IF_ERROR(loader_.Seek(NextCursor(loader_.cursor(), steps_per_epoch)));
@@ -340,7 +340,7 @@ absl::Status Trainer::WriteCheckpoint() {
   if (group_->rank() == 0) {
     status = GuardTorch("writing checkpoint " + dir, [&]() -> absl::Status {
       D2_RETURN_IF_ERROR(WriteTrainingCheckpoint(dir, CaptureState(/*clone=*/false), options_.write_checkpoint_extra));
-      return PruneCheckpoints(options_.checkpoints_dir, options_.spec.train.keep_checkpoints);
+      return PruneCheckpoints(options_.checkpoints_dir, spec_.train.keep_checkpoints);
     });
   }
   D2_RETURN_IF_ERROR(AgreeAcrossRanks(*group_, status, "writing checkpoint " + dir));
@@ -365,7 +365,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
 }
 
 absl::StatusOr<TrainResult> Trainer::RunSteps(int64_t* at_step) {
-  const JobSpec& spec = options_.spec;
+  const JobSpec& spec = spec_;
   RunInfo info = options_.run_info;
   info.total_steps = total_steps_;
   info.start_step = step_;

@@ -53,7 +53,6 @@ namespace d2lora::engine {
 class D2LoraLinearImpl;
 
 struct TrainerOptions {
-  JobSpec spec;  // valid; the trainer reads train, eval, metrics, resources
   int64_t pad_id = 0;
   ValidationOptions validation;  // batch size, eos ids, decoder for ROUGE-L
   std::string checkpoints_dir;   // "" = write no checkpoints
@@ -84,12 +83,13 @@ struct TrainResult {
 class Trainer {
  public:
   // `model` holds its trainable parameters (adapters injected, or everything
-  // for full fine-tuning) on the training device. `group` outlives the trainer;
+  // for full fine-tuning) on the training device. The trainer reads the spec's
+  // train, eval, metrics, guard and resources. `group` outlives the trainer;
   // its world size must equal spec.resources.world_size.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(CausalLM model,
                                                          std::shared_ptr<const std::vector<Example>> train,
-                                                         ValidationSet validation, TrainerOptions options,
-                                                         ProcessGroup* group);
+                                                         ValidationSet validation, const ValidJobSpec& spec,
+                                                         TrainerOptions options, ProcessGroup* group);
 
   // Continues from a checkpoint directory (every rank reads it).
   absl::Status Resume(const std::string& checkpoint_dir);
@@ -108,8 +108,8 @@ class Trainer {
   const ValidationOptions& validation_options() const { return options_.validation; }
 
  private:
-  Trainer(CausalLM model, DataLoader loader, ValidationSet validation, TrainerOptions options, ProcessGroup* group,
-          std::vector<TrainableParameter> params);
+  Trainer(CausalLM model, DataLoader loader, ValidationSet validation, const JobSpec& spec, TrainerOptions options,
+          ProcessGroup* group, std::vector<TrainableParameter> params);
 
   absl::Status BroadcastParameters();
   // Run without the step on its failure; keeps *at_step current.
@@ -134,6 +134,7 @@ class Trainer {
   CausalLM model_;
   DataLoader loader_;
   ValidationSet validation_;
+  JobSpec spec_;  // valid
   TrainerOptions options_;
   ProcessGroup* group_;
   AdamW optimizer_;

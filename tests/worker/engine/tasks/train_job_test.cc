@@ -1,6 +1,7 @@
 #include <torch/torch.h>
 
 #include "worker/engine/tasks/train_job.h"
+#include "common/status_macros.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -122,13 +123,13 @@ JobSpec BaseSpec(const std::string& train, const std::string& validation, const 
 absl::StatusOr<json> RunJob(const JobSpec& spec, const std::string& resume = "",
                          std::vector<TrainingCallback*> callbacks = {},
                             const std::atomic<bool>* stop = nullptr) {
+  D2_ASSIGN_OR_RETURN(ValidJobSpec valid, ValidJobSpec::Check(spec));
   TrainJobOptions options;
-  options.spec = spec;
   options.resume = resume;
   options.callbacks = std::move(callbacks);
   options.stop = stop;
   std::unique_ptr<ProcessGroup> group = CreateSingleProcessGroup();
-  return RunTrainJob(options, *group);
+  return RunTrainJob(valid, options, *group);
 }
 
 json ReadJson(const std::string& path) {
@@ -336,7 +337,7 @@ TEST(TrainJob, MultipleChoiceEndToEnd) {
     EXPECT_TRUE(fs::is_regular_file(out + "/" + f)) << f;
   }
   // spec.yaml parses back to the spec in effect.
-  auto written = LoadJobSpec(out + "/spec.yaml");
+  absl::StatusOr<JobSpec> written = LoadJobSpec(out + "/spec.yaml");
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(*written, spec);
 
@@ -545,7 +546,7 @@ TEST(TrainJob, StopAndResumeMatchesUninterruptedRun) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
   EXPECT_TRUE(Contains(std::string(refused.status().message()), "train.lr")) << refused.status();
   // ... and leaves spec.yaml, the spec the checkpoints were trained with, as it was.
-  auto kept = LoadJobSpec(spec.output.dir + "/spec.yaml");
+  absl::StatusOr<JobSpec> kept = LoadJobSpec(spec.output.dir + "/spec.yaml");
   ASSERT_TRUE(kept.ok()) << kept.status();
   EXPECT_EQ(*kept, spec);
 
@@ -647,12 +648,16 @@ std::vector<absl::StatusOr<json>> RunTwoGlooRanks(const JobSpec& spec, const std
         results[r] = pg.status();
         return;
       }
+      auto valid = ValidJobSpec::Check(spec);
+      if (!valid.ok()) {
+        results[r] = valid.status();
+        return;
+      }
       TrainJobOptions options;
-      options.spec = spec;
       options.resume = resume;
       if (r == 0) options.callbacks = rank0_callbacks;
       options.stop = stop;
-      results[r] = RunTrainJob(options, **pg);
+      results[r] = RunTrainJob(*valid, options, **pg);
     });
     if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

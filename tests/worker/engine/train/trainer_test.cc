@@ -217,10 +217,10 @@ TEST(TrainerTest, RefusesAWorldSizeThatDiffersFromTheGroup) {
   spec.resources.world_size = 2;
   auto group = CreateSingleProcessGroup();
   CausalLM model = TinyModel(spec);
-  TrainerOptions o;
-  o.spec = spec;
+  auto valid = ValidJobSpec::Check(spec);
+  ASSERT_TRUE(valid.ok()) << valid.status();
   auto t = Trainer::Create(model, std::make_shared<const std::vector<Example>>(CountingExamples(16, 8, 1)), {},
-                           o, group.get());
+                           *valid, TrainerOptions{}, group.get());
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("resources.world_size = 2"), std::string::npos) << t.status();
 }

@@ -88,13 +88,15 @@ inline Session MakeSession(const JobSpec& spec, ProcessGroup* group, const std::
   Session s;
   s.model = model ? model : TinyModel(spec);
   TrainerOptions o;
-  o.spec = spec;
   o.checkpoints_dir = checkpoints_dir;
   o.fingerprint = {{"test", 1}};
   o.callbacks = std::move(callbacks);
   o.stop = stop;
   if (!train) train = std::make_shared<const std::vector<Example>>(CountingExamples(64, 12, 5));
-  auto t = Trainer::Create(s.model, train, std::move(validation), std::move(o), group);
+  auto valid = ValidJobSpec::Check(spec);
+  EXPECT_TRUE(valid.ok()) << valid.status();
+  if (!valid.ok()) return s;
+  auto t = Trainer::Create(s.model, train, std::move(validation), *valid, std::move(o), group);
   EXPECT_TRUE(t.ok()) << t.status();
   if (t.ok()) s.trainer = std::move(*t);
   return s;
