@@ -1,11 +1,13 @@
 // coordinator_bench: the coordinator's job throughput and scheduling latency
-// against simulated workers, everything real but the training: an in-process
+// against real worker daemons, everything real but the training: an in-process
 // CoordinatorServer (gRPC on 127.0.0.1, bearer token, SQLite job store in WAL
 // mode with synchronous=FULL and the local artifact store, both in a temporary
-// data directory on disk; bench/sim_cluster.h), N simulated workers
-// (bench/sim_worker.h: register, heartbeat at the interval the coordinator
-// gives, lease, download inputs, report, complete; each on its own connection)
-// and job clients (bench/sim_client.h), all over loopback.
+// data directory on disk; bench/sim_cluster.h), N real worker daemons with
+// simulated ranks (worker/daemon/rank_launcher_simulated.h: the daemon
+// registers, heartbeats at the interval the coordinator gives, leases,
+// downloads the inputs, writes the rank's spec, reports, uploads the outputs
+// and its log, completes; each on its own connection) and job clients
+// (bench/sim_client.h), all over loopback.
 //
 //   1. submissions: --clients threads submit valid jobs (inputs uploaded once,
 //      referenced as upload:ID) as fast as they can for --seconds, while the
@@ -63,7 +65,6 @@ struct Config {
   double heartbeat_interval = 2;  // the coordinator's default (d2lora-coordinator --heartbeat-interval)
   int run_time_ms = 200;
   int gap_ms = 100;
-  bool uploads = false;
   bool keep_data = false;
   std::string mode = "bench";  // "bench" | "load"
   double rps = 1000;           // --mode load
@@ -353,7 +354,7 @@ std::string Ms(double seconds) { return absl::StrFormat("%8.1f", seconds * 1000)
 void PrintTable(const Bench& b, double seconds, const SubmitResult& s, const std::vector<LatencyResult>& lat,
                 const Accounting& a) {
   std::cout << absl::StrFormat(
-      "coordinator_bench: %d simulated workers (1 slot each, heartbeat every %.1f s), %d submit clients, "
+      "coordinator_bench: %d worker daemons with simulated ranks (1 slot each, heartbeat every %.1f s), %d submit clients, "
       "gRPC over loopback, SQLite (WAL, synchronous=FULL) in %s%s\n\n",
       b.config.workers, b.config.heartbeat_interval, b.config.clients, b.cluster->data_dir(),
       b.config.keep_data ? "" : " (removed at the end)");
@@ -395,7 +396,7 @@ nlohmann::json ToJson(const Bench& b, double seconds, const SubmitResult& s, con
                  {"heartbeat_interval_s", b.config.heartbeat_interval},
                  {"run_time_ms", b.config.run_time_ms},
                  {"gap_ms", b.config.gap_ms},
-                 {"uploads", b.config.uploads},
+                 {"workers_are", "worker daemons, simulated ranks"},
                  {"job_store", "sqlite wal synchronous=full"}};
   j["submit"] = {{"seconds", s.seconds},
                  {"accepted", s.ok},
@@ -432,10 +433,10 @@ nlohmann::json ToJson(const Bench& b, double seconds, const SubmitResult& s, con
 int Main(int argc, char** argv) {
   Bench b;
   Config& config = b.config;
-  CLI::App app{"coordinator_bench: job submissions/s and scheduling latency with simulated workers"};
+  CLI::App app{"coordinator_bench: job submissions/s and scheduling latency with worker daemons whose ranks are simulated"};
   app.add_flag("--quick", config.quick, "short phases (5 s each; under a minute in all)");
   app.add_option("--json", config.json, "write the figures to this file");
-  app.add_option("--workers", config.workers, "simulated workers, 1 slot each")->capture_default_str()
+  app.add_option("--workers", config.workers, "worker daemons (simulated ranks), 1 slot each")->capture_default_str()
       ->check(CLI::Range(1, 10000));
   app.add_option("--seconds", config.seconds, "length of the submission phase and of each latency phase "
                                               "(default 20, 5 with --quick)")->check(CLI::Range(0.1, 3600.0));
@@ -447,7 +448,6 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0, 600000));
   app.add_option("--gap-ms", config.gap_ms, "latency phase: between submissions, per rank")->capture_default_str()
       ->check(CLI::Range(1, 60000));
-  app.add_flag("--uploads", config.uploads, "workers upload what the daemon does (tiny files)");
   app.add_flag("--keep-data", config.keep_data, "keep the temporary data directory");
   app.add_option("--mode", config.mode, "bench: submissions and scheduling latency; load: a load generator")
       ->capture_default_str()->check(CLI::IsMember({"bench", "load"}));
@@ -461,10 +461,9 @@ int Main(int argc, char** argv) {
   options.workers = config.workers;
   options.heartbeat_interval = absl::Seconds(config.heartbeat_interval);
   options.run_time = absl::Milliseconds(config.run_time_ms);
-  options.uploads = config.uploads;
   options.keep_data = config.keep_data;
   options.on_lease = [t = &b.tracker](const LeaseEvent& e) { t->Leased(e); };
-  options.on_done = [t = &b.tracker](const v1::Assignment& a, const absl::Status&) { t->Done(a); };
+  options.on_done = [t = &b.tracker](const v1::Assignment& a) { t->Done(a); };
   auto cluster = SimCluster::Start(options);
   Check(cluster.status(), "starting the coordinator and the workers");
   b.cluster = *std::move(cluster);

@@ -181,7 +181,7 @@ absl::StatusOr<LoadResult> RunLoad(SimCluster& cluster, const LoadOptions& optio
 
 void PrintLoad(const SimCluster& cluster, const LoadOptions& options, const LoadResult& r, std::ostream& out) {
   out << absl::StrFormat(
-      "coordinator_bench --mode load: %d simulated workers (heartbeat every %s), %d clients, target %.0f calls/s, "
+      "coordinator_bench --mode load: %d worker daemons with simulated ranks (heartbeat every %s), %d clients, target %.0f calls/s, "
       "%.1f s\n   clients: offered %.1f RPC/s, achieved %.1f RPC/s (%d calls started behind schedule); "
       "workers %.1f RPC/s; in all %.1f RPC/s, errors %d\n",
       cluster.options().workers, absl::FormatDuration(cluster.options().heartbeat_interval), options.clients,
@@ -222,7 +222,7 @@ nlohmann::json LoadJson(const SimCluster& cluster, const LoadOptions& options, c
                  {"target_rps", options.rps},
                  {"heartbeat_interval_s", absl::ToDoubleSeconds(cluster.options().heartbeat_interval)},
                  {"run_time_ms", absl::ToDoubleMilliseconds(cluster.options().run_time)},
-                 {"uploads", cluster.options().uploads},
+                 {"workers_are", "worker daemons, simulated ranks"},
                  {"mix", {{"SubmitJob", 0.2}, {"GetJob", 0.4}, {"ListJobs", 0.2}, {"WatchJob", 0.2}}}};
   j["seconds"] = r.seconds;
   j["offered_client_rps"] = options.rps;

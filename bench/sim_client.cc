@@ -126,8 +126,8 @@ absl::StatusOr<v1::UploadFileResponse> JobClient::Upload(const std::string& uplo
 }
 
 absl::StatusOr<BenchInputs> UploadBenchInputs(JobClient& client) {
-  // Nothing reads these files: the simulated workers fetch them (DownloadInput)
-  // and check their size and digest, as the real worker does, but train nothing.
+  // Nothing reads these files beyond the checks: the workers fetch them (DownloadInput)
+  // and check their size and digest; the simulated ranks train nothing.
   auto model = client.Upload("", "config.json", R"({"model_type": "llama", "hidden_size": 8})");
   if (!model.ok()) return absl::Status(model.status().code(), absl::StrCat("uploading the model: ", model.status().message()));
   auto train = client.Upload("", "train.jsonl", "{\"text\": \"a tiny line of training text\"}\n");

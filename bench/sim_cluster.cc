@@ -2,11 +2,16 @@
 
 #include <stdlib.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "bench/rpc_timing.h"
+#include "worker/daemon/daemon_log.h"
+#include "worker/daemon/rank_launcher_simulated.h"
 
 namespace d2lora::bench {
 namespace {
@@ -48,31 +53,65 @@ absl::StatusOr<std::unique_ptr<SimCluster>> SimCluster::Start(const SimClusterOp
   if (!inputs.ok()) return inputs.status();
   c->inputs_ = *inputs;
 
+  if (absl::Status log = worker::SetLogFile(c->data_dir_ + "/workers.log"); !log.ok()) return log;
+  worker::SimulatedRankOptions ranks;
+  ranks.run_time = options.run_time;
+  c->launcher_ = std::make_shared<worker::SimulatedRankLauncher>(ranks);
   for (int i = 0; i < options.workers; ++i) {
-    SimWorkerOptions w;
-    w.coordinator = c->client_;
-    w.name = absl::StrCat("sim-", i);
-    w.start_delay = options.heartbeat_interval * i / options.workers;
-    w.run_time = options.run_time;
-    w.upload_outputs = options.uploads;
-    w.stats = &c->worker_stats_;
-    w.on_lease = options.on_lease;
-    w.on_done = options.on_done;
-    auto worker = SimWorker::Create(std::move(w));
-    if (!worker.ok()) return worker.status();
-    (*worker)->Start();
-    c->workers_.push_back(*std::move(worker));
+    if (absl::Status s = c->StartWorker(i); !s.ok()) return s;
   }
-  for (const auto& w : c->workers_) {
-    if (!w->WaitRegistered(absl::Seconds(60) + options.heartbeat_interval)) {
-      return absl::DeadlineExceededError("a simulated worker did not register within a minute");
-    }
-  }
+  std::unique_lock<std::mutex> lock(c->mu_);
+  const bool all = c->registered_cv_.wait_for(
+      lock, absl::ToChronoMilliseconds(absl::Seconds(60) + options.heartbeat_interval),
+      [&] { return c->registered_ == options.workers; });
+  if (!all) return absl::DeadlineExceededError("a simulated worker did not register within a minute");
   return c;
+}
+
+absl::Status SimCluster::StartWorker(int index) {
+  auto w = std::make_unique<Worker>();
+  w->registry = std::make_shared<prometheus::Registry>();
+  worker::WorkerDaemon::Options o;
+  o.coordinator = client_;
+  o.slots = 1;
+  o.name = absl::StrCat("sim-", index);
+  o.work_dir = absl::StrCat(data_dir_, "/workers/", o.name);
+  o.trainer = "d2lora";  // argv[0] for the simulated launcher
+  o.launcher = launcher_;
+  o.report_interval = options_.report_interval;
+  o.stop_grace = absl::Seconds(5);
+  o.clean_work_dirs = true;
+  Worker* raw = w.get();
+  o.on_lease = [this, raw](const v1::Assignment& a) {
+    leased_.fetch_add(1);
+    if (options_.on_lease) options_.on_lease(LeaseEvent{raw->daemon->worker_id(), a, absl::Now()});
+  };
+  o.on_done = [this](const v1::Assignment& a, worker::AssignmentResult result) {
+    if (result == worker::AssignmentResult::kSucceeded) completed_.fetch_add(1);
+    done_.fetch_add(1);
+    if (options_.on_done) options_.on_done(a);
+  };
+  auto daemon = worker::WorkerDaemon::Create(
+      std::move(o), *w->registry, v1::WorkerService::NewStub(NewTimedConnection(client_, &worker_stats_)));
+  if (!daemon.ok()) return daemon.status();
+  w->daemon = *std::move(daemon);
+  const absl::Duration delay = options_.heartbeat_interval * index / options_.workers;
+  w->thread = std::thread([this, raw, delay] {
+    absl::SleepFor(delay);
+    absl::Status run = raw->daemon->Run([this](const std::string&) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++registered_;
+      registered_cv_.notify_all();
+    });
+    if (!run.ok()) std::fprintf(stderr, "simulated worker: %s\n", std::string(run.message()).c_str());
+  });
+  workers_.push_back(std::move(w));
+  return absl::OkStatus();
 }
 
 SimCluster::~SimCluster() {
   Stop();
+  (void)worker::SetLogFile("");
   if (!options_.keep_data && !data_dir_.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(data_dir_, ec);
@@ -85,7 +124,10 @@ void SimCluster::Stop() {
 }
 
 void SimCluster::StopWorkers() {
-  for (auto& w : workers_) w->Stop();
+  for (auto& w : workers_) w->daemon->Shutdown();
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
 }
 
 void SimCluster::StopServer() {
@@ -104,19 +146,6 @@ double SimCluster::Metric(const std::string& name) const {
     for (const prometheus::ClientMetric& m : family.metric) value += m.counter.value + m.gauge.value;
   }
   return value;
-}
-
-int64_t SimCluster::CompletedByWorkers() const {
-  int64_t n = 0;
-  for (const auto& w : workers_) n += w->counters().completed;
-  return n;
-}
-
-bool SimCluster::AnyWorkerBusy() const {
-  for (const auto& w : workers_) {
-    if (w->active() > 0) return true;
-  }
-  return false;
 }
 
 absl::StatusOr<std::vector<v1::Job>> ListAllJobs(JobClient& client, const std::vector<v1::JobState>& states,

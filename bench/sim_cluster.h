@@ -1,35 +1,51 @@
 // A whole service on one host for the coordinator benches: a real
 // CoordinatorServer in-process (127.0.0.1, a random bearer token, the SQLite job
 // store and the local artifact store in a temporary data directory on disk, as
-// in production), the tiny bench inputs uploaded, and N simulated workers
-// (sim_worker.h, 1 slot each) registered, their heartbeats spread over one
-// interval as a fleet started at different times would have them.
+// in production), the tiny bench inputs uploaded, and N real worker daemons
+// (worker/daemon/worker_daemon.h, 1 slot each, every call on a connection of
+// its own, timed by an interceptor) whose ranks are simulated
+// (rank_launcher_simulated.h: a step every 50 ms for run_time, then the
+// outputs the trainer writes). Their registrations are spread over one
+// heartbeat interval, as a fleet started at different times would have them.
+// The daemons' own log goes to DATA_DIR/workers.log.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <prometheus/registry.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "bench/latency_stats.h"
 #include "bench/sim_client.h"
-#include "bench/sim_worker.h"
 #include "server/coordinator_server.h"
+#include "worker/daemon/worker_daemon.h"
 
 namespace d2lora::bench {
+
+struct LeaseEvent {
+  std::string worker_id;
+  v1::Assignment assignment;
+  absl::Time leased_at;  // when LeaseAssignment returned it
+};
 
 struct SimClusterOptions {
   int workers = 100;
   absl::Duration heartbeat_interval = absl::Seconds(2);  // the coordinator's default
   absl::Duration run_time = absl::Milliseconds(200);     // of a simulated rank
-  bool uploads = false;                                  // workers upload what the daemon does
+  absl::Duration report_interval = absl::Seconds(1);     // the daemon's default
   bool keep_data = false;                                // keep the data directory
-  // Handed to every worker (sim_worker.h).
+  // Called on the daemons' threads; thread-safe and quick.
   std::function<void(const LeaseEvent&)> on_lease;
-  std::function<void(const v1::Assignment&, const absl::Status&)> on_done;
+  std::function<void(const v1::Assignment&)> on_done;  // reported (or dropped)
 };
 
 class SimCluster {
@@ -53,13 +69,21 @@ class SimCluster {
   const std::string& data_dir() const { return data_dir_; }
   const SimClusterOptions& options() const { return options_; }
   RpcStats& worker_stats() { return worker_stats_; }
-  const std::vector<std::unique_ptr<SimWorker>>& workers() const { return workers_; }
+  int workers() const { return static_cast<int>(workers_.size()); }
 
-  int64_t CompletedByWorkers() const;
-  bool AnyWorkerBusy() const;
+  int64_t CompletedByWorkers() const { return completed_.load(); }
+  bool AnyWorkerBusy() const { return leased_.load() > done_.load(); }
 
  private:
+  // One daemon, run on a thread of its own from `start_delay` on.
+  struct Worker {
+    std::shared_ptr<prometheus::Registry> registry;  // the daemon's metrics
+    std::unique_ptr<worker::WorkerDaemon> daemon;
+    std::thread thread;
+  };
+
   explicit SimCluster(const SimClusterOptions& options) : options_(options) {}
+  absl::Status StartWorker(int index);
 
   const SimClusterOptions options_;
   std::string data_dir_;
@@ -68,7 +92,12 @@ class SimCluster {
   rpc::ClientOptions client_;
   BenchInputs inputs_;
   RpcStats worker_stats_;
-  std::vector<std::unique_ptr<SimWorker>> workers_;
+  std::shared_ptr<worker::RankLauncher> launcher_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<int64_t> leased_{0}, done_{0}, completed_{0};
+  std::mutex mu_;
+  std::condition_variable registered_cv_;
+  int registered_ = 0;  // guarded by mu_
 };
 
 // Every job in one of `states` (all when empty) whose labels include `labels`,

@@ -202,7 +202,7 @@ void AssignmentRunner::Run() {
                                                             : "stopped";
   Log(absl::StrCat(label_, ": ", word, abandoned() ? " (dropped, not reported)" : ""));
   done_.store(true);
-  if (options_.on_done) options_.on_done();
+  if (options_.on_done) options_.on_done(result);
 }
 
 AssignmentResult AssignmentRunner::Execute() {
@@ -236,7 +236,7 @@ AssignmentResult AssignmentRunner::Execute() {
     }
   }
 
-  RankProcessOptions launch;
+  RankLaunch launch;
   launch.argv = {options_.trainer,
                  "train",
                  "--config",
@@ -259,11 +259,11 @@ AssignmentResult AssignmentRunner::Execute() {
   launch.log_path = log_path();
   launch.env.push_back(absl::StrCat(trainer::kErrorFileEnv, "=", error_path()));
   launch.working_dir = dir_;
-  absl::StatusOr<std::unique_ptr<RankProcess>> process = RankProcess::Start(launch);
+  absl::StatusOr<std::unique_ptr<RunningRank>> process = options_.launcher->Launch(launch);
   if (!process.ok()) {
     return fail({"INTERNAL", absl::StrCat("cannot start the rank: ", process.status().message())});
   }
-  Log(absl::StrCat(label_, ": rank process ", (*process)->pid(), " running: ", absl::StrJoin(launch.argv, " ")));
+  Log(absl::StrCat(label_, ": ", (*process)->Describe(), " running: ", absl::StrJoin(launch.argv, " ")));
 
   metrics_tail_ = std::make_unique<MetricsTail>(absl::StrCat(out_dir(), "/", trainer::kMetricsFile));
   log_tail_ = std::make_unique<LineTail>(log_path(), kMaxLogLineBytes);
@@ -346,7 +346,7 @@ std::optional<AssignmentRunner::Failure> AssignmentRunner::PrepareSpec(std::stri
   return std::nullopt;
 }
 
-std::optional<ExitStatus> AssignmentRunner::Monitor(RankProcess& process) {
+std::optional<ExitStatus> AssignmentRunner::Monitor(RunningRank& process) {
   bool term_sent = false, kill_sent = false;
   absl::Time kill_at = absl::InfiniteFuture();
   absl::Time next_report = absl::Now();  // the first report says started

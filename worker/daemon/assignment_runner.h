@@ -4,7 +4,8 @@
 //   1. download the inputs (size and sha256 checked);
 //   2. write spec.yaml (assignment_spec.h) and check what it reads;
 //   3. run `TRAINER train --config spec.yaml --quiet --rank ... [--resume ...]`
-//      with its output in rank.log (rank_process.h) and report started;
+//      through the launcher (rank_launcher.h: a child process, or simulated)
+//      with its output in rank.log and report started;
 //   4. every report interval send the new lines of rank.log and, on rank 0,
 //      the metrics.jsonl events (metrics_tail.h); upload each new checkpoint
 //      folder (trainer_state.json last) from a second thread;
@@ -39,7 +40,7 @@
 #include "worker/daemon/checkpoint_uploader.h"
 #include "worker/daemon/coordinator_client.h"
 #include "worker/daemon/metrics_tail.h"
-#include "worker/daemon/rank_process.h"
+#include "worker/daemon/rank_launcher.h"
 #include "worker/daemon/worker_metrics.h"
 
 namespace d2lora::worker {
@@ -54,14 +55,15 @@ struct RunnerOptions {
   CoordinatorClient client;
   std::string worker_id;
   std::string work_dir;  // absolute
-  std::string trainer;   // the d2lora binary
+  std::string trainer;   // the d2lora binary (argv[0] of the launch)
+  RankLauncher* launcher = nullptr;  // never null; outlives the runner
   int64_t slot_cores = 1;
   absl::Duration stop_grace = absl::Seconds(30);
   absl::Duration report_interval = absl::Seconds(1);
   bool clean_up = false;               // remove the rank's directory once reported
   WorkerMetrics* metrics = nullptr;    // may be null
   std::function<void()> on_not_found;  // a call was answered NOT_FOUND
-  std::function<void()> on_done;       // the runner has finished (from its thread)
+  std::function<void(AssignmentResult)> on_done;  // the runner has finished (from its thread)
 };
 
 // The trainer's --resume for an assignment in `dir` resuming from
@@ -108,7 +110,7 @@ class AssignmentRunner {
   AssignmentResult Execute();
   std::optional<Failure> DownloadInputs();
   std::optional<Failure> PrepareSpec(std::string& spec_path);
-  std::optional<ExitStatus> Monitor(RankProcess& process);
+  std::optional<ExitStatus> Monitor(RunningRank& process);
   void Report(bool final);
   AssignmentResult Finish(const ExitStatus& exit);
   std::optional<Failure> UploadOutputs();

@@ -1,6 +1,8 @@
 #include "worker/daemon/daemon_log.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -9,14 +11,35 @@
 #include "absl/time/time.h"
 
 namespace d2lora::worker {
+namespace {
+
+std::mutex& LogMutex() {
+  static std::mutex mu;
+  return mu;
+}
+FILE* g_log_file = nullptr;  // guarded by LogMutex(); nullptr = stderr
+
+}  // namespace
 
 void Log(absl::string_view message) {
-  static std::mutex mu;
   const std::string line = absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()),
                                         " d2lora-worker: ", message, "\n");
-  std::lock_guard<std::mutex> lock(mu);
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+  std::lock_guard<std::mutex> lock(LogMutex());
+  FILE* out = g_log_file != nullptr ? g_log_file : stderr;
+  std::fwrite(line.data(), 1, line.size(), out);
+  std::fflush(out);
+}
+
+absl::Status SetLogFile(const std::string& path) {
+  FILE* file = nullptr;
+  if (!path.empty()) {
+    file = std::fopen(path.c_str(), "a");
+    if (file == nullptr) return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno)));
+  }
+  std::lock_guard<std::mutex> lock(LogMutex());
+  if (g_log_file != nullptr) std::fclose(g_log_file);
+  g_log_file = file;
+  return absl::OkStatus();
 }
 
 }  // namespace d2lora::worker

@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/trainer/error_file.h"
-#include "worker/daemon/rank_process.h"
+#include "worker/daemon/rank_launcher.h"
 
 namespace d2lora::worker {
 

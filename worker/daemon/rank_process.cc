@@ -76,13 +76,7 @@ std::string EnvName(const std::string& entry) { return entry.substr(0, entry.fin
 
 }  // namespace
 
-std::string ExitStatus::Describe() const {
-  if (signal != 0) {
-    const char* name = strsignal(signal);
-    return absl::StrCat("rank process killed by signal ", signal, name != nullptr ? absl::StrCat(" (", name, ")") : "");
-  }
-  return absl::StrCat("rank process exited with code ", exit_code);
-}
+std::string RankProcess::Describe() const { return absl::StrCat("rank process ", pid_); }
 
 absl::StatusOr<std::unique_ptr<RankProcess>> RankProcess::Start(const RankProcessOptions& options) {
   if (options.argv.empty() || options.argv[0].empty()) return absl::InvalidArgumentError("no program to run");

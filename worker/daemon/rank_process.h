@@ -16,28 +16,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "worker/daemon/rank_launcher.h"
 
 namespace d2lora::worker {
 
-struct ExitStatus {
-  int exit_code = 0;  // when signal == 0
-  int signal = 0;     // the signal that killed the process; 0 = it exited
-  bool success() const { return signal == 0 && exit_code == 0; }
-  // exit_code, or 128 + signal (the shell's convention).
-  int code() const { return signal != 0 ? 128 + signal : exit_code; }
-  // "rank process exited with code 3" / "rank process killed by signal 9 (Killed)".
-  std::string Describe() const;
+struct RankProcessOptions : RankLaunch {
+  bool die_with_parent = true;  // PR_SET_PDEATHSIG = SIGKILL
 };
 
-struct RankProcessOptions {
-  std::vector<std::string> argv;  // argv[0]: the program's path (no PATH search)
-  std::string log_path;           // stdout and stderr are appended here (created if missing)
-  std::string working_dir;        // "" = the worker's
-  std::vector<std::string> env;   // "NAME=VALUE", added to (or replacing in) the worker's environment
-  bool die_with_parent = true;    // PR_SET_PDEATHSIG = SIGKILL
-};
-
-class RankProcess {
+class RankProcess : public RunningRank {
  public:
   // Forks and execs. Fails (and leaves no process) when the log cannot be
   // opened or the program cannot be executed ("cannot run PATH: ...").
@@ -46,16 +33,17 @@ class RankProcess {
   RankProcess(const RankProcess&) = delete;
   RankProcess& operator=(const RankProcess&) = delete;
   // Kills the group with SIGKILL and reaps the process when it still runs.
-  ~RankProcess();
+  ~RankProcess() override;
 
   pid_t pid() const { return pid_; }
 
+  std::string Describe() const override;  // "rank process PID"
   // The exit status once the process has ended; never blocks. Thread-safe.
-  std::optional<ExitStatus> Poll();
+  std::optional<ExitStatus> Poll() override;
   // Waits up to `timeout` for the process to end.
-  std::optional<ExitStatus> Wait(absl::Duration timeout = absl::InfiniteDuration());
+  std::optional<ExitStatus> Wait(absl::Duration timeout = absl::InfiniteDuration()) override;
   // Sends `signal` to the process group; nothing once the process was reaped.
-  void Signal(int signal);
+  void Signal(int signal) override;
   // SIGTERM to the group, up to `grace` to exit, then SIGKILL; returns the exit status.
   ExitStatus Stop(absl::Duration grace);
 

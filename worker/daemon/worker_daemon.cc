@@ -15,6 +15,7 @@
 #include "common/rpc/status_convert.h"
 #include "worker/daemon/daemon_log.h"
 #include "worker/daemon/host_info.h"
+#include "worker/daemon/rank_launcher_process.h"
 
 namespace d2lora::worker {
 namespace fs = std::filesystem;
@@ -56,6 +57,7 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(
                                                    options.rendezvous_port_last, ": not a port range"));
   }
   if (options.trainer.empty()) return absl::InvalidArgumentError("no trainer binary");
+  if (options.launcher == nullptr) options.launcher = std::make_shared<ProcessRankLauncher>();
   if (options.work_dir.empty()) return absl::InvalidArgumentError("--work-dir is required");
   if (options.stop_grace < absl::ZeroDuration()) options.stop_grace = absl::ZeroDuration();
   if (options.report_interval < absl::Milliseconds(10)) options.report_interval = absl::Milliseconds(10);
@@ -268,6 +270,7 @@ void WorkerDaemon::Lease() {
       return;
     }
     if (!response.has_assignment() || response.assignment().id().empty()) return;
+    if (options_.on_lease) options_.on_lease(response.assignment());
     StartRunner(response.assignment());
   }
 }
@@ -278,13 +281,17 @@ void WorkerDaemon::StartRunner(const v1::Assignment& assignment) {
   runner.worker_id = worker_id();
   runner.work_dir = options_.work_dir;
   runner.trainer = options_.trainer;
+  runner.launcher = options_.launcher.get();
   runner.slot_cores = slot_cores_;
   runner.stop_grace = options_.stop_grace;
   runner.report_interval = options_.report_interval;
   runner.clean_up = options_.clean_work_dirs;
   runner.metrics = &metrics_;
   runner.on_not_found = [this] { Wake(); };  // the next heartbeat tells whether this worker is gone
-  runner.on_done = [this] { Wake(); };
+  runner.on_done = [this, assignment](AssignmentResult result) {
+    if (options_.on_done) options_.on_done(assignment, result);
+    Wake();
+  };
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = runners_.find(assignment.id());

@@ -33,6 +33,7 @@
 #include "d2lora/v1/worker_service.grpc.pb.h"
 #include "worker/daemon/assignment_runner.h"
 #include "worker/daemon/coordinator_client.h"
+#include "worker/daemon/rank_launcher.h"
 #include "worker/daemon/worker_metrics.h"
 
 namespace d2lora::worker {
@@ -51,10 +52,18 @@ class WorkerDaemon {
     int rendezvous_port_first = 29500;
     int rendezvous_port_last = 29999;
     std::string trainer;  // the d2lora binary (host_info.h FindTrainer)
+    // How ranks run: nullptr = the trainer as a child process
+    // (rank_launcher_process.h); the benchmarks pass a simulated launcher.
+    std::shared_ptr<RankLauncher> launcher;
     absl::Duration stop_grace = absl::Seconds(30);
     absl::Duration report_interval = absl::Seconds(1);
     bool clean_work_dirs = false;  // remove an assignment's directory once reported
     std::map<std::string, std::string> labels;
+    // Observers (benchmarks, tests), called on the daemon's threads; quick and
+    // thread-safe: an assignment as its lease returns, and once it is reported
+    // (or dropped: kStopped).
+    std::function<void(const v1::Assignment&)> on_lease;
+    std::function<void(const v1::Assignment&, AssignmentResult)> on_done;
   };
 
   // Checks the options, creates the work directory and the channel.

@@ -29,6 +29,7 @@
 #include "common/sha256.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
+#include "worker/daemon/rank_launcher_simulated.h"
 
 namespace d2lora::worker {
 namespace {
@@ -704,6 +705,71 @@ TEST_F(WorkerDaemonTest, RanksKeepRunningWhileTheCoordinatorIsAway) {
   EXPECT_EQ(daemon_->worker_id(), "w-1");
   std::lock_guard<std::mutex> lock(fake_.mu_);
   EXPECT_EQ(fake_.registrations_.size(), 1u);
+}
+
+// The daemon with the launcher it is given (here the simulated one the
+// benchmarks use): the same lease, reports, uploads and completion as with
+// the trainer's processes, and the observers see each assignment once.
+TEST_F(WorkerDaemonTest, RunsRanksThroughTheLauncherItIsGiven) {
+  SimulatedRankOptions simulated;
+  simulated.run_time = absl::Milliseconds(300);
+  simulated.step_time = absl::Milliseconds(50);
+  auto launcher = std::make_shared<SimulatedRankLauncher>(simulated);
+  std::mutex mu;
+  std::vector<std::string> leased, done;
+  WorkerDaemon::Options options = Options();
+  options.launcher = launcher;
+  options.on_lease = [&](const v1::Assignment& a) {
+    std::lock_guard<std::mutex> lock(mu);
+    leased.push_back(a.id());
+  };
+  options.on_done = [&](const v1::Assignment& a, AssignmentResult result) {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(result, AssignmentResult::kSucceeded);
+    done.push_back(a.id());
+  };
+  fake_.Queue(Assignment("s1", "succeed"));
+  StartDaemon(options);
+  ASSERT_TRUE(fake_.WaitFor([&] { return !fake_.completed_.empty() || !fake_.failed_.empty(); }));
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu_);
+    ASSERT_TRUE(fake_.failed_.empty()) << fake_.failed_[0].DebugString();
+    EXPECT_TRUE(absl::StrContains(fake_.completed_[0].summary_json(), "\"simulated\": true"))
+        << fake_.completed_[0].summary_json();
+    bool saw_step = false;
+    for (const auto& r : fake_.reports_) saw_step |= r.has_metrics() && r.metrics().step() >= 1;
+    EXPECT_TRUE(saw_step);
+  }
+  const std::vector<std::string> uploads = UploadNames("s1");
+  for (const char* name : {"metrics.jsonl", "summary.json", "spec.yaml", "logs/attempt-1-rank-0.log"}) {
+    EXPECT_NE(std::find(uploads.begin(), uploads.end(), name), uploads.end()) << name;
+  }
+  EXPECT_EQ(launcher->launched(), 1);
+  StopDaemon();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(leased, std::vector<std::string>{"s1"});
+  EXPECT_EQ(done, std::vector<std::string>{"s1"});
+}
+
+// What a rank's error.json says decides the report, whichever launcher ran it.
+TEST_F(WorkerDaemonTest, ASimulatedDivergenceIsNotRetried) {
+  SimulatedRankOptions simulated;
+  simulated.run_time = absl::Milliseconds(100);
+  trainer::TrainerError diverged;
+  diverged.code = absl::StatusCode::kFailedPrecondition;
+  diverged.message = "loss diverged";
+  diverged.reason = trainer::FailureReason::kDiverged;
+  diverged.retryable = false;
+  simulated.fail_with = diverged;
+  WorkerDaemon::Options options = Options();
+  options.launcher = std::make_shared<SimulatedRankLauncher>(simulated);
+  fake_.Queue(Assignment("d1", "succeed"));
+  StartDaemon(options);
+  ASSERT_TRUE(fake_.WaitFor([&] { return !fake_.failed_.empty(); }));
+  std::lock_guard<std::mutex> lock(fake_.mu_);
+  EXPECT_EQ(fake_.failed_[0].error().code(), "FAILED_PRECONDITION");
+  EXPECT_FALSE(fake_.failed_[0].retryable());
+  EXPECT_EQ(fake_.failed_[0].exit_code(), 1);
 }
 
 }  // namespace
