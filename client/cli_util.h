@@ -23,10 +23,6 @@ enum ExitCode : int {
 // Prints "d2lora COMMAND: error: MESSAGE" to stderr and returns kExitError.
 int Fail(const std::string& command, const absl::Status& status);
 
-// Sets LibTorch's threads (0 = every core this process may use) and warns on
-// stderr when the reference BLAS is loaded.
-void SetUpRuntime(int threads);
-
 // Local subcommands; each registers itself and writes its exit code.
 void AddInitModelCommand(CLI::App& app, int* exit_code);
 void AddMergeCommand(CLI::App& app, int* exit_code);

@@ -5,6 +5,7 @@
 
 #include "client/cli_util.h"
 #include "common/trainer/error_file.h"
+#include "common/version.h"
 #include "worker/engine/runtime.h"
 #ifdef D2LORA_WITH_REMOTE
 #include "client/remote/remote_commands.h"
@@ -28,6 +29,9 @@ int main(int argc, char** argv) {
   if (RunsEngine(argc, argv)) d2lora::engine::ReexecWithThreadingDefaults(argv);
   CLI::App app{"d2lora: D2-LoRA fine-tuning, locally or through the d2lora service"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", [] {
+    return d2lora::VersionText("d2lora", {d2lora::engine::LibTorchDescription()});
+  });
   int exit_code = kExitOk;
   AddInitModelCommand(app, &exit_code);
   AddTrainCommand(app, &exit_code);
@@ -44,6 +48,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);

@@ -40,6 +40,7 @@
 #include "server/artifact_store.h"
 #include "server/job_store.h"
 #include "server/job_store_commit_queue.h"
+#include "server/scheduling_round.h"
 
 namespace d2lora::server {
 
@@ -136,10 +137,10 @@ class Coordinator {
   void StopAssignmentsOf(StoreMutation& m, const std::string& job_id, int attempt);
   absl::Status EndAssignment(const std::string& worker_id, const std::string& assignment_id,
                              const std::function<void(StoreMutation&, v1::Job&, const v1::Assignment&)>& update);
+  // The scheduling round (its reading parts in scheduling_round.h).
+  std::vector<WorkerView> WorkerViews() const;
   void ReapWorkers(StoreMutation& m);
   void PlaceQueued(StoreMutation& m);
-  absl::Status BuildAssignmentInputs(const v1::Job& job, v1::Assignment& a);
-  int PickPort(const Worker& worker, const std::set<int>& taken);
   absl::Status CheckSubmit(const v1::SubmitJobRequest& request, v1::Job& job);
   void UpdateGauges();
   StoredAssignment* FindAssignment(const std::string& id);

@@ -17,8 +17,8 @@
 #include "server/job_ids.h"
 #include "server/job_summary.h"
 #include "server/scheduler.h"
+#include "server/scheduling_round.h"
 #include "server/submit_check.h"
-#include "common/spec/job_spec.h"
 
 namespace d2lora::server {
 namespace {
@@ -327,10 +327,17 @@ absl::Status Coordinator::Fail(const v1::FailAssignmentRequest& request) {
 
 // ---------------------------------------------------------------- scheduling
 
+std::vector<WorkerView> Coordinator::WorkerViews() const {
+  std::vector<WorkerView> views;
+  views.reserve(workers_.size());
+  for (const auto& [id, w] : workers_) views.push_back(WorkerView{id, &w.stored.registration, w.last_seen});
+  return views;
+}
+
 void Coordinator::ReapWorkers(StoreMutation& m) {
   const absl::Time now = absl::Now();
-  for (const auto& [wid, w] : workers_) {
-    if (now - w.last_seen <= options_.heartbeat_timeout) continue;
+  for (const std::string& wid : LostWorkers(WorkerViews(), now, options_.heartbeat_timeout)) {
+    const Worker& w = workers_.at(wid);
     metrics_->WorkerLost();
     m.deleted_workers.push_back(wid);
     for (const auto& [aid, a] : assignments_) {
@@ -358,175 +365,39 @@ void Coordinator::ReapWorkers(StoreMutation& m) {
   }
 }
 
-int Coordinator::PickPort(const Worker& worker, const std::set<int>& taken) {
-  const v1::RegisterWorkerRequest& r = worker.stored.registration;
-  const int first = r.rendezvous_port_first(), span = r.rendezvous_port_last() - first + 1;
-  static thread_local std::mt19937 rng{std::random_device{}()};
-  const int start = static_cast<int>(rng() % static_cast<unsigned>(span));
-  for (int i = 0; i < span; ++i) {
-    const int port = first + (start + i) % span;
-    if (!taken.count(port)) return port;
-  }
-  return first + start;  // every port taken: reuse one; a clash fails the attempt, which is retried
-}
-
-absl::Status Coordinator::BuildAssignmentInputs(const v1::Job& job, v1::Assignment& a) {
-  v1::JobSpec& spec = *a.mutable_spec();
-  auto rewrite = [&](const std::string& field, std::string* path) -> absl::Status {
-    auto ref = ParseUploadRef(field, *path);
-    if (!ref.ok()) return ref.status();
-    if (!ref->has_value()) return absl::OkStatus();
-    const std::string prefix = absl::StrCat("uploads/", (*ref)->upload_id, "/");
-    const std::string local = absl::StrCat("inputs/", (*ref)->upload_id);
-    auto files = artifacts_->List((*ref)->name.empty() ? prefix : prefix + (*ref)->name);
-    if (!files.ok()) return files.status();
-    bool found = false;
-    for (const ArtifactInfo& f : *files) {
-      if (!(*ref)->name.empty() && f.key != prefix + (*ref)->name) continue;
-      found = true;
-      bool have = false;
-      for (const v1::InputFile& in : a.inputs()) have |= in.name() == f.key;
-      if (have) continue;
-      v1::InputFile* in = a.add_inputs();
-      in->set_name(f.key);
-      in->set_path(absl::StrCat(local, "/", f.key.substr(prefix.size())));
-      in->set_size(f.size);
-      in->set_sha256(f.sha256);
-    }
-    if (!found) return absl::FailedPreconditionError(absl::StrCat(field, ": ", *path, " no longer exists"));
-    *path = (*ref)->name.empty() ? local : absl::StrCat(local, "/", (*ref)->name);
-    return absl::OkStatus();
-  };
-  if (absl::Status s = rewrite("spec.model", spec.mutable_model()); !s.ok()) return s;
-  if (absl::Status s = rewrite("spec.data.train", spec.mutable_data()->mutable_train()); !s.ok()) return s;
-  if (spec.data().has_validation()) {
-    if (absl::Status s = rewrite("spec.data.validation", spec.mutable_data()->mutable_validation()); !s.ok()) return s;
-  }
-  if (job.checkpoint_step() > 0) {
-    const std::string dir = trainer::CheckpointName(job.checkpoint_step());
-    const std::string prefix = absl::StrCat("jobs/", job.id(), "/", dir, "/");
-    auto files = artifacts_->List(prefix);
-    if (!files.ok()) return files.status();
-    if (!files->empty()) {
-      for (const ArtifactInfo& f : *files) {
-        v1::InputFile* in = a.add_inputs();
-        in->set_name(f.key);
-        in->set_path(absl::StrCat("resume/", dir, "/", f.key.substr(prefix.size())));
-        in->set_size(f.size);
-        in->set_sha256(f.sha256);
-      }
-      a.set_resume_from(absl::StrCat("resume/", dir));
-      // The previous complete checkpoint too: the trainer falls back to it
-      // when the newest fails its checksums (corrupted in the store).
-      const std::string job_dir = absl::StrCat("jobs/", job.id(), "/");
-      auto all = artifacts_->List(absl::StrCat(job_dir, trainer::kCheckpointsDir, "/"));
-      if (!all.ok()) return all.status();
-      int64_t previous = 0;
-      for (const ArtifactInfo& f : *all) {
-        const std::optional<int64_t> s = trainer::CompleteCheckpointStep(f.key.substr(job_dir.size()));
-        if (s.has_value() && *s < job.checkpoint_step()) previous = std::max(previous, *s);
-      }
-      const std::string older = absl::StrCat(trainer::CheckpointName(previous), "/");
-      for (const ArtifactInfo& f : *all) {
-        if (previous == 0 || !absl::StartsWith(f.key.substr(job_dir.size()), older)) continue;
-        v1::InputFile* in = a.add_inputs();
-        in->set_name(f.key);
-        in->set_path(absl::StrCat("resume/", f.key.substr(job_dir.size())));
-        in->set_size(f.size);
-        in->set_sha256(f.sha256);
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 void Coordinator::PlaceQueued(StoreMutation& m) {
   if (queued_.empty()) return;
   int total_slots = 0;
   for (const auto& [wid, w] : workers_) total_slots += w.stored.registration.slots_size();
   if (static_cast<int>(assignments_.size()) >= total_slots) return;  // no slot is free
-  std::map<std::string, std::set<int>> busy;  // by worker
+  std::map<std::string, std::set<int>> busy;   // by worker
   std::map<std::string, std::set<int>> ports;  // by host
   for (const auto& [id, a] : assignments_) {
     busy[a.worker_id].insert(a.assignment.slot());
     if (a.assignment.rank() == 0) ports[a.assignment.master_addr()].insert(a.assignment.master_port());
   }
-  // Workers heard from longest ago first: a worker learns of its assignment at
-  // its next heartbeat, and theirs come soonest. Workers that have missed a
-  // heartbeat (perhaps gone) go last. PlaceJobs keeps this order among workers
-  // with as many free slots.
   const absl::Time now = absl::Now();
-  auto late = [&](const Worker& w) { return now - w.last_seen > 2 * options_.heartbeat_interval; };
-  std::vector<const std::pair<const std::string, Worker>*> by_last_seen;
-  for (const auto& entry : workers_) by_last_seen.push_back(&entry);
-  std::stable_sort(by_last_seen.begin(), by_last_seen.end(), [&](const auto* a, const auto* b) {
-    if (late(a->second) != late(b->second)) return !late(a->second);
-    return a->second.last_seen < b->second.last_seen;
-  });
-  std::vector<WorkerSlots> slots;
-  for (const auto* entry : by_last_seen) {
-    const auto& [wid, w] = *entry;
-    WorkerSlots s{wid, {}, w.stored.registration.slots_size()};
-    for (const v1::Slot& slot : w.stored.registration.slots()) {
-      if (!busy[wid].count(slot.index())) s.free_slots.push_back(slot.index());
-    }
-    slots.push_back(std::move(s));
-  }
-  // The queue in start order, as far as PlaceJobs can get with the free
-  // slots: up to the first job that does not fit (which holds back the rest).
+  const std::vector<WorkerSlots> slots = FreeSlots(WorkerViews(), busy, now, options_.heartbeat_interval);
   int free_slots = 0;
   for (const WorkerSlots& s : slots) free_slots += static_cast<int>(s.free_slots.size());
-  std::vector<QueuedJob> queue;
+  PlacementQueue queue(free_slots, total_slots, now);
   for (const auto& [neg_priority, order, id] : queued_) {
-    const v1::Job& queued = jobs_.at(id);
-    QueuedJob q{id, queued.world_size(), {}};
-    // Elastic: a retry (it has run before, so it has a checkpoint to resume
-    // from) that has waited resources.elastic_wait_seconds for all its slots
-    // may start on fewer, down to resources.min_world_size.
-    const v1::ResourcesSpec& r = queued.spec().resources();
-    const absl::Duration wait = absl::Seconds(r.has_elastic_wait_seconds() ? r.elastic_wait_seconds() : 60);
-    if (queued.attempt() >= 1 && r.min_world_size() > 0 && now - runtime_[id].queued_at >= wait) {
-      q.fallback_sizes = ElasticFallbackSizes(q.world_size, static_cast<int>(r.min_world_size()),
-                                              queued.spec().train().batch_size());
-    }
-    const bool passed_over = SmallestSize(q) > total_slots;
-    const int size = FittingSize(q, free_slots);
-    queue.push_back(std::move(q));
-    if (passed_over) continue;
-    if (size == 0) break;
-    free_slots -= size;
+    if (!queue.Add(jobs_.at(id), runtime_[id].queued_at)) break;
   }
-  for (const Placement& p : PlaceJobs(queue, slots)) {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  for (const Placement& p : PlaceJobs(queue.jobs(), slots)) {
     v1::Job& job = m.jobs.emplace_back(jobs_.at(p.job_id));
     job.set_attempt(job.attempt() + 1);
     *job.mutable_schedule_time() = Now();
     job.clear_workers();
-    const Worker& rank0 = workers_.at(p.ranks[0].first);
-    const std::string host = rank0.stored.registration.host();
-    const int port = PickPort(rank0, ports[host]);
+    const v1::RegisterWorkerRequest& rank0 = workers_.at(p.ranks[0].first).stored.registration;
+    const std::string host = rank0.host();
+    const int port = PickPort(rank0, ports[host], rng);
     ports[host].insert(port);
-    v1::Assignment base;
-    base.set_job_id(job.id());
-    base.set_attempt(job.attempt());
-    base.set_world_size(p.world_size);
-    base.set_master_addr(host);
-    base.set_master_port(port);
-    *base.mutable_spec() = job.spec();
     std::string elastic;
-    if (p.world_size != job.world_size()) {
-      // Fewer ranks share the same global batch (train.batch_size); each
-      // takes a micro-batch that divides its larger share.
-      v1::TrainSpec& train = *base.mutable_spec()->mutable_train();
-      train.set_micro_batch_size(
-          spec::FittingMicroBatchSize(train.batch_size(), train.micro_batch_size(), p.world_size));
-      base.mutable_spec()->mutable_resources()->set_world_size(p.world_size);
-      elastic = absl::StrCat(" (elastic: ", p.world_size, " of ", job.world_size(), " ranks, no ", job.world_size(),
-                             " free slots within resources.elastic_wait_seconds; train.micro_batch_size ",
-                             train.micro_batch_size(), ")");
-    }
+    v1::Assignment base = AssignmentBase(job, p, host, port, &elastic);
     job.set_current_world_size(p.world_size);
-    absl::Status inputs = BuildAssignmentInputs(job, base);
-    if (!inputs.ok()) {
+    if (absl::Status inputs = AddAssignmentInputs(job, *artifacts_, base); !inputs.ok()) {
       v1::JobError error;
       error.set_code("FAILED_PRECONDITION");
       error.set_message(std::string(inputs.message()));

@@ -8,11 +8,13 @@
 
 #include "common/rpc/channel.h"
 #include "common/rpc/metrics_exposer.h"
+#include "common/version.h"
 #include "server/coordinator_server.h"
 
 int main(int argc, char** argv) {
   using namespace d2lora;
   CLI::App app{"d2lora-coordinator: the d2lora job API, scheduler and artifact store"};
+  app.set_version_flag("--version", [] { return d2lora::VersionText("d2lora-coordinator"); });
   server::CoordinatorServerOptions options;
   std::string metrics_listen = "127.0.0.1:9090";
   std::string token_file, read_token_file;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/cli_util.h"
+#include "worker/engine/runtime.h"
 #include "common/status_macros.h"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/jsonl.h"
@@ -78,7 +79,7 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--json", f->json, "End with one JSON object on the last line of stdout");
   cmd->add_option("--threads", f->threads, "LibTorch threads (0 = all available cores)");
   cmd->callback([f, exit_code]() {
-    SetUpRuntime(f->threads);
+    engine::SetUpRuntime(f->threads);
     auto result = RunEval(*f);
     if (!result.ok()) {
       *exit_code = Fail("eval", result.status());

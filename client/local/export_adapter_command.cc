@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "client/cli_util.h"
+#include "worker/engine/runtime.h"
 #include "worker/engine/tasks/export_adapter.h"
 
 namespace d2lora::cli {
@@ -22,7 +23,7 @@ void AddExportAdapterCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::IsMember({"peft-dora", "peft-lora"}));
   cmd->add_option("--out", opts->out_dir, "Output directory (replaced atomically)")->required();
   cmd->callback([opts, format, exit_code]() {
-    SetUpRuntime(0);
+    engine::SetUpRuntime(0);
     opts->format = *engine::ParsePeftFormat(*format);
     auto adapter = engine::ExportAdapter(*opts);
     if (!adapter.ok()) {

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "client/cli_util.h"
+#include "worker/engine/runtime.h"
 #include "worker/engine/model/generate.h"
 #include "worker/engine/tasks/merge_model.h"
 #include "worker/engine/tokenizer/tokenizer.h"
@@ -35,7 +36,7 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--seed", f->seed, "Sampling seed");
   cmd->add_option("--threads", f->threads, "LibTorch threads (0 = all available cores)");
   cmd->callback([f, exit_code]() {
-    SetUpRuntime(f->threads);
+    engine::SetUpRuntime(f->threads);
     auto loaded = engine::LoadMergedModel(f->model, f->adapter);
     if (!loaded.ok()) {
       *exit_code = Fail("generate", loaded.status());

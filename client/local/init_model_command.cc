@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "client/cli_util.h"
+#include "worker/engine/runtime.h"
 #include "common/status_macros.h"
 #include "worker/engine/tasks/init_model.h"
 
@@ -23,7 +24,7 @@ void AddInitModelCommand(CLI::App& app, int* exit_code) {
                   "Text to learn the tokenizer's merges from (JSONL with text fields, or plain text)");
   cmd->add_flag("--overwrite", opts->overwrite, "Replace an existing output directory");
   cmd->callback([opts, corpus, exit_code]() {
-    SetUpRuntime(0);
+    engine::SetUpRuntime(0);
     if (!corpus->empty()) {
       auto docs = engine::ReadCorpus(*corpus);
       if (!docs.ok()) {

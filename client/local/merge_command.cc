@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "client/cli_util.h"
+#include "worker/engine/runtime.h"
 #include "common/spec/adapter_options.h"
 #include "worker/engine/model/checkpoint.h"
 #include "worker/engine/tasks/merge_model.h"
@@ -39,7 +40,7 @@ void AddMergeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-kl", t.max_kl, std::string("Largest mean KL(training form || merged)") + zero)
       ->check(CLI::NonNegativeNumber);
   cmd->callback([opts, dtype, exit_code]() {
-    SetUpRuntime(0);
+    engine::SetUpRuntime(0);
     if (!dtype->empty()) opts->dtype = *engine::ParseDtypeFlag(*dtype);
     auto result = engine::MergeModel(*opts);
     if (!result.ok()) {

@@ -11,6 +11,7 @@
 // (common/trainer/error_file.h).
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <iostream>
 #include <memory>
 
@@ -47,7 +48,9 @@ int RunTrain(const TrainFlags& f) {
   if (result->stopped) {
     std::cerr << "d2lora train: stopped at step " << result->steps << "; continue with --resume "
               << result->output_dir << std::endl;
-    return kExitJobFailed;
+    // The shell's convention for a process ended by a signal: 130 (SIGINT),
+    // 143 (SIGTERM, also a rank stopped because a peer was).
+    return 128 + (result->stop_signal != 0 ? result->stop_signal : SIGTERM);
   }
   return kExitOk;
 }

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "common/status_codes.h"
+
 namespace d2lora::rpc {
 
 // absl and gRPC number their codes the same way (both follow google.rpc.Code).
@@ -18,11 +20,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 std::string StatusCodeName(absl::StatusCode code) { return absl::StatusCodeToString(code); }
 
 absl::StatusCode StatusCodeFromName(const std::string& name) {
-  for (int c = 0; c <= 16; ++c) {
-    const auto code = static_cast<absl::StatusCode>(c);
-    if (absl::StatusCodeToString(code) == name) return code;
-  }
-  return absl::StatusCode::kUnknown;
+  return ParseStatusCode(name).value_or(absl::StatusCode::kUnknown);
 }
 
 }  // namespace d2lora::rpc

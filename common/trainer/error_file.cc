@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/status_codes.h"
 #include "common/trainer/output_names.h"
 
 namespace d2lora::trainer {
@@ -22,14 +23,6 @@ constexpr char kStepPayload[] = "type.d2lora.dev/trainer.Step";
 constexpr FailureReason kReasons[] = {FailureReason::kNone, FailureReason::kDiverged,
                                       FailureReason::kMergeCheckFailed, FailureReason::kStopped,
                                       FailureReason::kUsage};
-
-std::optional<absl::StatusCode> ParseStatusCode(absl::string_view name) {
-  for (int c = 0; c <= 16; ++c) {
-    const auto code = static_cast<absl::StatusCode>(c);
-    if (absl::StatusCodeToString(code) == name) return code;
-  }
-  return std::nullopt;
-}
 
 absl::Status FieldError(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat("field \"", field, "\": ", problem));

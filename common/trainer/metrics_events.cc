@@ -211,12 +211,17 @@ const char* EventName(const MetricsEvent& event) {
   return kNames[event.body.index()];
 }
 
+namespace {
+
+// `fields` with "event" and "time" added; a non-object `fields` goes under "value".
 json Event(absl::string_view event, double time, json fields) {
   if (!fields.is_object()) fields = json{{"value", std::move(fields)}};
   fields["event"] = std::string(event);
   fields["time"] = Num(time);
   return fields;
 }
+
+}  // namespace
 
 std::string EventLine(const MetricsEvent& event) {
   json fields = std::visit([](const auto& body) { return ToJson(body); }, event.body);

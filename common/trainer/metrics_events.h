@@ -128,8 +128,6 @@ nlohmann::json ToJson(const RollbackInfo& info);
 
 // "start" | "step" | "eval" | "checkpoint" | "rollback" | "end".
 const char* EventName(const MetricsEvent& event);
-// `fields` with "event" and "time" added; a non-object `fields` goes under "value".
-nlohmann::json Event(absl::string_view event, double time, nlohmann::json fields);
 // The whole line, without its '\n'; invalid UTF-8 is replaced, never thrown on.
 std::string EventLine(const MetricsEvent& event);
 

@@ -125,7 +125,7 @@ wait_for term/metrics.jsonl '"step":3,' || fail "no step 3 before SIGTERM"
 kill -TERM $pid
 wait $pid
 code=$?
-if [ $code -eq 4 ] && grep -q "stopped at step" term.log; then pass "SIGTERM stops with exit 4"; else
+if [ $code -eq 143 ] && grep -q "stopped at step" term.log; then pass "SIGTERM stops with exit 143"; else
   fail "SIGTERM: exit $code, $(cat term.log)"; fi
 grep -q '"status": "stopped"' term/summary.json || fail "stopped summary: $(head -c 300 term/summary.json)"
 error_file e-term.json code '"ABORTED"' reason '"STOPPED"' retryable true message '"stopped at step' &&
@@ -133,6 +133,15 @@ error_file e-term.json code '"ABORTED"' reason '"STOPPED"' retryable true messag
 "$D2" train --config spec.yaml "${slow[@]}" --quiet --resume ./term 2>>term.log &&
   [ "$(sha term/adapter/adapter_model.safetensors)" == "$reference" ] &&
   pass "resume after SIGTERM = uninterrupted" || fail "resume after SIGTERM: $(tail -3 term.log)"
+# SIGINT (Ctrl-C) stops the same way, with the shell's 130.
+"$D2" train --config spec.yaml --set output.dir=./int --quiet 2>int.log &
+pid=$!
+wait_for int/metrics.jsonl '"step":1,' || fail "no step 1 before SIGINT"
+kill -INT $pid
+wait $pid
+code=$?
+if [ $code -eq 130 ] && grep -q '"status": "stopped"' int/summary.json; then pass "SIGINT stops with exit 130"; else
+  fail "SIGINT: exit $code, $(cat int.log)"; fi
 
 # 4. SIGKILL after a checkpoint: resume from it and end the same.
 "$D2" train --config spec.yaml --set output.dir=./kill --quiet 2>kill.log &

@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/metrics_exposer.h"
+#include "common/version.h"
 #include "worker/daemon/daemon_log.h"
 #include "worker/daemon/host_info.h"
 #include "worker/daemon/worker_daemon.h"
@@ -61,6 +62,9 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   CLI::App app{"d2lora worker daemon: runs training ranks for a d2lora coordinator", "d2lora-worker"};
+  app.set_version_flag("--version", [] {
+    return d2lora::VersionText("d2lora-worker", {"LibTorch: not linked (ranks run the d2lora binary; see d2lora --version)"});
+  });
   WorkerDaemon::Options options;
   std::string token_file, metrics_listen, rendezvous_ports = "29500-29999", trainer;
   double stop_grace_seconds = 30;
@@ -89,6 +93,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);

@@ -14,6 +14,7 @@
 #include "common/cpu_cores.h"
 #include "common/rpc/status_convert.h"
 #include "worker/daemon/daemon_log.h"
+#include "common/version.h"
 #include "worker/daemon/host_info.h"
 #include "worker/daemon/rank_launcher_process.h"
 
@@ -132,7 +133,7 @@ v1::RegisterWorkerRequest WorkerDaemon::RegistrationRequest() const {
   for (const auto& [key, value] : options_.labels) (*request.mutable_labels())[key] = value;
   request.set_rendezvous_port_first(options_.rendezvous_port_first);
   request.set_rendezvous_port_last(options_.rendezvous_port_last);
-  request.set_version(kWorkerVersion);
+  request.set_version(ProjectVersion());
   return request;
 }
 

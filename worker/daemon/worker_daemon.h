@@ -38,8 +38,6 @@
 
 namespace d2lora::worker {
 
-inline constexpr char kWorkerVersion[] = "0.1.0";
-
 class WorkerDaemon {
  public:
   struct Options {

@@ -1,6 +1,9 @@
 #include "worker/engine/runtime.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -84,6 +87,20 @@ absl::Status CheckOptimisedBlas() {
         "(apt-get install libopenblas0-pthread) or select it with update-alternatives."));
   }
   return absl::OkStatus();
+}
+
+int SetUpRuntime(int threads) {
+  const int in_effect = ConfigureThreads(threads);
+  if (absl::Status blas = CheckOptimisedBlas(); !blas.ok()) {
+    std::fprintf(stderr, "d2lora: warning: %s\n", std::string(blas.message()).c_str());
+  }
+  return in_effect;
+}
+
+std::string LibTorchDescription() {
+  std::string cuda = "CUDA: not built";
+  if (at::hasCUDA()) cuda = absl::StrCat("CUDA: built, ", torch::cuda::device_count(), " device(s) visible");
+  return absl::StrCat("LibTorch ", TORCH_VERSION, "; ", cuda);
 }
 
 }  // namespace d2lora::engine

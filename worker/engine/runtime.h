@@ -50,4 +50,13 @@ std::string LoadedBlasLibrary();
 // OpenBLAS here (install libopenblas0-pthread).
 absl::Status CheckOptimisedBlas();
 
+// "LibTorch 1.13.0; CUDA: not built" / "LibTorch 2.4.0; CUDA: built, 8
+// device(s) visible": for --version.
+std::string LibTorchDescription();
+
+// What every command that runs the engine does first: ConfigureThreads, and
+// CheckOptimisedBlas's warning on stderr ("d2lora: warning: ..."). Returns the
+// thread count in effect.
+int SetUpRuntime(int threads);
+
 }  // namespace d2lora::engine

@@ -11,7 +11,6 @@
 
 namespace d2lora::engine {
 
-using trainer::Event;
 using trainer::ToJson;
 
 // Whole-run volatility, for summary.json: steps, volatility, mean_abs_change,

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <algorithm>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,10 +27,16 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+// What a saved model carries besides its weights and config.json. Since
+// transformers 4.47 the chat template lives in chat_template.jinja, and named
+// ones in additional_chat_templates/NAME.jinja; both win over the template in
+// tokenizer_config.json (transformers' utils/hub.py, tokenization_utils_base.py).
 constexpr const char* kTokenizerFiles[] = {
-    "tokenizer.json",   "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-    "generation_config.json", "vocab.json", "merges.txt", "added_tokens.json",
+    "tokenizer.json",         "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+    "generation_config.json", "vocab.json",      "merges.txt",            "added_tokens.json",
+    "chat_template.jinja",
 };
+constexpr char kChatTemplatesDir[] = "additional_chat_templates";
 
 std::string JoinPath(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
 
@@ -285,14 +292,26 @@ absl::Status SaveModel(CausalLMImpl& model, const ModelConfig& config, const std
   }
 
   ModelConfig saved = config;
-  saved.torch_dtype = dtype_name;
+  saved.dtype = dtype_name;
   D2_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(staged.path(), kModelConfigFile), saved.ToJson().dump(2) + "\n"));
 
   if (!options.tokenizer_source_dir.empty()) {
     if (!fs::is_directory(options.tokenizer_source_dir, ec)) {
       return absl::NotFoundError(absl::StrCat("tokenizer source ", options.tokenizer_source_dir, " is not a directory"));
     }
-    for (const char* name : kTokenizerFiles) {
+    std::vector<std::string> names(std::begin(kTokenizerFiles), std::end(kTokenizerFiles));
+    const std::string templates = JoinPath(options.tokenizer_source_dir, kChatTemplatesDir);
+    if (fs::is_directory(templates, ec)) {
+      std::vector<std::string> found;
+      for (const fs::directory_entry& e : fs::directory_iterator(templates, ec)) {
+        if (e.is_regular_file(ec) && e.path().extension() == ".jinja") found.push_back(e.path().filename().string());
+      }
+      if (ec) return absl::InternalError(absl::StrCat("reading ", templates, ": ", ec.message()));
+      std::sort(found.begin(), found.end());
+      if (!found.empty()) fs::create_directories(JoinPath(staged.path(), kChatTemplatesDir), ec);
+      for (const std::string& f : found) names.push_back(absl::StrCat(kChatTemplatesDir, "/", f));
+    }
+    for (const std::string& name : names) {
       const std::string from = JoinPath(options.tokenizer_source_dir, name);
       if (!fs::is_regular_file(from, ec)) continue;
       D2_ASSIGN_OR_RETURN(std::string contents, ReadFileToString(from));

@@ -44,13 +44,14 @@ struct SaveModelOptions {
   // larger than this gets a shard of its own.
   uint64_t max_shard_bytes = 5'000'000'000ull;
   // Copies tokenizer.json, tokenizer.model, tokenizer_config.json,
-  // special_tokens_map.json, generation_config.json (and vocab.json,
-  // merges.txt, added_tokens.json) from here when present.
+  // special_tokens_map.json, generation_config.json, chat_template.jinja,
+  // additional_chat_templates/*.jinja (and vocab.json, merges.txt,
+  // added_tokens.json) from here when present.
   std::string tokenizer_source_dir;
   bool overwrite = false;  // replace an existing out_dir
 };
 
-// Writes `model`'s weights with `config` (torch_dtype set to options.dtype) as a
+// Writes `model`'s weights with `config` (dtype and torch_dtype set to options.dtype) as a
 // Hugging Face checkpoint. The directory appears complete or not at all. A
 // model still hosting unmerged adapters is refused (merge them first).
 absl::Status SaveModel(CausalLMImpl& model, const ModelConfig& config, const std::string& out_dir,

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -138,45 +139,106 @@ absl::Status ParseFamily(const Fields& f, const json& root, const std::string& s
   return absl::OkStatus();
 }
 
-absl::Status ParseRopeScaling(const json& root, const std::string& source, ModelConfig& c) {
-  if (!root.contains("rope_scaling") || root.at("rope_scaling").is_null()) return absl::OkStatus();
-  const json& rs = root.at("rope_scaling");
-  const std::string where = absl::StrCat(source, ": rope_scaling");
-  Fields top(root, source);
-  if (!rs.is_object()) return top.TypeError("rope_scaling", "null or an object");
+// The rope type and scaling of one rope object: transformers 4's
+// `rope_scaling` or transformers 5's `rope_parameters` (`where` names it).
+absl::StatusOr<RopeScaling> ParseRopeObject(const json& rs, const std::string& where) {
   Fields f(rs, where);
+  RopeScaling out;
   std::string type;
   if (f.Has("rope_type")) {
     D2_ASSIGN_OR_RETURN(type, f.String("rope_type", ""));
   } else {
     D2_ASSIGN_OR_RETURN(type, f.String("type", ""));
   }
-  if (type.empty()) return f.Error("rope_type", "missing");
-  if (type == "default") return absl::OkStatus();
+  if (f.Has("partial_rotary_factor")) {
+    D2_ASSIGN_OR_RETURN(double partial, f.Number("partial_rotary_factor"));
+    if (partial != 1.0) {
+      return f.Error("partial_rotary_factor", absl::StrCat("partial rotary embeddings (", partial,
+                                                           ") are not supported; the model rotates whole heads"));
+    }
+  }
+  if (type.empty() || type == "default") return out;
   if (type == "linear") {
-    c.rope_scaling.type = RopeScalingType::kLinear;
+    out.type = RopeScalingType::kLinear;
   } else if (type == "llama3") {
-    c.rope_scaling.type = RopeScalingType::kLlama3;
+    out.type = RopeScalingType::kLlama3;
   } else {
     return f.Error("rope_type", absl::StrCat("unsupported rope scaling type '", type,
-                                             "' (supported: linear, llama3)"));
+                                             "' (supported: default, linear, llama3)"));
   }
-  D2_ASSIGN_OR_RETURN(c.rope_scaling.factor, f.Number("factor"));
-  if (!(c.rope_scaling.factor > 0)) {
-    return f.Error("factor", absl::StrCat("expected a positive number, got ", c.rope_scaling.factor));
-  }
-  if (c.rope_scaling.type == RopeScalingType::kLlama3) {
-    D2_ASSIGN_OR_RETURN(c.rope_scaling.low_freq_factor, f.Number("low_freq_factor"));
-    D2_ASSIGN_OR_RETURN(c.rope_scaling.high_freq_factor, f.Number("high_freq_factor"));
-    D2_ASSIGN_OR_RETURN(c.rope_scaling.original_max_position_embeddings,
-                        f.PositiveInt("original_max_position_embeddings"));
-    if (!(c.rope_scaling.low_freq_factor > 0)) {
-      return f.Error("low_freq_factor", "expected a positive number");
-    }
-    if (!(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor)) {
+  D2_ASSIGN_OR_RETURN(out.factor, f.Number("factor"));
+  if (!(out.factor > 0)) return f.Error("factor", absl::StrCat("expected a positive number, got ", out.factor));
+  if (out.type == RopeScalingType::kLlama3) {
+    D2_ASSIGN_OR_RETURN(out.low_freq_factor, f.Number("low_freq_factor"));
+    D2_ASSIGN_OR_RETURN(out.high_freq_factor, f.Number("high_freq_factor"));
+    D2_ASSIGN_OR_RETURN(out.original_max_position_embeddings, f.PositiveInt("original_max_position_embeddings"));
+    if (!(out.low_freq_factor > 0)) return f.Error("low_freq_factor", "expected a positive number");
+    if (!(out.high_freq_factor > out.low_freq_factor)) {
       return f.Error("high_freq_factor", "must be greater than low_freq_factor");
     }
   }
+  return out;
+}
+
+bool SameScaling(const RopeScaling& a, const RopeScaling& b) {
+  if (a.type != b.type) return false;
+  if (a.type == RopeScalingType::kNone) return true;
+  if (a.factor != b.factor) return false;
+  return a.type != RopeScalingType::kLlama3 ||
+         (a.low_freq_factor == b.low_freq_factor && a.high_freq_factor == b.high_freq_factor &&
+          a.original_max_position_embeddings == b.original_max_position_embeddings);
+}
+
+// rope_theta and the scaling: transformers 4 keeps them at the top level
+// (`rope_theta`, `rope_scaling`), transformers 5 in `rope_parameters`
+// (modeling_rope_utils.py; its standardize_rope_params moves a top-level
+// rope_theta in only where rope_parameters has none).
+absl::Status ParseRope(const json& root, const std::string& source, ModelConfig& c) {
+  Fields top(root, source);
+  D2_ASSIGN_OR_RETURN(c.rope_theta, top.PositiveNumber("rope_theta", 10000.0));
+  if (top.Has("partial_rotary_factor")) {
+    D2_ASSIGN_OR_RETURN(double partial, top.Number("partial_rotary_factor"));
+    if (partial != 1.0) {
+      return top.Error("partial_rotary_factor", absl::StrCat("partial rotary embeddings (", partial,
+                                                             ") are not supported; the model rotates whole heads"));
+    }
+  }
+  std::optional<RopeScaling> from_scaling;
+  if (top.Has("rope_scaling")) {
+    if (!root.at("rope_scaling").is_object()) return top.TypeError("rope_scaling", "null or an object");
+    D2_ASSIGN_OR_RETURN(from_scaling, ParseRopeObject(root.at("rope_scaling"), absl::StrCat(source, ": rope_scaling")));
+  }
+  c.rope_scaling = from_scaling.value_or(RopeScaling{});
+  if (!top.Has("rope_parameters")) return absl::OkStatus();
+  const json& rp = root.at("rope_parameters");
+  const std::string where = absl::StrCat(source, ": rope_parameters");
+  if (!rp.is_object()) return top.TypeError("rope_parameters", "null or an object");
+  for (const auto& [key, value] : rp.items()) {
+    if (value.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": field '", key, "': rope parameters per layer type ",
+                                                     "are not supported (one set for every layer)"));
+    }
+  }
+  D2_ASSIGN_OR_RETURN(RopeScaling from_parameters, ParseRopeObject(rp, where));
+  if (from_scaling.has_value() && !SameScaling(*from_scaling, from_parameters)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": rope_scaling and rope_parameters disagree (", Short(root.at("rope_scaling")), " vs ",
+                     Short(rp), "); give one"));
+  }
+  c.rope_scaling = from_parameters;
+  Fields f(rp, where);
+  D2_ASSIGN_OR_RETURN(c.rope_theta, f.PositiveNumber("rope_theta", c.rope_theta));
+  return absl::OkStatus();
+}
+
+// `dtype` (transformers >= 4.56, preferred) or `torch_dtype`; both must agree.
+absl::Status ParseDtype(const Fields& f, ModelConfig& c) {
+  D2_ASSIGN_OR_RETURN(std::string dtype, f.String("dtype", ""));
+  D2_ASSIGN_OR_RETURN(std::string torch_dtype, f.String("torch_dtype", ""));
+  if (!dtype.empty() && !torch_dtype.empty() && dtype != torch_dtype) {
+    return f.Error("dtype", absl::StrCat("'", dtype, "' contradicts torch_dtype '", torch_dtype, "'"));
+  }
+  c.dtype = dtype.empty() ? torch_dtype : dtype;
   return absl::OkStatus();
 }
 
@@ -239,8 +301,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text, const 
                                 " is not divisible by num_key_value_heads ", c.num_key_value_heads));
   }
   D2_ASSIGN_OR_RETURN(c.rms_norm_eps, f.PositiveNumber("rms_norm_eps", 1e-6));
-  D2_ASSIGN_OR_RETURN(c.rope_theta, f.PositiveNumber("rope_theta", 10000.0));
-  D2_RETURN_IF_ERROR(ParseRopeScaling(root, source, c));
+  D2_RETURN_IF_ERROR(ParseRope(root, source, c));
   D2_ASSIGN_OR_RETURN(c.max_position_embeddings, f.PositiveInt("max_position_embeddings", 2048));
   D2_ASSIGN_OR_RETURN(c.tie_word_embeddings, f.Bool("tie_word_embeddings", false));
   D2_ASSIGN_OR_RETURN(c.attention_bias, f.Bool("attention_bias", false));
@@ -264,7 +325,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text, const 
     }
   }
   D2_RETURN_IF_ERROR(ParseTokenIds(f, root, c));
-  D2_ASSIGN_OR_RETURN(c.torch_dtype, f.String("torch_dtype", ""));
+  D2_RETURN_IF_ERROR(ParseDtype(f, c));
   c.raw = std::move(root);
   return c;
 }
@@ -287,21 +348,33 @@ nlohmann::json ModelConfig::ToJson() const {
   j["num_key_value_heads"] = num_key_value_heads;
   if (j.contains("head_dim") || head_dim * num_attention_heads != hidden_size) j["head_dim"] = head_dim;
   j["rms_norm_eps"] = rms_norm_eps;
+  // Both spellings of the rope settings, the same: transformers 4 reads the
+  // top level, transformers 5 prefers rope_parameters (written where the
+  // source had it).
   j["rope_theta"] = rope_theta;
-  if (rope_scaling.type == RopeScalingType::kNone) {
-    if (j.contains("rope_scaling")) j["rope_scaling"] = nullptr;
-  } else {
-    json rs = j.contains("rope_scaling") && j["rope_scaling"].is_object() ? j["rope_scaling"] : json::object();
-    const char* type = rope_scaling.type == RopeScalingType::kLinear ? "linear" : "llama3";
-    rs["rope_type"] = type;
-    if (rs.contains("type")) rs["type"] = type;
-    rs["factor"] = rope_scaling.factor;
+  json scaling = nullptr;
+  if (rope_scaling.type != RopeScalingType::kNone) {
+    scaling = json::object();
+    scaling["rope_type"] = rope_scaling.type == RopeScalingType::kLinear ? "linear" : "llama3";
+    scaling["factor"] = rope_scaling.factor;
     if (rope_scaling.type == RopeScalingType::kLlama3) {
-      rs["low_freq_factor"] = rope_scaling.low_freq_factor;
-      rs["high_freq_factor"] = rope_scaling.high_freq_factor;
-      rs["original_max_position_embeddings"] = rope_scaling.original_max_position_embeddings;
+      scaling["low_freq_factor"] = rope_scaling.low_freq_factor;
+      scaling["high_freq_factor"] = rope_scaling.high_freq_factor;
+      scaling["original_max_position_embeddings"] = rope_scaling.original_max_position_embeddings;
     }
+  }
+  if (!scaling.is_null()) {
+    json rs = j.contains("rope_scaling") && j["rope_scaling"].is_object() ? j["rope_scaling"] : json::object();
+    if (rs.contains("type")) rs["type"] = scaling["rope_type"];
+    rs.update(scaling);
     j["rope_scaling"] = rs;
+  } else if (j.contains("rope_scaling")) {
+    j["rope_scaling"] = nullptr;
+  }
+  if (j.contains("rope_parameters")) {
+    json rp = scaling.is_null() ? json{{"rope_type", "default"}} : scaling;
+    rp["rope_theta"] = rope_theta;
+    j["rope_parameters"] = rp;
   }
   j["max_position_embeddings"] = max_position_embeddings;
   j["tie_word_embeddings"] = tie_word_embeddings;
@@ -314,7 +387,10 @@ nlohmann::json ModelConfig::ToJson() const {
   } else if (!eos_token_ids.empty()) {
     j["eos_token_id"] = eos_token_ids;
   }
-  if (!torch_dtype.empty()) j["torch_dtype"] = torch_dtype;
+  if (!dtype.empty()) {
+    j["dtype"] = dtype;
+    j["torch_dtype"] = dtype;
+  }
   return j;
 }
 

@@ -39,6 +39,11 @@ struct ModelConfig {
   int64_t num_key_value_heads = 0;  // defaults to num_attention_heads
   int64_t head_dim = 0;             // defaults to hidden_size / num_attention_heads
   double rms_norm_eps = 1e-6;
+  // From `rope_theta` and `rope_scaling` (transformers 4) or `rope_parameters`
+  // (transformers 5, which wins where both are given, as transformers does).
+  // Rope settings the model cannot honour are refused: another rope_type
+  // (yarn, dynamic, longrope, ...), partial rotary, per-layer-type parameters,
+  // or `rope_scaling` and `rope_parameters` that disagree.
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   int64_t max_position_embeddings = 2048;
@@ -53,7 +58,10 @@ struct ModelConfig {
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;  // `eos_token_id`: an int or a list
   std::optional<int64_t> pad_token_id;
-  std::string torch_dtype;  // as written ("bfloat16", ...); empty when absent
+  // The weights' dtype as written ("bfloat16", ...): `dtype` (transformers >=
+  // 4.56) or `torch_dtype` (older); both must agree when both are given.
+  // Empty when neither is. ToJson writes both spellings, the same.
+  std::string dtype;
 
   nlohmann::json raw = nlohmann::json::object();  // the parsed file
 

@@ -21,8 +21,8 @@ absl::StatusOr<c10::ScalarType> ParseDtypeFlag(const std::string& name) {
 }
 
 absl::StatusOr<c10::ScalarType> DefaultMergedDtype(const ModelConfig& config) {
-  if (config.torch_dtype.empty()) return c10::ScalarType::Float;
-  return ParseModelDtype(config.torch_dtype);
+  if (config.dtype.empty()) return c10::ScalarType::Float;
+  return ParseModelDtype(config.dtype);
 }
 
 absl::StatusOr<LoadedModel> LoadMergedModel(const std::string& model_dir, const std::string& adapter_dir,

@@ -17,7 +17,7 @@ struct MergeOptions {
   std::string model_dir;
   std::string adapter_dir;
   std::string out_dir;
-  // Dtype of the written weights; unset: the base model's torch_dtype (fp32 if absent).
+  // Dtype of the written weights; unset: the base model's dtype (fp32 if config.json has none).
   std::optional<c10::ScalarType> dtype;
   bool overwrite = false;
   // The merge gate: thresholds (0 = the dtype's default) and whether a merge
@@ -51,7 +51,7 @@ inline constexpr int64_t kMergeProbeSequences = 4;
 inline constexpr int64_t kMergeProbeLength = 32;
 
 // The dtype a merged model is written in by default: the base model's
-// torch_dtype, or fp32 when config.json does not say.
+// dtype (`dtype` or `torch_dtype`), or fp32 when config.json does not say.
 absl::StatusOr<c10::ScalarType> DefaultMergedDtype(const ModelConfig& config);
 
 // "bf16" | "fp16" | "fp32" (also "bfloat16", "float16", "float32").

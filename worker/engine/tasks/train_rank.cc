@@ -22,8 +22,13 @@ namespace d2lora::engine {
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<int> g_stop_signal{0};  // the first stop signal this process got
 
-void OnStopSignal(int) { g_stop.store(true); }
+void OnStopSignal(int signal) {
+  int none = 0;
+  g_stop_signal.compare_exchange_strong(none, signal);
+  g_stop.store(true);
+}
 
 void InstallStopHandlers() {
   struct sigaction sa {};
@@ -46,10 +51,7 @@ absl::StatusOr<TrainRankResult> Run(const TrainRankOptions& options) {
                                                    "differs from the spec's resources.world_size = ",
                                                    spec.resources.world_size));
   }
-  ConfigureThreads(RankThreads(spec.resources.threads, dist, AvailableCores()));
-  if (absl::Status blas = CheckOptimisedBlas(); !blas.ok()) {
-    std::fprintf(stderr, "d2lora: warning: %s\n", std::string(blas.message()).c_str());
-  }
+  SetUpRuntime(RankThreads(spec.resources.threads, dist, AvailableCores()));
   D2_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroup> group,
                       CreateProcessGroup(dist, spec.resources.device == DeviceKind::kCuda ? ProcessGroupDevice::kCuda
                                                                                            : ProcessGroupDevice::kCpu));
@@ -63,6 +65,7 @@ absl::StatusOr<TrainRankResult> Run(const TrainRankOptions& options) {
   D2_ASSIGN_OR_RETURN(nlohmann::json summary, RunTrainJob(valid, job, *group));
   TrainRankResult result;
   result.stopped = summary.value("status", "") == "stopped";
+  result.stop_signal = g_stop_signal.load();
   result.steps = summary.value("steps", int64_t{0});
   result.output_dir = spec.output.dir;
   return result;

@@ -30,6 +30,7 @@ struct TrainRankOptions {
 
 struct TrainRankResult {
   bool stopped = false;  // SIGINT/SIGTERM: stopped after a checkpoint; resume from output_dir
+  int stop_signal = 0;   // the signal this process got (0: a peer rank's stop)
   int64_t steps = 0;
   std::string output_dir;
 };

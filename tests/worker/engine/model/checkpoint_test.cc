@@ -172,6 +172,11 @@ TEST(CheckpointTest, CopiesTokenizerFilesAndRefusesToClobber) {
   WriteFile(tmp.file("src/tokenizer_config.json"), "{}");
   WriteFile(tmp.file("src/generation_config.json"), "{\"do_sample\": false}");
   WriteFile(tmp.file("src/unrelated.txt"), "x");
+  // transformers >= 4.47: the chat templates as files, which win over tokenizer_config.json's.
+  WriteFile(tmp.file("src/chat_template.jinja"), "{{ messages }}");
+  fs::create_directories(tmp.file("src/additional_chat_templates"));
+  WriteFile(tmp.file("src/additional_chat_templates/tool_use.jinja"), "{{ tools }}");
+  WriteFile(tmp.file("src/additional_chat_templates/notes.txt"), "not a template");
   SaveModelOptions options;
   options.tokenizer_source_dir = tmp.file("src");
   ASSERT_TRUE(SaveModel(*model, config, tmp.file("out"), options).ok());
@@ -180,6 +185,9 @@ TEST(CheckpointTest, CopiesTokenizerFilesAndRefusesToClobber) {
   EXPECT_TRUE(fs::exists(tmp.file("out/tokenizer_config.json")));
   EXPECT_FALSE(fs::exists(tmp.file("out/unrelated.txt")));
   EXPECT_FALSE(fs::exists(tmp.file("out/tokenizer.model")));
+  EXPECT_EQ(ReadFile(tmp.file("out/chat_template.jinja")), "{{ messages }}");
+  EXPECT_EQ(ReadFile(tmp.file("out/additional_chat_templates/tool_use.jinja")), "{{ tools }}");
+  EXPECT_FALSE(fs::exists(tmp.file("out/additional_chat_templates/notes.txt")));
 
   absl::Status again = SaveModel(*model, config, tmp.file("out"), options);
   EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists) << again;

@@ -39,7 +39,7 @@ TEST(ModelConfigTest, ParsesLlama) {
   EXPECT_EQ(c->bos_token_id, 1);
   EXPECT_EQ(c->eos_token_ids, std::vector<int64_t>{2});
   EXPECT_FALSE(c->pad_token_id.has_value());
-  EXPECT_EQ(c->torch_dtype, "float32");
+  EXPECT_EQ(c->dtype, "float32");
 }
 
 TEST(ModelConfigTest, DefaultsAndVariants) {
@@ -188,13 +188,92 @@ TEST(ModelConfigTest, ToJsonKeepsUnknownKeysAndRoundTrips) {
     EXPECT_EQ(again->sliding_window, c->sliding_window);
   }
   auto c = ParseModelConfig(testing::TinyLlamaJson().dump(), "x");
-  c->torch_dtype = "bfloat16";
+  c->dtype = "bfloat16";
   c->rope_scaling.type = RopeScalingType::kLinear;
   c->rope_scaling.factor = 4.0;
   json out = c->ToJson();
   EXPECT_EQ(out["torch_dtype"], "bfloat16");
+  EXPECT_EQ(out["dtype"], "bfloat16");  // both spellings, never two dtypes
   EXPECT_EQ(out["rope_scaling"]["rope_type"], "linear");
   EXPECT_EQ(out["rope_scaling"]["factor"], 4.0);
+}
+
+// transformers >= 4.56 writes `dtype` and prefers it; older files have
+// `torch_dtype`. Either is read; two that disagree are refused.
+TEST(ModelConfigTest, DtypeUnderEitherNameAndNeverTwo) {
+  json j = testing::TinyLlamaJson();
+  j.erase("torch_dtype");
+  j["dtype"] = "bfloat16";
+  auto only_new = ParseModelConfig(j.dump(), "config.json");
+  ASSERT_TRUE(only_new.ok()) << only_new.status();
+  EXPECT_EQ(only_new->dtype, "bfloat16");
+  json out = only_new->ToJson();
+  EXPECT_EQ(out["dtype"], "bfloat16");
+  EXPECT_EQ(out["torch_dtype"], "bfloat16");
+  j["torch_dtype"] = "bfloat16";
+  EXPECT_TRUE(ParseModelConfig(j.dump(), "config.json").ok());
+  j["torch_dtype"] = "float32";
+  auto both = ParseModelConfig(j.dump(), "config.json");
+  ASSERT_FALSE(both.ok());
+  EXPECT_EQ(both.status().message(),
+            "config.json: field 'dtype': 'bfloat16' contradicts torch_dtype 'float32'");
+}
+
+// transformers 5 keeps rope_theta and the scaling in `rope_parameters`
+// (modeling_rope_utils.py): read, written back consistently, and refused
+// where the model cannot honour it rather than defaulting to theta 10000.
+TEST(ModelConfigTest, RopeParametersOfTransformers5) {
+  json j = testing::TinyLlamaJson();
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0}, {"factor", 8.0},
+                          {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                          {"original_max_position_embeddings", 8192}};
+  auto c = ParseModelConfig(j.dump(), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rope_theta, 500000.0);
+  EXPECT_EQ(c->rope_scaling.type, RopeScalingType::kLlama3);
+  EXPECT_DOUBLE_EQ(c->rope_scaling.factor, 8.0);
+  json out = c->ToJson();
+  EXPECT_EQ(out["rope_parameters"]["rope_theta"], 500000.0);
+  EXPECT_EQ(out["rope_parameters"]["rope_type"], "llama3");
+  EXPECT_EQ(out["rope_theta"], 500000.0);  // transformers 4 reads these
+  EXPECT_EQ(out["rope_scaling"]["factor"], 8.0);
+  auto again = ParseModelConfig(out.dump(), "again");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->ToJson(), out);
+
+  // rope_parameters wins over a top-level rope_theta, as in transformers 5.
+  j["rope_theta"] = 10000.0;
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1000000.0}};
+  auto plain = ParseModelConfig(j.dump(), "config.json");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_DOUBLE_EQ(plain->rope_theta, 1000000.0);
+  EXPECT_EQ(plain->rope_scaling.type, RopeScalingType::kNone);
+
+  auto error = [&](const json& parameters) {
+    json k = testing::TinyLlamaJson();
+    k["rope_parameters"] = parameters;
+    auto r = ParseModelConfig(k.dump(), "config.json");
+    return r.ok() ? std::string("ok") : std::string(r.status().message());
+  };
+  EXPECT_EQ(error({{"rope_type", "yarn"}, {"rope_theta", 10000.0}, {"factor", 4.0}}),
+            "config.json: rope_parameters: field 'rope_type': unsupported rope scaling type 'yarn' "
+            "(supported: default, linear, llama3)");
+  EXPECT_EQ(error({{"rope_type", "default"}, {"rope_theta", 10000.0}, {"partial_rotary_factor", 0.5}}),
+            "config.json: rope_parameters: field 'partial_rotary_factor': partial rotary embeddings (0.5) are not "
+            "supported; the model rotates whole heads");
+  EXPECT_EQ(error({{"full_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}}}),
+            "config.json: rope_parameters: field 'full_attention': rope parameters per layer type are not supported "
+            "(one set for every layer)");
+  json k = testing::TinyLlamaJson();
+  k["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  k["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 4.0}, {"rope_theta", 10000.0}};
+  auto disagree = ParseModelConfig(k.dump(), "config.json");
+  ASSERT_FALSE(disagree.ok());
+  EXPECT_NE(disagree.status().message().find("rope_scaling and rope_parameters disagree"), std::string::npos)
+      << disagree.status();
+  k["rope_parameters"]["factor"] = 2.0;
+  EXPECT_TRUE(ParseModelConfig(k.dump(), "config.json").ok());
 }
 
 TEST(ModelConfigTest, LoadModelConfigReadsTheDirectory) {
