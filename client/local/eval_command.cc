@@ -4,6 +4,8 @@
 
 #include <iostream>
 #include <memory>
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "client/cli_util.h"
@@ -52,7 +54,14 @@ absl::StatusOr<nlohmann::json> RunEval(const EvalFlags& f) {
                         engine::MakeChoiceExamples(data, *tokenizer, max_len));
     D2_ASSIGN_OR_RETURN(engine::McEvalResult r,
                         engine::EvaluateMultipleChoice(*loaded.model, items, scoring, f.batch_size));
-    out = {{"accuracy", r.accuracy}, {"n", r.n}};
+    // The standard error of the accuracy (binomial), and each question's answer
+    // and label, so that two models' results can be compared question by question.
+    std::vector<int64_t> labels;
+    labels.reserve(items.size());
+    for (const engine::ChoiceExample& item : items) labels.push_back(item.label);
+    const double se = r.n > 0 ? std::sqrt(r.accuracy * (1.0 - r.accuracy) / static_cast<double>(r.n)) : 0.0;
+    out = {{"accuracy", r.accuracy}, {"n", r.n},        {"correct", r.correct},
+           {"standard_error", se},   {"labels", labels}, {"predictions", r.predictions}};
   }
   return out;
 }
@@ -76,7 +85,9 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-seq-len", f->max_seq_len, "Truncate to this many tokens (default: the model's context)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--skip-invalid", f->skip_invalid, "Skip (and count) invalid JSONL lines instead of failing");
-  cmd->add_flag("--json", f->json, "End with one JSON object on the last line of stdout");
+  cmd->add_flag("--json", f->json,
+                "End with one JSON object on the last line of stdout (multiple choice: accuracy, n, correct, "
+                "standard_error, and per question labels and predictions, the chosen choice's index)");
   cmd->add_option("--threads", f->threads, "LibTorch threads (0 = all available cores)");
   cmd->callback([f, exit_code]() {
     engine::SetUpRuntime(f->threads);
@@ -91,8 +102,9 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
       std::cout << "loss " << (*result)["loss"].get<double>() << "  perplexity "
                 << (*result)["perplexity"].get<double>() << "  tokens " << (*result)["tokens"] << std::endl;
     } else {
-      std::cout << "accuracy " << (*result)["accuracy"].get<double>() << "  n " << (*result)["n"]
-                << "  scoring " << f->scoring << std::endl;
+      std::cout << "accuracy " << (*result)["accuracy"].get<double>() << " (standard error "
+                << (*result)["standard_error"].get<double>() << ")  n " << (*result)["n"] << "  scoring "
+                << f->scoring << std::endl;
     }
   });
 }

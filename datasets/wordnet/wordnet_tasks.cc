@@ -338,6 +338,72 @@ TaskResult BuildAntonym(const WordNet& wn, const Builder& b, const Options& opti
   return run.Finish();
 }
 
+// pos: What part of speech is "{word}"? Choices: the four parts of speech in
+// kAllPos's order; the answer is the one part of speech of the word's senses
+// (words with senses in two parts of speech are left out). Each split keeps a
+// seeded sample of equally many words of each part of speech (the least there
+// is, and at most a quarter of the split's cap), interleaved, so that a model
+// that always gives one answer scores 1/4 and learning shows as accuracy above it.
+TaskResult BuildPartOfSpeech(const WordNet& wn, const Builder& b, const Options& options) {
+  TaskResult result;
+  result.task = Task::kPartOfSpeech;
+  std::array<std::array<std::vector<Question>, 4>, 2> by_pos;  // [split][pos], WordNet's order
+  std::unordered_set<std::string_view> seen;
+  for (const Synset& s : wn.synsets) {
+    for (const Word& w : s.words) {
+      if (!IsPlainLemma(w.lemma) || !seen.insert(w.lemma).second) continue;
+      bool one_pos = true;
+      for (int i : b.Senses(w.lemma)) one_pos = one_pos && b.synset(i).pos == s.pos;
+      if (!one_pos) continue;
+      ++result.candidates;
+      Question q;
+      q.question = absl::StrCat("What part of speech is \"", w.lemma, "\"?");
+      for (Pos pos : kAllPos) q.choices.emplace_back(PosName(pos));
+      q.label = static_cast<int>(s.pos);
+      q.word = w.lemma;
+      q.pos = s.pos;
+      q.choices_are_labels = true;
+      by_pos[static_cast<size_t>(b.SplitOf(w.lemma))][static_cast<size_t>(s.pos)].push_back(std::move(q));
+    }
+  }
+  for (Split split : {Split::kTrain, Split::kValidation}) {
+    auto& groups = by_pos[static_cast<size_t>(split)];
+    size_t per_pos = groups[0].size();
+    for (const auto& g : groups) per_pos = std::min(per_pos, g.size());
+    int64_t cap = split == Split::kTrain ? options.max_train : options.max_val;
+    if (cap > 0) per_pos = std::min(per_pos, static_cast<size_t>(cap / 4));
+    SplitMix64 rng(DeriveSeed(options.seed, absl::StrCat("pos/", SplitName(split), "/sample")));
+    std::vector<Question>& out = result.splits[static_cast<size_t>(split)];
+    // A seeded sample of per_pos questions of each part of speech, in a seeded
+    // order, interleaved noun, verb, adjective, adverb, noun, ...: every prefix
+    // of 4k questions (an evaluation's max_examples) is balanced too.
+    std::array<std::vector<size_t>, 4> picked;
+    for (size_t p = 0; p < 4; ++p) {
+      std::vector<Question>& g = groups[p];
+      result.capped[static_cast<size_t>(split)] += static_cast<int64_t>(g.size() - per_pos);
+      std::vector<size_t>& idx = picked[p];
+      idx.resize(g.size());
+      for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+      for (size_t i = 0; i < per_pos; ++i) std::swap(idx[i], idx[i + rng.Uniform(idx.size() - i)]);
+      idx.resize(per_pos);
+    }
+    for (size_t i = 0; i < per_pos; ++i) {
+      for (size_t p = 0; p < 4; ++p) out.push_back(std::move(groups[p][picked[p][i]]));
+    }
+  }
+  return result;
+}
+
+TaskResult Build(const WordNet& wn, const Builder& b, Task task, const Options& options) {
+  switch (task) {
+    case Task::kDefinition: return BuildDefinition(wn, b, options);
+    case Task::kHypernym: return BuildHypernym(wn, b, options);
+    case Task::kAntonym: return BuildAntonym(wn, b, options);
+    case Task::kPartOfSpeech: return BuildPartOfSpeech(wn, b, options);
+  }
+  return TaskResult{};
+}
+
 }  // namespace
 
 absl::string_view TaskName(Task task) {
@@ -345,6 +411,7 @@ absl::string_view TaskName(Task task) {
     case Task::kDefinition: return "definition";
     case Task::kHypernym: return "hypernym";
     case Task::kAntonym: return "antonym";
+    case Task::kPartOfSpeech: return "pos";
   }
   return "?";
 }
@@ -354,7 +421,7 @@ absl::StatusOr<Task> ParseTask(absl::string_view name) {
     if (TaskName(t) == name) return t;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown task '", name, "' (expected definition, hypernym or antonym)"));
+      absl::StrCat("unknown task '", name, "' (expected definition, hypernym, antonym or pos)"));
 }
 
 absl::string_view SplitName(Split split) { return split == Split::kTrain ? "train" : "validation"; }
@@ -465,12 +532,7 @@ std::string QuestionJsonLine(const Question& question) {
 absl::StatusOr<TaskResult> BuildTask(const WordNet& wordnet, Task task, const Options& options) {
   D2_RETURN_IF_ERROR(options.Validate());
   Builder b(wordnet, options);
-  switch (task) {
-    case Task::kDefinition: return BuildDefinition(wordnet, b, options);
-    case Task::kHypernym: return BuildHypernym(wordnet, b, options);
-    case Task::kAntonym: return BuildAntonym(wordnet, b, options);
-  }
-  return absl::InvalidArgumentError("unknown task");
+  return Build(wordnet, b, task, options);
 }
 
 namespace {
@@ -479,6 +541,7 @@ size_t DistinctWords(const std::vector<Question>& qs) {
   std::vector<std::string_view> words;
   for (const Question& q : qs) {
     if (!q.word.empty()) words.push_back(q.word);
+    if (q.choices_are_labels) continue;
     for (const std::string& c : q.choices) words.push_back(c);
   }
   SortUnique(&words);
@@ -564,12 +627,7 @@ absl::StatusOr<std::vector<WrittenFile>> WriteDataset(const WordNet& wordnet, co
   stats["tasks"] = Json::object();
 
   for (Task task : tasks) {
-    TaskResult r;
-    switch (task) {
-      case Task::kDefinition: r = BuildDefinition(wordnet, b, options); break;
-      case Task::kHypernym: r = BuildHypernym(wordnet, b, options); break;
-      case Task::kAntonym: r = BuildAntonym(wordnet, b, options); break;
-    }
+    TaskResult r = Build(wordnet, b, task, options);
     Json t = Json::object();
     for (Split split : {Split::kTrain, Split::kValidation}) {
       const std::vector<Question>& qs = r.splits[static_cast<size_t>(split)];

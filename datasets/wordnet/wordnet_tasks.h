@@ -5,6 +5,10 @@
 //   definition  Which word means "{definition}"?   answer: a word of the synset
 //   hypernym    What is "{word}" a kind of?         answer: a word of a hypernym
 //   antonym     What is the opposite of "{word}"?   answer: the word's antonym
+//   pos         What part of speech is "{word}"?    answer: noun, verb, adjective
+//               or adverb (the same four choices in that order; words with one
+//               part of speech only; each split holds as many questions of
+//               each part of speech, so always answering one scores 25%)
 //
 // Only plain lemmas take part (IsPlainLemma). Train and validation are split by
 // WORD: each plain lemma falls in one split by a seeded hash (WordSplit), a
@@ -26,9 +30,10 @@
 
 namespace d2lora::datasets::wordnet {
 
-enum class Task : uint8_t { kDefinition = 0, kHypernym = 1, kAntonym = 2 };
-inline constexpr std::array<Task, 3> kAllTasks = {Task::kDefinition, Task::kHypernym, Task::kAntonym};
-absl::string_view TaskName(Task task);  // "definition", "hypernym", "antonym"
+enum class Task : uint8_t { kDefinition = 0, kHypernym = 1, kAntonym = 2, kPartOfSpeech = 3 };
+inline constexpr std::array<Task, 4> kAllTasks = {Task::kDefinition, Task::kHypernym, Task::kAntonym,
+                                                  Task::kPartOfSpeech};
+absl::string_view TaskName(Task task);  // "definition", "hypernym", "antonym", "pos"
 absl::StatusOr<Task> ParseTask(absl::string_view name);
 
 enum class Split : uint8_t { kTrain = 0, kValidation = 1 };
@@ -37,7 +42,7 @@ absl::string_view SplitName(Split split);  // "train", "validation"
 struct Options {
   uint64_t seed = 1;
   double val_fraction = 0.2;  // chance that a word is a validation word
-  int choices = 4;            // answer + choices - 1 distractors
+  int choices = 4;            // answer + choices - 1 distractors (pos: always the 4 parts of speech)
   int64_t max_train = 0;      // questions per task and split; 0 keeps all
   int64_t max_val = 0;
 
@@ -84,6 +89,7 @@ struct Question {
   int label = 0;
   std::string word;  // the word the question asks about; empty for definition
   Pos pos = Pos::kNoun;
+  bool choices_are_labels = false;  // pos: the choices name classes; they are no split's words
 
   const std::string& answer() const { return choices[static_cast<size_t>(label)]; }
 };
@@ -96,7 +102,7 @@ struct TaskResult {
   int64_t candidates = 0;      // distinct questions WordNet yields before the split
   int64_t straddling = 0;      // dropped: no answer in the question word's split
   int64_t no_distractors = 0;  // dropped: too few distractors in the split's pool
-  std::array<int64_t, 2> capped = {0, 0};  // dropped by max_train / max_val
+  std::array<int64_t, 2> capped = {0, 0};  // dropped by max_train / max_val (pos: and to balance)
 
   const std::vector<Question>& train() const { return splits[0]; }
   const std::vector<Question>& validation() const { return splits[1]; }

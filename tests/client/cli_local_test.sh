@@ -50,7 +50,13 @@ cat >"$T/mc.jsonl" <<'TXT'
 TXT
 for scoring in sum mean byte letter; do
   last=$("$D2" eval --model "$T/m" --data "$T/mc.jsonl" --task multiple_choice --scoring $scoring --json | tail -n 1)
-  if [[ "$last" =~ ^\{\"accuracy\":[0-9.e+-]+,\"n\":2\}$ ]]; then pass "eval mc $scoring: $last"; else fail "eval mc $scoring: $last"; fi
+  # accuracy, n, correct and the binomial standard error agree with the per-question labels and predictions.
+  if jq -e '.n == 2 and .labels == [0, 1] and (.predictions | length) == 2 and
+            .predictions[0] >= 0 and .predictions[0] < 4 and .predictions[1] >= 0 and .predictions[1] < 2 and
+            .correct == ([.labels, .predictions] | transpose | map(select(.[0] == .[1])) | length) and
+            .accuracy == .correct / .n and
+            ((.standard_error - ((.accuracy * (1 - .accuracy) / .n) | sqrt)) | fabs) < 1e-12' <<<"$last" >/dev/null
+  then pass "eval mc $scoring: $last"; else fail "eval mc $scoring: $last"; fi
 done
 # The spec's names (eval.scoring) are the flag's: anything else is a usage error naming them.
 "$D2" eval --model "$T/m" --data "$T/mc.jsonl" --task multiple_choice --scoring median >/dev/null 2>"$T/scoring.err"

@@ -57,11 +57,16 @@ void ExpectWellFormed(const WordNet& wn, const TaskResult& r, const Options& o) 
       ASSERT_LT(q.label, o.choices);
       std::set<std::string> distinct(q.choices.begin(), q.choices.end());
       EXPECT_EQ(distinct.size(), q.choices.size()) << "choices repeat";
-      std::vector<std::string> words = q.choices;
+      std::vector<std::string> words;
+      if (!q.choices_are_labels) words = q.choices;
       if (!q.word.empty()) words.push_back(q.word);
       for (const std::string& w : words) {
         EXPECT_TRUE(IsPlainLemma(w)) << w;
         EXPECT_EQ(WordSplit(w, o), split) << w << " is not a " << SplitName(split) << " word";
+      }
+      if (q.choices_are_labels) {
+        EXPECT_TRUE(lemmas_of[static_cast<size_t>(q.pos)].count(q.word)) << q.word << " is no " << PosName(q.pos);
+        continue;
       }
       for (const std::string& c : q.choices) {
         EXPECT_TRUE(lemmas_of[static_cast<size_t>(q.pos)].count(c)) << c << " is no " << PosName(q.pos);
@@ -79,7 +84,7 @@ std::array<std::set<std::string>, 2> WordsBySplit(const TaskResult& r) {
   for (size_t s = 0; s < 2; ++s) {
     for (const Question& q : r.splits[s]) {
       if (!q.word.empty()) out[s].insert(q.word);
-      out[s].insert(q.choices.begin(), q.choices.end());
+      if (!q.choices_are_labels) out[s].insert(q.choices.begin(), q.choices.end());
     }
   }
   return out;
@@ -402,7 +407,7 @@ TEST(WordNetTasksTest, SplitsByWordAndIsDeterministic) {
     EXPECT_GT(r->train().size(), 20u);
     EXPECT_GT(r->validation().size(), 2u);
     EXPECT_EQ(r->candidates, static_cast<int64_t>(r->train().size() + r->validation().size()) + r->straddling +
-                                 r->no_distractors);
+                                 r->no_distractors + r->capped[0] + r->capped[1]);
     auto words = WordsBySplit(*r);
     std::vector<std::string> shared;
     std::set_intersection(words[0].begin(), words[0].end(), words[1].begin(), words[1].end(),
@@ -422,6 +427,51 @@ TEST(WordNetTasksTest, SplitsByWordAndIsDeterministic) {
     std::vector<int> labels(4, 0);
     for (const Question& q : r->train()) ++labels[static_cast<size_t>(q.label)];
     for (int l : labels) EXPECT_GT(l, 0);
+  }
+}
+
+TEST(WordNetTasksTest, PartOfSpeechIsBalancedAndUnambiguous) {
+  testdata::Files f = testdata::Generated(400, 150, 60);
+  // "na" (noun 0) is a verb too, and "ra" (adverb 0) an adjective too: neither can be asked about.
+  f.verb += testdata::Line(3999900, 'v', {"na"}, {}, "to do what na does");
+  f.adj += testdata::Line(2999900, 'a', {"ra"}, {}, "of the kind of ra");
+  WordNet wn = Load(f);
+  Options o;
+  o.val_fraction = 0.3;
+  absl::StatusOr<TaskResult> r = BuildTask(wn, Task::kPartOfSpeech, o);
+  D2_ASSERT_OK(r.status());
+  ExpectWellFormed(wn, *r, o);
+  for (const auto& split : r->splits) {
+    std::array<int, 4> per_pos = {0, 0, 0, 0};
+    for (size_t i = 0; i < split.size(); ++i) {  // interleaved: every 4 questions, one of each
+      EXPECT_EQ(static_cast<size_t>(split[i].pos), i % 4) << i;
+    }
+    for (const Question& q : split) {
+      SCOPED_TRACE(q.question);
+      EXPECT_EQ(q.question, "What part of speech is \"" + q.word + "\"?");
+      EXPECT_EQ(q.choices, (std::vector<std::string>{"noun", "verb", "adjective", "adverb"}));
+      EXPECT_EQ(q.answer(), PosName(q.pos));
+      EXPECT_NE(q.word, "na");
+      EXPECT_NE(q.word, "ra");
+      ++per_pos[static_cast<size_t>(q.pos)];
+    }
+    EXPECT_GT(per_pos[0], 5);
+    for (int n : per_pos) EXPECT_EQ(n, per_pos[0]) << "not balanced";
+  }
+  // Caps: a quarter of the cap of each part of speech, a seeded sample.
+  o.max_train = 21;
+  o.max_val = 8;
+  absl::StatusOr<TaskResult> capped = BuildTask(wn, Task::kPartOfSpeech, o);
+  D2_ASSERT_OK(capped.status());
+  EXPECT_EQ(capped->train().size(), 20u);
+  EXPECT_EQ(capped->validation().size(), 8u);
+  EXPECT_EQ(capped->capped[0], static_cast<int64_t>(r->train().size()) + r->capped[0] - 20);
+  EXPECT_EQ(capped->capped[1], static_cast<int64_t>(r->validation().size()) + r->capped[1] - 8);
+  ExpectWellFormed(wn, *capped, o);
+  for (const auto& split : capped->splits) {
+    std::array<size_t, 4> per_pos = {0, 0, 0, 0};
+    for (const Question& q : split) ++per_pos[static_cast<size_t>(q.pos)];
+    for (size_t n : per_pos) EXPECT_EQ(n, split.size() / 4);
   }
 }
 
@@ -478,11 +528,11 @@ TEST(WordNetTasksTest, WritesTheDatasetDirectory) {
   req.wordnet_dir = "/some/where";
   absl::StatusOr<std::vector<WrittenFile>> written = WriteDataset(wn, req);
   D2_ASSERT_OK(written.status());
-  ASSERT_EQ(written->size(), 8u);
+  ASSERT_EQ(written->size(), 10u);
   EXPECT_EQ((*written)[0].path, req.out_dir + "/corpus.jsonl");
   EXPECT_EQ((*written)[0].records, static_cast<int64_t>(wn.synsets.size()));
   EXPECT_EQ((*written)[1].path, req.out_dir + "/definition/train.jsonl");
-  EXPECT_EQ((*written)[7].path, req.out_dir + "/stats.json");
+  EXPECT_EQ((*written)[9].path, req.out_dir + "/stats.json");
 
   std::vector<nlohmann::json> corpus = ReadJsonl(req.out_dir + "/corpus.jsonl");
   ASSERT_EQ(corpus.size(), wn.synsets.size());

@@ -71,7 +71,7 @@ struct Files {
 // A larger database for the split and determinism tests: a noun hypernym tree
 // of `nouns` synsets (two lemmas each, one of them multiword), `pairs` pairs of
 // antonymous adjectives each with a satellite, `verbs` verbs in a hypernym
-// chain with antonym pairs, and a few adverbs.
+// chain with antonym pairs, and 80 adverbs.
 inline Files Generated(int nouns, int pairs, int verbs) {
   Files f;
   auto noun_off = [](int i) { return static_cast<uint32_t>(1000000 + 100 * i); };
@@ -103,7 +103,7 @@ inline Files Generated(int nouns, int pairs, int verbs) {
     f.verb += Line(verb_off(i), 'v', {Name("v", i)}, ptrs, absl::StrCat("to act in manner ", i), "01 + 08 00");
   }
   auto adv_off = [](int i) { return static_cast<uint32_t>(4000000 + 100 * i); };
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 80; ++i) {
     f.adv += Line(adv_off(i), 'r', {Name("r", i)}, {}, absl::StrCat("in manner ", i));
   }
   return f;
