@@ -31,5 +31,6 @@ void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddGenerateCommand(CLI::App& app, int* exit_code);
 void AddTrainCommand(CLI::App& app, int* exit_code);
 void AddPrepareWordNetCommand(CLI::App& app, int* exit_code);
+void AddPlotCommand(CLI::App& app, int* exit_code);  // plot_command.cc
 
 }  // namespace d2lora::cli

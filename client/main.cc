@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
   AddEvalCommand(app, &exit_code);
   AddGenerateCommand(app, &exit_code);
   AddPrepareWordNetCommand(app, &exit_code);
+#ifdef D2LORA_WITH_PLOT
+  AddPlotCommand(app, &exit_code);
+#endif
 #ifdef D2LORA_WITH_REMOTE
   AddRemoteCommands(app, &exit_code);
 #endif

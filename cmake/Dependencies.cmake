@@ -9,6 +9,9 @@ find_package(OpenSSL REQUIRED)  # libcrypto: SHA-256 of checkpoints and artifact
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+# `d2lora plot` draws its PNGs with Cairo (Debian: libcairo2-dev; tests/run.sh
+# and the quickstart install it). Without it the CLI is built without `plot`.
+pkg_check_modules(CAIRO IMPORTED_TARGET cairo)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(yaml-cpp REQUIRED)
 if(D2LORA_TESTS)

@@ -11,6 +11,7 @@ D2LORA_BUILD_PACKAGES=(
   libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
   libabsl-dev nlohmann-json3-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev libcli11-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcairo2-dev  # `d2lora plot` draws PNGs with Cairo (without it the CLI has no plot)
   # the service: gRPC, Protobuf, prometheus-cpp, SQLite
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev libsqlite3-dev
 )

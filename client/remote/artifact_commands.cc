@@ -91,6 +91,16 @@ absl::StatusOr<rpc::FileDigest> Download(const Remote& remote, const std::string
   }
 }
 
+}  // namespace
+
+absl::Status DownloadJobArtifact(const ConnectionFlags& flags, const std::string& job_id, const std::string& name,
+                                 const std::string& path) {
+  D2_ASSIGN_OR_RETURN(Remote remote, Connect(flags));
+  return Download(remote, job_id, name, path).status();
+}
+
+namespace {
+
 absl::StatusOr<int> RunArtifacts(const ArtifactFlags& f) {
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
   D2_ASSIGN_OR_RETURN(std::vector<v1::Artifact> artifacts, ListArtifacts(remote, ArtifactJobId(f.id), f.name));

@@ -82,6 +82,18 @@ expect 1 "peft-lora cannot hold this D2-LoRA adapter" -- \
   "$D2" export-adapter --model m --adapter out/adapter --format peft-lora --out peft-lora
 [ ! -e peft-lora ] && pass "a refused export writes nothing" || fail "refused export left peft-lora/"
 
+# d2lora plot: the run's curves (and bars from eval --json) into a PNG; errors name
+# the source, the file and the flag, and write nothing.
+if "$D2" plot out --out plot.png --bar "trained=d2.json" --bar "fixed=0.25" --chance 0.25 --title t >plot.log 2>&1 &&
+  [ "$(head -c 8 plot.png | od -An -tx1 | tr -d ' \n')" == "89504e470d0a1a0a" ] && [ "$(stat -c %s plot.png)" -gt 20000 ]
+then pass "plot: a PNG of $(stat -c %s plot.png) bytes"; else fail "plot: $(cat plot.log)"; fi
+expect 1 "nowhere: no such file or directory" -- "$D2" plot nowhere --out p2.png
+expect 1 "val.jsonl: no training step" -- "$D2" plot val.jsonl --out p2.png
+expect 1 "--bar 'oops': expected LABEL=EVAL.json" -- "$D2" plot out --out p2.png --bar oops
+expect 1 "val.jsonl: no \"accuracy\"" -- "$D2" plot out --out p2.png --bar "x=val.jsonl"
+expect 1 "--label given 2 times for 1 sources" -- "$D2" plot out --out p2.png --label a --label b
+[ ! -e p2.png ] && pass "a refused plot writes nothing" || fail "a refused plot wrote p2.png"
+
 # 2. Errors name the key, the file or the directory; nothing is overwritten.
 expect 1 "train.lr" -- "$D2" train --config spec.yaml --set train.lr=fast --set output.dir=./x
 expect 1 "train.bogus" -- "$D2" train --config spec.yaml --set train.bogus=1 --set output.dir=./x

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # deploy/quickstart.sh --fast against the built tree: it refuses a work
 # directory it did not make; a whole run ends with the figures (base, merged and
-# base+adapter accuracies that agree, a merge check, throughput), keeps serving
-# with --keep-running until TERM, and leaves no process behind; interrupted like
+# base+adapter accuracies that agree, standard errors and the paired gain, a merge
+# check, throughput) and the picture (d2lora plot by job id), keeps serving with
+# --keep-running until TERM with a Prometheus that scrapes it (targets up, the
+# shipped rules, the jobs' series), and leaves no process behind; interrupted like
 # Ctrl-C (SIGINT to its process group) in the middle of a job, it stops
 # everything it started.
 #
@@ -32,6 +34,19 @@ if wait_for "$T/run.log" "keeps running" 600; then
   D2LORA_TOKEN=$(cat "$T/run/token") "$BUILD/client/d2lora" list --endpoint "$endpoint" --json |
     jq -e '[.jobs[].state] == ["SUCCEEDED", "SUCCEEDED"]' >/dev/null &&
     pass "--keep-running: the service answers, both jobs SUCCEEDED" || fail "--keep-running: list failed"
+  # Its Prometheus: the shipped rules loaded, every target up, the jobs' training series scraped.
+  prom=$(grep -o 'prometheus: http://[0-9.:]*' "$T/run.log" | sed 's|.*http://||')
+  q() { curl -sfg "http://$prom/api/v1/$1" 2>/dev/null; }  # -g: [1h] is no curl glob
+  if [ -n "$prom" ] && until_true 30 eval 'q query?query=up | jq -e "[.data.result[] | .value[1]] == [\"1\",\"1\",\"1\",\"1\"]" >/dev/null'; then
+    pass "--keep-running: Prometheus at $prom, its 4 targets up"
+  else fail "--keep-running: Prometheus targets: $(q query?query=up)"; fi
+  q rules | jq -e '[.data.groups[].rules[]] | length > 5' >/dev/null &&
+    pass "--keep-running: Prometheus loaded the shipped alert rules" || fail "rules: $(q rules | head -c 300)"
+  q 'query?query=count(max_over_time(d2lora_train_loss[1h]))' | jq -e '.data.result[0].value[1] | tonumber >= 1' >/dev/null &&
+    pass "--keep-running: Prometheus holds the training loss of the jobs" ||
+    fail "no d2lora_train_loss in Prometheus: $(q 'query?query=d2lora_train_loss')"
+  grep -q "max by (job_id) (d2lora_train_volatility)" "$T/run.log" && pass "--keep-running prints the queries to paste" ||
+    fail "no queries printed"
   kill -TERM "$pid"
 fi
 wait "$pid"
@@ -49,7 +64,15 @@ if [ $code -eq 0 ] && [ -f "$R" ]; then
     pass "merged, base + adapter and the job's merge check agree" || fail "merge figures disagree: $(cat "$R")"
   jq -e '.tokens > 0 and .tokens_per_second > 0 and .volatility.steps > 0' "$R" >/dev/null &&
     pass "throughput and volatility reported" || fail "throughput/volatility: $(cat "$R")"
-  grep -q "fine-tuned, merged model" "$T/run.log" && pass "the table is printed" || fail "no table in the output"
+  grep -q "fine-tuned, merged model .* % ± .* over the base model, paired by question" "$T/run.log" &&
+    pass "the table is printed, with standard errors and the paired gain" || fail "no table in the output"
+  jq -e '.task == "pos" and .validation_questions > 0 and .standard_error_base > 0 and .standard_error_merged > 0
+         and (.gain_pp | type) == "number" and .gain_se_pp >= 0
+         and ((.gain_pp - 100 * (.accuracy_merged - .accuracy_base)) | fabs) < 1e-6' "$R" >/dev/null &&
+    pass "standard errors and the gain: $(jq -c '{gain_pp, gain_se_pp}' "$R")" || fail "gain figures: $(cat "$R")"
+  png="$T/run/results/training.png"
+  [ "$(head -c 8 "$png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" == "89504e470d0a1a0a" ] && [ "$(stat -c %s "$png")" -gt 30000 ] &&
+    pass "results/training.png drawn from both jobs ($(stat -c %s "$png") bytes)" || fail "no training.png: $(cat "$T/run/logs/plot.log" 2>&1)"
   [ -d "$T/run/results/adapter" ] && [ -f "$T/run/results/merged/config.json" ] &&
     pass "adapter and merged model downloaded" || fail "artifacts missing"
 else
