@@ -24,21 +24,6 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-json TargetModulesJson(const std::vector<std::string>& patterns) {
-  // PEFT reads a list as module-name suffixes and a string as one full-match
-  // regex (or "all-linear").
-  bool plain = true;
-  for (const auto& p : patterns) plain = plain && p != "all-linear" && p.find_first_of("^$*+?()[]{}|\\") == std::string::npos;
-  if (plain) return patterns;
-  if (patterns.size() == 1) return patterns[0];
-  std::string alternation;
-  for (const auto& p : patterns) {
-    if (!alternation.empty()) alternation += "|";
-    alternation += p == "all-linear" ? ".*" : absl::StrCat("(?:", p, ")");
-  }
-  return alternation;
-}
-
 json ConfigJson(const AdapterOptions& o, const std::string& base_model) {
   json j;
   const bool d2 = o.method == AdapterMethod::kD2Lora;
@@ -48,7 +33,10 @@ json ConfigJson(const AdapterOptions& o, const std::string& base_model) {
   j["r"] = o.r;
   j["lora_alpha"] = o.alpha;
   j["lora_dropout"] = o.dropout;
-  j["target_modules"] = TargetModulesJson(o.target_modules);
+  // PEFT reads a list as module-name suffixes (a full path matches itself);
+  // the savers pass the adapted modules' paths, never the spec's patterns,
+  // whose regexes PEFT would read differently (a string is one full-match regex).
+  j["target_modules"] = o.target_modules;
   j["use_rslora"] = o.use_rslora;
   j["bias"] = "none";
   j["fan_in_fan_out"] = false;
@@ -85,14 +73,17 @@ absl::Status SaveAdapter(torch::nn::Module& root, const AdapterOptions& options,
                          const std::string& base_model_name_or_path) {
   return GuardTorch(absl::StrCat("saving adapter to ", dir), [&]() -> absl::Status {
     NamedTensors tensors;
+    AdapterOptions saved = options;
+    saved.target_modules.clear();  // the adapted modules, by path
     for (auto& [path, linear] : LinearLayers(root)) {
       if (!linear->adapter()) continue;
       for (auto& [suffix, t] : linear->adapter()->ExportTensors()) {
         tensors.emplace_back(absl::StrCat(kPeftKeyPrefix, path, ".", suffix), t);
       }
+      saved.target_modules.push_back(path);
     }
     if (tensors.empty()) return absl::FailedPreconditionError("the model hosts no adapter to save");
-    return WriteAdapterDirectory(tensors, options, dir, base_model_name_or_path);
+    return WriteAdapterDirectory(tensors, saved, dir, base_model_name_or_path);
   });
 }
 

@@ -21,12 +21,16 @@ inline constexpr char kAdapterWeightsFile[] = "adapter_model.safetensors";
 inline constexpr char kPeftKeyPrefix[] = "base_model.model.";
 
 // Writes the adapters hosted in `root` to `dir` atomically (the directory
-// appears complete or not at all; an existing one is replaced).
+// appears complete or not at all; an existing one is replaced). The config's
+// target_modules is the list of adapted modules' paths, whatever patterns
+// (names, regexes, all-linear) chose them: PEFT and LoadAdapter read a list as
+// name suffixes, so the same modules and no others get the adapter back.
 absl::Status SaveAdapter(torch::nn::Module& root, const AdapterOptions& options, const std::string& dir,
                          const std::string& base_model_name_or_path = "");
 
 // Writes `tensors` (PEFT-named, "base_model.model.<path>.<suffix>") and the
-// config of `options` to `dir` atomically.
+// config of `options` to `dir` atomically; options.target_modules is written as
+// given (pass the adapted paths).
 absl::Status WriteAdapterDirectory(const NamedTensors& tensors, const AdapterOptions& options, const std::string& dir,
                                    const std::string& base_model_name_or_path);
 

@@ -76,6 +76,33 @@ TEST_P(AdapterIoTest, SaveLoadRoundTripIsBitExact) {
   EXPECT_TRUE(torch::equal(trained->forward(x), fresh->forward(x)));
 }
 
+// Patterns that mix a plain name and a regex used to be written as one
+// full-match regex, under which the plain "q_proj" no longer matched
+// "model.layers.0.q_proj": the saved config named other modules than the
+// adapted ones. It now lists the adapted paths, and a load adapts exactly those.
+TEST_P(AdapterIoTest, MixedPatternsSaveTheAdaptedModulesByPath) {
+  TempDir tmp;
+  AdapterOptions o = Options(GetParam());
+  o.target_modules = {"q_proj", R"(model\.layers\.1\.up_.*)"};
+  TinyNet trained = SaveTrained(o, tmp.file("adapter"));
+  auto config = nlohmann::json::parse(ReadFile(tmp.file("adapter/adapter_config.json")));
+  EXPECT_EQ(config["target_modules"],
+            nlohmann::json::array({"model.layers.0.q_proj", "model.layers.1.q_proj", "model.layers.1.up_proj"}));
+  TinyNet fresh(6, 2);
+  auto loaded = LoadAdapter(*fresh, tmp.file("adapter"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  std::vector<std::string> adapted;
+  for (auto& [path, linear] : LinearLayers(*fresh)) {
+    if (linear->adapter()) adapted.push_back(path);
+  }
+  EXPECT_EQ(adapted, (std::vector<std::string>{"model.layers.0.q_proj", "model.layers.1.q_proj",
+                                                "model.layers.1.up_proj"}));
+  trained->eval();
+  fresh->eval();
+  torch::Tensor x = torch::randn({2, 6});
+  EXPECT_TRUE(torch::equal(trained->forward(x), fresh->forward(x)));
+}
+
 TEST_P(AdapterIoTest, PeftKeysAndConfig) {
   TempDir tmp;
   const std::string dir = tmp.file("adapter");
@@ -91,7 +118,10 @@ TEST_P(AdapterIoTest, PeftKeysAndConfig) {
   auto config = nlohmann::json::parse(ReadFile(dir + "/adapter_config.json"));
   EXPECT_EQ(config["r"], 3);
   EXPECT_EQ(config["lora_alpha"], 6.0);
-  EXPECT_EQ(config["target_modules"], nlohmann::json::array({"q_proj", "up_proj"}));
+  // The adapted modules by path, not the patterns that chose them.
+  EXPECT_EQ(config["target_modules"],
+            nlohmann::json::array({"model.layers.0.q_proj", "model.layers.0.up_proj", "model.layers.1.q_proj",
+                                   "model.layers.1.up_proj"}));
   EXPECT_EQ(config["base_model_name_or_path"], "models/tiny");
   switch (GetParam()) {
     case AdapterMethod::kLora:
