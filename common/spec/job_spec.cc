@@ -308,6 +308,20 @@ bool ValidName(const std::string& name) {
   });
 }
 
+// A Hugging Face hub id: NAME or OWNER/NAME, each part 1 to 96 of [A-Za-z0-9._-],
+// neither "." nor "..".
+bool ValidModelId(const std::string& id) {
+  std::vector<absl::string_view> parts = absl::StrSplit(id, '/');
+  if (parts.size() > 2) return false;
+  for (absl::string_view part : parts) {
+    if (part.empty() || part.size() > 96 || part == "." || part == "..") return false;
+    for (char c : part) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
+    }
+  }
+  return true;
+}
+
 constexpr int64_t kMaxInt = int64_t{1} << 40;  // "no practical limit"
 
 }  // namespace
@@ -319,6 +333,10 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
                  "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
   }
   if (spec.model.empty()) return Error("model", "required (a Hugging Face model directory)");
+  if (!spec.model_id.empty() && !ValidModelId(spec.model_id)) {
+    return Error(absl::StrCat("model_id = '", spec.model_id, "'"),
+                 "must be a hub id, NAME or OWNER/NAME, each 1 to 96 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+  }
   D2_RETURN_IF_ERROR(spec.adapter.Validate());
 
   const DataSpec& d = spec.data;

@@ -3,6 +3,8 @@
 //
 //   name: wordnet-d2lora            # required, [A-Za-z0-9._-]{1,64}
 //   model: ./models/base            # required, Hugging Face model directory
+//   model_id: ""                    # the model's hub id ("org/name"), if it has one: adapters
+//                                   # name it as base_model_name_or_path instead of `model`
 //   method: d2lora                  # d2lora | lora | dora | full
 //   adapter: {r: 8, alpha: 16, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj,
 //             up_proj, down_proj], dropout: 0.0, use_rslora: false, tau_init: 0.5,
@@ -160,6 +162,7 @@ struct ResourcesSpec {
 struct JobSpec {
   std::string name;   // required
   std::string model;  // required
+  std::string model_id;  // "" = none; else what adapter configs name as base_model_name_or_path
   TrainingMethod method = TrainingMethod::kD2Lora;
   // adapter.method follows `method` (kD2Lora when method is full, where the
   // adapter section is unused); adapter.seed is train.seed.
@@ -173,6 +176,8 @@ struct JobSpec {
   ResourcesSpec resources;
 
   bool full_finetune() const { return method == TrainingMethod::kFull; }
+  // What adapter configs name as their base model: model_id, else the model's path.
+  const std::string& base_model_name() const { return model_id.empty() ? model : model_id; }
 };
 
 bool operator==(const JobSpec& a, const JobSpec& b);

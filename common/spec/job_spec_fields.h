@@ -22,6 +22,7 @@ void ForEachField(V& v) {
 #define D2_GET(member) [](auto& s) -> auto& { return s.member; }
   v.Value("", "name", D2_GET(name));
   v.Value("", "model", D2_GET(model));
+  v.Value("", "model_id", D2_GET(model_id));
   v.Named("", "method", D2_GET(method), TrainingMethodName, ParseTrainingMethod);
 
   v.Value("adapter", "r", D2_GET(adapter.r));

@@ -76,6 +76,7 @@ TEST(JobSpecOutputTest, YamlRoundTripsDefaultsAndAFullSpec) {
   JobSpec s = minimal;
   s.name = "true";  // a string that looks like a boolean
   s.model = "/models/123";
+  s.model_id = "meta-llama/Llama-3.2-1B";
   s.method = TrainingMethod::kFull;
   s.adapter.r = 3;
   s.adapter.alpha = 0.1;
@@ -104,7 +105,7 @@ TEST(JobSpecOutputTest, YamlRoundTripsDefaultsAndAFullSpec) {
 
 TEST(JobSpecOutputTest, CanonicalYamlListsEveryKeyInOrder) {
   const std::string yaml = JobSpecToYaml(Parse(kMinimal));
-  EXPECT_THAT(yaml, HasSubstr("name: \"job\"\nmodel: \"./m\"\nmethod: d2lora\nadapter:\n  r: 8\n"
+  EXPECT_THAT(yaml, HasSubstr("name: \"job\"\nmodel: \"./m\"\nmodel_id: ~\nmethod: d2lora\nadapter:\n  r: 8\n"
                               "  alpha: 16\n  target_modules: [\"q_proj\", \"k_proj\""));
   EXPECT_THAT(yaml, HasSubstr("data:\n  train: \"t.jsonl\"\n  validation: ~\n  format: multiple_choice"));
   EXPECT_THAT(yaml, HasSubstr("  lr: 0.0002\n"));

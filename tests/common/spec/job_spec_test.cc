@@ -286,6 +286,23 @@ TEST(JobSpecTest, RequiredFields) {
               HasSubstr("must be 1 to 64 characters"));
 }
 
+TEST(JobSpecTest, ModelIdIsAHubId) {
+  for (const char* ok : {"gpt2", "meta-llama/Llama-3.2-1B", "Qwen/Qwen2.5-0.5B-Instruct", "a_b.c/d-e"}) {
+    absl::StatusOr<ValidJobSpec> s = ParseJobSpec(absl::StrCat(kMinimal, "model_id: \"", ok, "\"\n"), "job.yaml");
+    ASSERT_TRUE(s.ok()) << ok << ": " << s.status();
+    EXPECT_EQ((*s)->model_id, ok);
+    EXPECT_EQ((*s)->base_model_name(), ok);
+  }
+  absl::StatusOr<ValidJobSpec> none = ParseJobSpec(kMinimal, "job.yaml");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ((*none)->base_model_name(), (*none)->model);  // no hub id: the model's path
+  for (const char* bad : {"a/b/c", "/abs", "org/", "../x", "has space", "x/..", "caf\xc3\xa9"}) {
+    EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "model_id: \"", bad, "\"\n")),
+                HasSubstr(absl::StrCat("model_id = '", bad, "': must be a hub id")))
+        << bad;
+  }
+}
+
 TEST(JobSpecTest, RangesNameTheFieldAndValue) {
   const std::string base = kMinimal;
   auto err = [&](const std::string& extra) { return ErrorOf(base + extra); };

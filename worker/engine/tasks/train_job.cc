@@ -302,7 +302,7 @@ TrainerOptions MakeTrainerOptions(const JobSpec& spec, const JobSetup& setup, co
   if (!spec.full_finetune()) {
     CausalLM model = setup.loaded.model;
     to.write_checkpoint_extra = [model, spec](const std::string& staged) mutable {
-      return SaveAdapter(*model, spec.adapter, staged + "/adapter", spec.model);
+      return SaveAdapter(*model, spec.adapter, staged + "/adapter", spec.base_model_name());
     };
   }
   to.fingerprint = setup.fingerprint;
@@ -342,11 +342,12 @@ nlohmann::json RunSummary(const JobSpec& spec, const TrainResult& result, int64_
 absl::Status SaveAdapters(const JobSpec& spec, CausalLMImpl& model, bool rank0, nlohmann::json& summary,
                           nlohmann::json& paths) {
   const std::string adapter_dir = spec.output.dir + "/" + trainer::kAdapterDir;
-  if (rank0) D2_RETURN_IF_ERROR(SaveAdapter(model, spec.adapter, adapter_dir, spec.model));
+  if (rank0) D2_RETURN_IF_ERROR(SaveAdapter(model, spec.adapter, adapter_dir, spec.base_model_name()));
   paths["adapter"] = adapter_dir;
   if (spec.method != TrainingMethod::kD2Lora) return absl::OkStatus();
   const std::string peft_dir = spec.output.dir + "/" + trainer::kPeftAdapterDir;
-  absl::Status exported = rank0 ? SavePeftAdapter(model, spec.adapter, PeftFormat::kDora, peft_dir, spec.model)
+  absl::Status exported = rank0 ? SavePeftAdapter(model, spec.adapter, PeftFormat::kDora, peft_dir,
+                                                  spec.base_model_name())
                                 : absl::OkStatus();
   if (exported.ok()) {
     paths["adapter_peft"] = peft_dir;

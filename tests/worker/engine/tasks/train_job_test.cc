@@ -252,10 +252,15 @@ TEST(TrainJob, MultipleChoiceEndToEnd) {
   const std::string out = tmp.file("out");
   JobSpec spec = BaseSpec(tmp.file("train.jsonl"), tmp.file("val.jsonl"), out);
   spec.train.max_steps = 6;
+  spec.model_id = "example-org/tiny-llama";  // named as the adapters' base model, not spec.model's path
   auto result = RunJob(spec);
   ASSERT_TRUE(result.ok()) << result.status();
   const json summary = ReadJson(out + "/summary.json");
   EXPECT_EQ(summary, *result);
+  EXPECT_EQ(ReadJson(out + "/adapter/adapter_config.json")["base_model_name_or_path"], "example-org/tiny-llama");
+  EXPECT_EQ(ReadJson(out + "/adapter-peft/adapter_config.json")["base_model_name_or_path"], "example-org/tiny-llama");
+  EXPECT_EQ(ReadJson(out + "/checkpoints/step-6/adapter/adapter_config.json")["base_model_name_or_path"],
+            "example-org/tiny-llama");
 
   EXPECT_EQ(summary["status"], "completed");
   EXPECT_EQ(summary["method"], "d2lora");
