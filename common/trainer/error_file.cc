@@ -1,6 +1,7 @@
 #include "common/trainer/error_file.h"
 
 #include <cstdlib>
+#include <ctime>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -159,10 +160,27 @@ absl::StatusOr<TrainerError> ReadErrorFile(const std::string& path) {
   return error;
 }
 
+std::string TorchelasticErrorJson(const TrainerError& error, int64_t unix_seconds) {
+  // There is no Python stack: the "call stack" says where and how it failed.
+  std::string how = absl::StrCat("d2lora train (C++): ", absl::StatusCodeToString(error.code));
+  if (error.reason != FailureReason::kNone) absl::StrAppend(&how, ", reason ", FailureReasonName(error.reason));
+  if (error.step.has_value()) absl::StrAppend(&how, ", at step ", *error.step);
+  absl::StrAppend(&how, error.retryable ? ", retryable" : ", not retryable");
+  json j{{"message",
+          {{"message", absl::StrCat(absl::StatusCodeToString(error.code), ": ", error.message)},
+           {"extraInfo", {{"py_callstack", how}, {"timestamp", std::to_string(unix_seconds)}}}}}};
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
 absl::Status WriteErrorFileFromEnvironment(const TrainerError& error) {
+  absl::Status status;
   const char* path = std::getenv(kErrorFileEnv);
-  if (path == nullptr || *path == '\0') return absl::OkStatus();
-  return WriteErrorFile(path, error);
+  if (path != nullptr && *path != '\0') status.Update(WriteErrorFile(path, error));
+  const char* torchelastic = std::getenv(kTorchelasticErrorFileEnv);
+  if (torchelastic != nullptr && *torchelastic != '\0') {
+    status.Update(WriteFileAtomically(torchelastic, TorchelasticErrorJson(error, static_cast<int64_t>(std::time(nullptr)))));
+  }
+  return status;
 }
 
 }  // namespace d2lora::trainer

@@ -69,7 +69,15 @@ absl::StatusOr<TrainerError> ErrorFromJson(absl::string_view text);
 absl::Status WriteErrorFile(const std::string& path, const TrainerError& error);
 // NotFound when there is no file; other errors name the path.
 absl::StatusOr<TrainerError> ReadErrorFile(const std::string& path);
-// Writes `error` to $D2LORA_ERROR_FILE when it is set (OK when not).
+// torchelastic's form of the same error, for a rank that torchrun launched with
+// TORCHELASTIC_ERROR_FILE (torch/distributed/elastic/multiprocessing/errors/
+// error_handler.py writes it so; the agent adds "errorCode" and reports it):
+//   {"message": {"message": "INVALID_ARGUMENT: ...", "extraInfo":
+//                {"py_callstack": "<how it failed>", "timestamp": "<unix seconds>"}}}
+std::string TorchelasticErrorJson(const TrainerError& error, int64_t unix_seconds);
+
+// Writes `error` to $D2LORA_ERROR_FILE, and in torchelastic's form to
+// $TORCHELASTIC_ERROR_FILE, each when it is set (OK when neither is).
 absl::Status WriteErrorFileFromEnvironment(const TrainerError& error);
 
 }  // namespace d2lora::trainer

@@ -39,5 +39,7 @@ inline constexpr const char* kOutputFiles[] = {kMetricsFile, kSummaryFile, kSpec
 // error to before a non-zero exit (error_file.h), like torchelastic's
 // TORCHELASTIC_ERROR_FILE. Unset: no file, stderr only.
 inline constexpr char kErrorFileEnv[] = "D2LORA_ERROR_FILE";
+// torchrun's own (error_file.h writes it too, in torchelastic's format).
+inline constexpr char kTorchelasticErrorFileEnv[] = "TORCHELASTIC_ERROR_FILE";
 
 }  // namespace d2lora::trainer

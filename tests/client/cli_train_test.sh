@@ -114,11 +114,16 @@ error_file() {
   [ -f "$file" ] || return 1
   while [ $# -gt 0 ]; do grep -q "\"$1\": $2" "$file" || return 1; shift 2; done
 }
-D2LORA_ERROR_FILE="$T/e-invalid.json" "$D2" train --config spec.yaml --set train.lr=fast --set output.dir=./x \
-  >/dev/null 2>&1
+D2LORA_ERROR_FILE="$T/e-invalid.json" TORCHELASTIC_ERROR_FILE="$T/e-torchrun.json" "$D2" train --config spec.yaml \
+  --set train.lr=fast --set output.dir=./x >/dev/null 2>&1
 error_file e-invalid.json code '"INVALID_ARGUMENT"' retryable false message '".*train.lr' &&
   ! grep -q '"step"' e-invalid.json && pass "an invalid spec: INVALID_ARGUMENT, not retryable" ||
   fail "e-invalid.json: $(cat e-invalid.json 2>&1)"
+# Under torchrun, its TORCHELASTIC_ERROR_FILE gets torchelastic's format too.
+jq -e '(.message.message | startswith("INVALID_ARGUMENT: ")) and (.message.message | contains("train.lr"))
+       and (.message.extraInfo.timestamp | tonumber > 0) and (.message.extraInfo.py_callstack | type) == "string"' \
+  e-torchrun.json >/dev/null 2>&1 && pass "TORCHELASTIC_ERROR_FILE in torchelastic's format" ||
+  fail "e-torchrun.json: $(cat e-torchrun.json 2>&1)"
 D2LORA_ERROR_FILE="$T/e-usage.json" "$D2" train --config spec.yaml --bogus >/dev/null 2>&1
 error_file e-usage.json code '"INVALID_ARGUMENT"' reason '"USAGE"' retryable false &&
   pass "a command line that does not parse: USAGE, not retryable" || fail "e-usage.json: $(cat e-usage.json 2>&1)"

@@ -258,6 +258,10 @@ AssignmentResult AssignmentRunner::Execute() {
   }
   launch.log_path = log_path();
   launch.env.push_back(absl::StrCat(trainer::kErrorFileEnv, "=", error_path()));
+  // The coordinator places the ranks and rank 0 serves their store: a worker
+  // that itself runs under torchrun must not pass its agent's settings on.
+  launch.env.push_back("TORCHELASTIC_USE_AGENT_STORE=");
+  launch.env.push_back(absl::StrCat(trainer::kTorchelasticErrorFileEnv, "="));
   launch.working_dir = dir_;
   absl::StatusOr<std::unique_ptr<RunningRank>> process = options_.launcher->Launch(launch);
   if (!process.ok()) {

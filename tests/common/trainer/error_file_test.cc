@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include <nlohmann/json.hpp>
+
 #include "common/status_macros.h"
 #include "common/trainer/output_names.h"
 #include "gtest/gtest.h"
@@ -132,6 +134,31 @@ TEST(ErrorFileTest, TheEnvironmentNamesTheFile) {
   absl::StatusOr<TrainerError> back = ReadErrorFile(path);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->message, "bad");
+
+  // Under torchrun: TORCHELASTIC_ERROR_FILE gets torchelastic's format as well.
+  const std::string elastic = dir.file("torchelastic.json");
+  ::setenv(kTorchelasticErrorFileEnv, elastic.c_str(), 1);
+  EXPECT_TRUE(WriteErrorFileFromEnvironment(e).ok());
+  ::unsetenv(kTorchelasticErrorFileEnv);
+  nlohmann::json j = nlohmann::json::parse(::d2lora::testing::ReadFile(elastic));
+  EXPECT_EQ(j["message"]["message"], "INVALID_ARGUMENT: bad");
+  EXPECT_TRUE(j["message"]["extraInfo"]["timestamp"].is_string());
+}
+
+// The form torchelastic's error_handler.py writes (message.message,
+// extraInfo.py_callstack, extraInfo.timestamp as a string of unix seconds).
+TEST(ErrorFileTest, TorchelasticForm) {
+  TrainerError e;
+  e.code = absl::StatusCode::kFailedPrecondition;
+  e.message = "training diverged: 5 non-finite steps";
+  e.reason = FailureReason::kDiverged;
+  e.retryable = false;
+  e.step = 12;
+  const nlohmann::json j = nlohmann::json::parse(TorchelasticErrorJson(e, 1796563242));
+  EXPECT_EQ(j, nlohmann::json::parse(R"({"message": {
+      "message": "FAILED_PRECONDITION: training diverged: 5 non-finite steps",
+      "extraInfo": {"py_callstack": "d2lora train (C++): FAILED_PRECONDITION, reason DIVERGED, at step 12, not retryable",
+                    "timestamp": "1796563242"}}})"));
 }
 
 TEST(OutputNamesTest, CheckpointNames) {

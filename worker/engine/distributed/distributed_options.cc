@@ -101,6 +101,18 @@ absl::StatusOr<DistributedOptions> ResolveDistributedOptions(const DistributedFl
   }
   out.master_port = static_cast<int>(port.value);
 
+  // torch compares with the string "True" exactly; anything else is "no".
+  out.use_agent_store = Env(getenv_fn, "TORCHELASTIC_USE_AGENT_STORE") == std::optional<std::string>("True");
+  if (out.use_agent_store) {
+    D2_ASSIGN_OR_RETURN(Sourced<int64_t> restarts,
+                        ResolveInt(std::nullopt, "", "TORCHELASTIC_RESTART_COUNT", getenv_fn, 0,
+                                   "the default restart count 0"));
+    if (restarts.value < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(restarts.source, ": the restart count must be >= 0"));
+    }
+    out.restart_count = restarts.value;
+  }
+
   if (std::optional<std::string> text = Env(getenv_fn, "D2LORA_DIST_TIMEOUT_S")) {
     double seconds = 0;
     const std::string source = EnvSource("D2LORA_DIST_TIMEOUT_S", *text);

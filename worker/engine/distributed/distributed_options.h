@@ -2,6 +2,8 @@
 // Resolved from command-line flags first, then torchrun's environment
 // variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), then
 // defaults; D2LORA_DIST_TIMEOUT_S (seconds) overrides the collective timeout.
+// Under torchrun, TORCHELASTIC_USE_AGENT_STORE=True and
+// TORCHELASTIC_RESTART_COUNT say where the agent's store is (use_agent_store).
 #pragma once
 
 #include <chrono>
@@ -23,6 +25,14 @@ struct DistributedOptions {
   int master_port = 29500;
   // Rendezvous and every collective fail after this long without peers.
   std::chrono::milliseconds timeout{300000};
+  // torchrun's elastic agent already serves the rendezvous store at
+  // master_addr:master_port (TORCHELASTIC_USE_AGENT_STORE == "True"): every
+  // rank, rank 0 included, connects as a client, and the keys live under
+  // "/worker/attempt_<restart_count>" (TORCHELASTIC_RESTART_COUNT), as
+  // torch/distributed/rendezvous.py's _create_c10d_store does. Otherwise rank 0
+  // serves the store itself.
+  bool use_agent_store = false;
+  int64_t restart_count = 0;
 };
 
 // Values given on the command line; unset ones fall back to the environment.

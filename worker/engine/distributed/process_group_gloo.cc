@@ -43,21 +43,25 @@ absl::Status C10dFailure(const absl::Status& caught) {
 absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectRendezvousStore(const DistributedOptions& options,
                                                                       absl::string_view backend) {
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;
-  const std::string context =
-      absl::StrCat(backend, " rendezvous at ", options.master_addr, ":", options.master_port, " (rank ",
-                   options.rank, " of ", options.world_size, ", timeout ", options.timeout.count(), " ms)");
+  const std::string context = absl::StrCat(
+      backend, " rendezvous at ", options.master_addr, ":", options.master_port,
+      options.use_agent_store ? absl::StrCat(" (torchrun's agent store, attempt ", options.restart_count, ")") : "",
+      " (rank ", options.rank, " of ", options.world_size, ", timeout ", options.timeout.count(), " ms)");
   try {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(options.master_port);
-    store_options.isServer = options.rank == 0;
+    store_options.isServer = options.rank == 0 && !options.use_agent_store;  // the agent serves it
     store_options.numWorkers = static_cast<std::size_t>(options.world_size);
     // TCPStore's own wait for workers gives up silently in LibTorch 1.13; count
     // the ranks below instead.
     store_options.waitWorkers = false;
     store_options.timeout = options.timeout;
-    auto tcp = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+    c10::intrusive_ptr<c10d::Store> base = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+    if (options.use_agent_store) {
+      base = c10::make_intrusive<c10d::PrefixStore>(absl::StrCat("/worker/attempt_", options.restart_count), base);
+    }
     c10::intrusive_ptr<c10d::Store> store =
-        c10::make_intrusive<c10d::PrefixStore>(absl::StrCat("d2lora/", backend), tcp);
+        c10::make_intrusive<c10d::PrefixStore>(absl::StrCat("d2lora/", backend), base);
     const std::string key = "joined";
     int64_t joined = store->add(key, 1);
     while (joined < options.world_size) {

@@ -36,6 +36,29 @@ TEST(DistributedOptionsTest, DefaultsWithEmptyEnvironment) {
   EXPECT_EQ(options->master_addr, "127.0.0.1");
   EXPECT_EQ(options->master_port, 29500);
   EXPECT_EQ(options->timeout, std::chrono::milliseconds(300000));
+  EXPECT_FALSE(options->use_agent_store);
+}
+
+// torchrun's agent store: torch/distributed/rendezvous.py compares the variable
+// with "True" exactly and reads the attempt from TORCHELASTIC_RESTART_COUNT.
+TEST(DistributedOptionsTest, TorchrunsAgentStore) {
+  absl::StatusOr<DistributedOptions> options = ResolveDistributedOptions(
+      {}, FakeEnv({{"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "2"}}));
+  D2_ASSERT_OK(options.status());
+  EXPECT_TRUE(options->use_agent_store);
+  EXPECT_EQ(options->restart_count, 2);
+  options = ResolveDistributedOptions({}, FakeEnv({{"TORCHELASTIC_USE_AGENT_STORE", "True"}}));
+  D2_ASSERT_OK(options.status());
+  EXPECT_EQ(options->restart_count, 0);
+  for (const char* no : {"true", "1", "False"}) {
+    options = ResolveDistributedOptions({}, FakeEnv({{"TORCHELASTIC_USE_AGENT_STORE", no}}));
+    D2_ASSERT_OK(options.status());
+    EXPECT_FALSE(options->use_agent_store) << no;
+  }
+  EXPECT_EQ(ErrorOf({}, {{"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "x"}}),
+            "environment variable TORCHELASTIC_RESTART_COUNT = \"x\": not an integer");
+  EXPECT_EQ(ErrorOf({}, {{"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "-1"}}),
+            "environment variable TORCHELASTIC_RESTART_COUNT = \"-1\": the restart count must be >= 0");
 }
 
 TEST(DistributedOptionsTest, ReadsTorchrunEnvironment) {

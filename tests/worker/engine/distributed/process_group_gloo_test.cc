@@ -1,3 +1,4 @@
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include "worker/engine/distributed/process_group_gloo.h"
@@ -125,6 +126,49 @@ TEST(GlooProcessGroupTest, BadArgumentsFailLocally) {
     return pg.Barrier();  // the group is still usable
   });
   for (const absl::Status& s : statuses) D2_EXPECT_OK(s);
+}
+
+// torchrun's elastic agent serves the store itself (TORCHELASTIC_USE_AGENT_STORE=True):
+// a server started here as the agent does, then every rank, rank 0 included,
+// connects as a client, with its keys under /worker/attempt_<restart count>.
+TEST(GlooProcessGroupTest, RanksJoinTorchrunsAgentStore) {
+  c10d::TCPStoreOptions agent_options;
+  agent_options.port = 0;  // any free port
+  agent_options.isServer = true;
+  agent_options.waitWorkers = false;
+  agent_options.timeout = milliseconds(10000);
+  auto agent = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", agent_options);
+  const int port = agent->getPort();
+  std::vector<absl::Status> statuses(2);
+  std::vector<float> sums(2, 0.0f);
+  std::vector<std::thread> threads;
+  for (int64_t r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      DistributedOptions options = Options(r, 2, port, milliseconds(10000));
+      options.use_agent_store = true;
+      options.restart_count = 3;
+      absl::StatusOr<std::unique_ptr<GlooProcessGroup>> pg = GlooProcessGroup::Create(options);
+      if (!pg.ok()) {
+        statuses[static_cast<size_t>(r)] = pg.status();
+        return;
+      }
+      torch::Tensor t = torch::full({4}, static_cast<float>(r + 1));
+      statuses[static_cast<size_t>(r)] = (*pg)->AllReduceSum(t);
+      sums[static_cast<size_t>(r)] = t[0].item<float>();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (size_t r = 0; r < 2; ++r) {
+    D2_EXPECT_OK(statuses[r]);
+    EXPECT_EQ(sums[r], 3.0f) << "rank " << r;
+  }
+  // Our keys are under the attempt's prefix in the agent's store, not at its root.
+  EXPECT_TRUE(agent->check({"/worker/attempt_3/d2lora/gloo/joined"}));
+  EXPECT_FALSE(agent->check({"d2lora/gloo/joined"}));
+  // Without the agent store, rank 0 would serve the store itself, on the agent's port.
+  absl::StatusOr<std::unique_ptr<GlooProcessGroup>> own = GlooProcessGroup::Create(Options(0, 2, port, milliseconds(1000)));
+  ASSERT_FALSE(own.ok());
+  EXPECT_TRUE(Contains(own.status(), absl::StrCat("127.0.0.1:", port))) << own.status();
 }
 
 TEST(GlooProcessGroupTest, RankZeroAloneFailsNamingTheAddress) {
