@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -91,11 +92,10 @@ absl::StatusOr<plot::AccuracyBar> ParseBar(const std::string& text) {
   }
   D2_ASSIGN_OR_RETURN(std::string contents, ReadFileToString(value));
   // The last non-empty line: a whole `d2lora eval --json` log works too.
-  size_t end = contents.find_last_not_of(" \n\r\t");
-  size_t begin = end == std::string::npos ? 0 : contents.rfind('\n', end);
-  std::string last = end == std::string::npos ? "" : contents.substr(begin == std::string::npos ? 0 : begin + 1,
-                                                                      end + 1 - (begin == std::string::npos ? 0 : begin + 1));
-  nlohmann::json j = nlohmann::json::parse(last, nullptr, /*allow_exceptions=*/false);
+  const absl::string_view all = absl::StripTrailingAsciiWhitespace(contents);
+  const size_t newline = all.rfind('\n');
+  const absl::string_view last = newline == absl::string_view::npos ? all : all.substr(newline + 1);
+  nlohmann::json j = nlohmann::json::parse(last.begin(), last.end(), nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("accuracy") || !j["accuracy"].is_number()) {
     return absl::InvalidArgumentError(
         absl::StrCat(value, ": no \"accuracy\" in its last line (expected the output of d2lora eval --json)"));
