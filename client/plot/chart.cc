@@ -67,9 +67,12 @@ struct Area {
   double Y(double y) const { return top + height - (y - y_lo) / (y_hi - y_lo) * height; }
 };
 
-void Frame(cairo_t* cr, double x0, double y0, double w, double h, const std::string& title) {
+// Draws a chart's title in its w x h cell at (x0, y0) and returns the plot
+// area inside the cell (room left for the tick labels), axes [0, 1] x [0, 1].
+Area Frame(cairo_t* cr, double x0, double y0, double w, double h, const std::string& title) {
   cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
   Text(cr, x0 + w / 2, y0 + 20, title, kTitleFont - 2, Align::kCentre, /*bold=*/true);
+  return Area{x0 + 70, y0 + 32, w - 70 - 18, h - 32 - 48, 0, 1, 0, 1};
 }
 
 // Grid, ticks and labels for `a`; `x_ticks` empty draws no x ticks.
@@ -125,7 +128,7 @@ void ReferenceLine(cairo_t* cr, const Area& a, double value, const std::string& 
 }
 
 void DrawLineChart(cairo_t* cr, const LineChart& chart, double x0, double y0, double w, double h) {
-  Frame(cr, x0, y0, w, h, chart.title);
+  Area a = Frame(cr, x0, y0, w, h, chart.title);
   double x_lo = std::numeric_limits<double>::infinity(), x_hi = -x_lo, y_lo = x_lo, y_hi = -x_lo;
   for (const Series& s : chart.series) {
     for (const auto& [x, y] : s.points) {
@@ -134,7 +137,6 @@ void DrawLineChart(cairo_t* cr, const LineChart& chart, double x0, double y0, do
       y_lo = std::min(y_lo, y), y_hi = std::max(y_hi, y);
     }
   }
-  Area a{x0 + 70, y0 + 32, w - 70 - 18, h - 32 - 48, 0, 1, 0, 1};
   if (!std::isfinite(x_lo)) {
     Axes(cr, a, {}, {}, false, chart.x_label, chart.y_label);
     cairo_set_source_rgb(cr, 0.45, 0.45, 0.45);
@@ -232,8 +234,7 @@ void DrawLineChart(cairo_t* cr, const LineChart& chart, double x0, double y0, do
 }
 
 void DrawBarChart(cairo_t* cr, const BarChart& chart, double x0, double y0, double w, double h) {
-  Frame(cr, x0, y0, w, h, chart.title);
-  Area a{x0 + 70, y0 + 32, w - 70 - 18, h - 32 - 48, 0, 1, 0, 1};
+  Area a = Frame(cr, x0, y0, w, h, chart.title);
   double top = chart.percent ? 1.0 : 0;
   for (const Bar& b : chart.bars) top = std::max(top, b.value + std::max(0.0, b.error));
   if (top <= 0) top = 1;

@@ -1,7 +1,9 @@
 #include "client/plot/training_figure.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <variant>

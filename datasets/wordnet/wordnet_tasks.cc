@@ -45,6 +45,16 @@ bool GivesAway(absl::string_view definition, absl::string_view lemma) {
   return false;
 }
 
+// `k` of the indices 0..n-1 (k <= n), drawn by a partial Fisher-Yates shuffle,
+// in the order drawn.
+std::vector<size_t> SeededSample(size_t n, size_t k, SplitMix64& rng) {
+  std::vector<size_t> idx(n);
+  for (size_t i = 0; i < n; ++i) idx[i] = i;
+  for (size_t i = 0; i < k; ++i) std::swap(idx[i], idx[i + rng.Uniform(n - i)]);
+  idx.resize(k);
+  return idx;
+}
+
 using WordSet = std::unordered_set<std::string_view>;
 
 void SortUnique(std::vector<std::string_view>* v) {
@@ -163,13 +173,7 @@ class TaskRun {
       // A seeded sample of `cap` questions, kept in WordNet's order.
       SplitMix64 rng(
           DeriveSeed(options_.seed, absl::StrCat(TaskName(result_.task), "/", SplitName(split), "/sample")));
-      std::vector<size_t> idx(qs.size());
-      for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-      for (size_t i = 0; i < static_cast<size_t>(cap); ++i) {
-        size_t j = i + rng.Uniform(idx.size() - i);
-        std::swap(idx[i], idx[j]);
-      }
-      idx.resize(static_cast<size_t>(cap));
+      std::vector<size_t> idx = SeededSample(qs.size(), static_cast<size_t>(cap), rng);
       std::sort(idx.begin(), idx.end());
       std::vector<Question> kept;
       kept.reserve(idx.size());
@@ -381,11 +385,7 @@ TaskResult BuildPartOfSpeech(const WordNet& wn, const Builder& b, const Options&
     for (size_t p = 0; p < 4; ++p) {
       std::vector<Question>& g = groups[p];
       result.capped[static_cast<size_t>(split)] += static_cast<int64_t>(g.size() - per_pos);
-      std::vector<size_t>& idx = picked[p];
-      idx.resize(g.size());
-      for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-      for (size_t i = 0; i < per_pos; ++i) std::swap(idx[i], idx[i + rng.Uniform(idx.size() - i)]);
-      idx.resize(per_pos);
+      picked[p] = SeededSample(g.size(), per_pos, rng);
     }
     for (size_t i = 0; i < per_pos; ++i) {
       for (size_t p = 0; p < 4; ++p) out.push_back(std::move(groups[p][picked[p][i]]));
