@@ -301,7 +301,7 @@ if ((KEEP)); then
   echo "Prometheus (the shipped config and alert rules): http://$PROM/graph; paste a query, Graph tab:"
   echo "  training volatility   max by (job_id) (d2lora_train_volatility)"
   echo "  training loss         max by (job_id) (d2lora_train_loss)"
-  echo "  tokens per second     max by (job_id) (d2lora_train_tokens_per_second)"
+  echo "  tokens per second     sum by (job_id) (rate(d2lora_train_tokens_total[1m]))"
   echo "  (alerts: http://$PROM/alerts; targets: http://$PROM/targets)"
   KEPT=1
   while :; do  # `wait` (unlike a foreground sleep) lets INT and TERM through at once

@@ -13,7 +13,7 @@
 //   d2lora_store_transactions_total        job store transactions (one fsync each)
 //   d2lora_store_changes_total             acknowledged changes written
 //
-// plus rpc::TrainingGauges (d2lora_train_*{job_id}) for the jobs not yet ended.
+// plus TrainingSeries (d2lora_train_*{job_id}) for the jobs not yet ended.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +26,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/time/time.h"
-#include "common/rpc/training_gauges.h"
+#include "server/training_series.h"
 #include "d2lora/v1/job.pb.h"
 
 namespace d2lora::server {
@@ -47,7 +47,7 @@ class CoordinatorMetrics {
   void WorkerLost();
   // The job store's totals so far (group commit): the counters go up by the difference.
   void StoreTotals(int64_t transactions, int64_t changes);
-  rpc::TrainingGauges& training() { return training_; }
+  TrainingSeries& training() { return training_; }
 
  private:
   prometheus::Family<prometheus::Gauge>* jobs_by_state_;
@@ -63,7 +63,7 @@ class CoordinatorMetrics {
   prometheus::Counter* store_changes_;
   int64_t transactions_reported_ = 0;
   int64_t changes_reported_ = 0;
-  rpc::TrainingGauges training_;
+  TrainingSeries training_;
 };
 
 }  // namespace d2lora::server

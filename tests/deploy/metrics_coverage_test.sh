@@ -3,8 +3,9 @@
 # Prometheus rules (deploy/prometheus/*rules*.yml) use is one the service
 # really exports. Starts a real coordinator and one CPU worker on loopback,
 # runs a tiny 1-rank job, scrapes both /metrics while it is RUNNING with steps
-# done (the d2lora_train_* series exist only then) and again after it ended,
-# and fails naming every used metric that no scrape showed.
+# done (the d2lora_train_* series exist only then, on the coordinator alone)
+# and again after it ended, and fails naming every used metric that no scrape
+# showed.
 #
 #   metrics_coverage_test.sh D2LORA COORDINATOR WORKER
 set -uo pipefail
@@ -53,7 +54,7 @@ JOB=$(jq -r .id job.json)
 trained() {
   curl -sf "http://$COORD_METRICS/metrics" >c.now && curl -sf "http://$WORKER_METRICS/metrics" >w.now &&
     awk '/^d2lora_train_step\{/ && $2 >= 3 {ok = 1} END {exit !ok}' c.now &&
-    grep -q '^d2lora_train_eval_accuracy{' c.now && grep -q '^d2lora_train_step{' w.now
+    grep -q '^d2lora_train_eval_accuracy{' c.now && awk '/^d2lora_train_tokens_total\{/ && $2 > 0 {ok = 1} END {exit !ok}' c.now
 }
 if until_true 45 trained; then
   pass "job $JOB running with steps done and an evaluation"
@@ -61,6 +62,9 @@ else
   fail "no training series within 45 s: $(cli get "$JOB" 2>&1 | tail -5); $(tail -5 worker.log)"
 fi
 scrape running
+# Each training series has one source: the coordinator (the worker forwards rank 0's figures).
+grep -q '^d2lora_train_' running.worker.metrics && fail "the worker exports training series too: $(grep -m3 '^d2lora_train_' running.worker.metrics)" ||
+  pass "training series from the coordinator only"
 cli cancel "$JOB" --reason "scraped" >/dev/null 2>&1
 ended() { [ "$(cli get "$JOB" --json 2>/dev/null | jq -r .state)" == "CANCELLED" ]; }
 until_true 20 ended || fail "job not CANCELLED after cancel"

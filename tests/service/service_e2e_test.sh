@@ -159,7 +159,7 @@ for m in d2lora_jobs d2lora_queue_depth d2lora_workers_alive d2lora_scheduling_l
   d2lora_rpc_requests_total d2lora_rpc_latency_seconds_bucket d2lora_jobs_finished_total; do
   grep -q "^$m" coord.metrics || fail "coordinator metric $m missing"
 done
-grep -q '^d2lora_worker_slots' worker.metrics || fail "worker metric d2lora_worker_slots missing"
+grep -q '^d2lora_worker_slots_capacity' worker.metrics || fail "worker metric d2lora_worker_slots_capacity missing"
 if command -v promtool >/dev/null; then
   promtool check metrics <coord.metrics >promtool.log 2>&1 && promtool check metrics <worker.metrics >>promtool.log 2>&1 &&
     pass "promtool check metrics" || fail "promtool: $(cat promtool.log)"

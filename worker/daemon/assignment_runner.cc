@@ -189,10 +189,7 @@ void AssignmentRunner::Run() {
   Log(absl::StrCat(label_, ": started in ", dir_));
   const AssignmentResult result = Execute();
   if (checkpoints_) checkpoints_->Close();
-  if (options_.metrics != nullptr) {
-    if (assignment_.rank() == 0) options_.metrics->training().Remove(assignment_.job_id());
-    options_.metrics->AssignmentEnded(result);
-  }
+  if (options_.metrics != nullptr) options_.metrics->AssignmentEnded(result);
   if (options_.clean_up) {
     std::error_code ec;
     fs::remove_all(dir_, ec);
@@ -410,10 +407,7 @@ void AssignmentRunner::Report(bool final) {
   }
   if (assignment_.rank() == 0) {
     MetricsUpdate update = metrics_tail_->Read();
-    if (update.has_metrics) {
-      pending_metrics_ = update.metrics;
-      if (options_.metrics != nullptr) options_.metrics->training().Set(assignment_.job_id(), update.metrics);
-    }
+    if (update.has_metrics) pending_metrics_ = update.metrics;
     for (v1::EvalResult& eval : update.evals) pending_evals_.push_back(std::move(eval));
     for (v1::Rollback& rollback : update.rollbacks) pending_rollbacks_.push_back(std::move(rollback));
     for (const CheckpointEvent& checkpoint : update.checkpoints) checkpoints_->Queue(checkpoint);

@@ -46,6 +46,8 @@ void MetricsTail::Apply(absl::string_view line, MetricsUpdate& update) {
     SetOptional(step->eta_seconds, [&](double v) { m.set_eta_seconds(v); });
     if (step->skipped) ++skipped_;
     m.set_skipped_steps(skipped_);
+    tokens_ += step->tokens;
+    m.set_tokens_total(tokens_);
     // The latest evaluation travels with every later step.
     if (latest_.has_eval_loss()) m.set_eval_loss(latest_.eval_loss());
     if (latest_.has_eval_accuracy()) m.set_eval_accuracy(latest_.eval_accuracy());

@@ -49,6 +49,7 @@ class MetricsTail {
   v1::TrainingMetrics latest_;
   bool has_latest_ = false;
   int64_t skipped_ = 0;
+  int64_t tokens_ = 0;  // summed over the step records: the attempt's tokens so far
 };
 
 }  // namespace d2lora::worker

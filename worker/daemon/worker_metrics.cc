@@ -2,9 +2,9 @@
 
 namespace d2lora::worker {
 
-WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int slots) : training_(registry) {
+WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int slots) {
   slots_ = &prometheus::BuildGauge()
-                .Name("d2lora_worker_slots")
+                .Name("d2lora_worker_slots_capacity")
                 .Help("Slots this worker offers")
                 .Register(registry)
                 .Add({});

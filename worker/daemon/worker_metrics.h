@@ -1,14 +1,14 @@
 // The worker's Prometheus series, in a registry the caller owns (main.cc
 // exposes it):
 //
-//   d2lora_worker_slots                     slots this worker offers
+//   d2lora_worker_slots_capacity            slots this worker offers
 //   d2lora_worker_slots_busy                slots running an assignment
 //   d2lora_worker_assignments_total{result} ended assignments: succeeded | failed | stopped
 //   d2lora_worker_heartbeat_failures_total  heartbeats that got no answer
 //   d2lora_worker_up                        1 while registered with the coordinator
 //
-// plus rpc::TrainingGauges (d2lora_train_*{job_id}) for the rank-0
-// assignments running here, removed when they end.
+// The training series (d2lora_train_*{job_id}) are the coordinator's alone:
+// rank 0's figures reach it in the heartbeats (server/training_series.h).
 #pragma once
 
 #include <string>
@@ -16,8 +16,6 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
-
-#include "common/rpc/training_gauges.h"
 
 namespace d2lora::worker {
 
@@ -31,7 +29,6 @@ class WorkerMetrics {
   void SetUp(bool up) { up_->Set(up ? 1 : 0); }
   void HeartbeatFailed() { heartbeat_failures_->Increment(); }
   void AssignmentEnded(AssignmentResult result);
-  rpc::TrainingGauges& training() { return training_; }
 
  private:
   prometheus::Gauge* slots_;
@@ -41,7 +38,6 @@ class WorkerMetrics {
   prometheus::Counter* succeeded_;
   prometheus::Counter* failed_;
   prometheus::Counter* stopped_;
-  rpc::TrainingGauges training_;
 };
 
 }  // namespace d2lora::worker

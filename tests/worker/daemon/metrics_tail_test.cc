@@ -144,6 +144,7 @@ TEST(MetricsTailTest, StepEvalCheckpointIntoProtos) {
   EXPECT_FALSE(u.metrics.has_volatility());
   EXPECT_FALSE(u.metrics.has_eval_loss());
   EXPECT_EQ(u.metrics.skipped_steps(), 0);
+  EXPECT_EQ(u.metrics.tokens_total(), 100);
 
   // A partial line waits; the skipped step is counted; null is NaN.
   const std::string step2 = kStep2Skipped;
@@ -156,6 +157,7 @@ TEST(MetricsTailTest, StepEvalCheckpointIntoProtos) {
   EXPECT_TRUE(std::isnan(u.metrics.loss()));
   EXPECT_EQ(u.metrics.skipped_steps(), 1);
   EXPECT_EQ(u.metrics.spikes_total(), 1);
+  EXPECT_EQ(u.metrics.tokens_total(), 200);  // the step records' tokens, summed
   EXPECT_FALSE(u.metrics.has_tau_mean());
   // The evaluation is an EvalResult, and its figures ride along.
   ASSERT_EQ(u.evals.size(), 1u);
@@ -176,6 +178,7 @@ TEST(MetricsTailTest, StepEvalCheckpointIntoProtos) {
   EXPECT_EQ(u.metrics.step(), 3);
   EXPECT_EQ(u.metrics.epoch(), 1);
   EXPECT_EQ(u.metrics.skipped_steps(), 1);
+  EXPECT_EQ(u.metrics.tokens_total(), 200);  // a record without tokens adds none
   EXPECT_DOUBLE_EQ(u.metrics.volatility(), 0.1);
   EXPECT_DOUBLE_EQ(u.metrics.loss_cv(), 0.2);
   EXPECT_DOUBLE_EQ(u.metrics.eval_loss(), 1.25);  // later steps keep the latest evaluation
