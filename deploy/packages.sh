@@ -1,19 +1,23 @@
 # Debian 12 packages d2lora needs, in one place: tests/run.sh and
 # deploy/quickstart.sh source this file. Keep the README's lists in sync.
 #
-#   D2LORA_BUILD_PACKAGES    build the engine, the CLI and the service
+#   D2LORA_BUILD_PACKAGES    build the engine, the CLI, the service, the tests and benches
+#   D2LORA_IMAGE_BUILD_PACKAGES  the part of it the container images build with (docker/)
 #   D2LORA_QUICKSTART_EXTRA  what the quickstart adds: WordNet (its data), curl and jq
 #   D2LORA_TEST_EXTRA        what the tests add: promtool, a TLS certificate, manifest checks,
 #                            clang and libFuzzer (tests/fuzz)
 #   D2LORA_REPRO_EXTRA       what bench/repro/repro.py (the fidelity study) adds: its plots
-D2LORA_BUILD_PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config git
+D2LORA_IMAGE_BUILD_PACKAGES=(  # what the container images' build stage needs (docker/)
+  build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
   libabsl-dev nlohmann-json3-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev libcli11-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  libcairo2-dev  # `d2lora plot` draws PNGs with Cairo (without it the CLI has no plot)
   # the service: gRPC, Protobuf, prometheus-cpp, SQLite
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev libsqlite3-dev
+)
+D2LORA_BUILD_PACKAGES=(
+  "${D2LORA_IMAGE_BUILD_PACKAGES[@]}" git
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcairo2-dev  # `d2lora plot` draws PNGs with Cairo (without it the CLI has no plot)
 )
 D2LORA_QUICKSTART_EXTRA=(wordnet-base curl jq)
 D2LORA_TEST_EXTRA=(prometheus openssl python3-yaml iproute2 procps)  # ss, pgrep: the fault matrix

@@ -10,7 +10,10 @@ exists; every `cmake --build --target` is a target of the project and every
 file copied out of the build stage is one of those targets' outputs (and,
 given the binaries, exists in their build tree); the image runs one of the
 project's binaries with flags its --help lists; the worker images hold both
-d2lora-worker and d2lora (--trainer). For the Debian images: every runtime
+d2lora-worker and d2lora (--trainer); the coordinator and CPU worker images
+share their build stage word for word. Dockerfiles of third-party programs
+(no cmake build: Dockerfile.prometheus) get the stage, USER and HEALTHCHECK
+checks only. For the Debian images: every runtime
 package exists (apt-cache) and, given the binaries, every shared library they
 need (readelf NEEDED) comes from a runtime package or its dependencies.
 docker-compose.yml: parses, its Dockerfiles and bind-mounted files exist, its
@@ -133,6 +136,7 @@ def output_target(path):
     return m.group(1) if m and m.group(1) in targets else None
 
 
+build_stages = {}
 for df in sorted(glob.glob(os.path.join(ROOT, "docker", "Dockerfile*"))):
     name = os.path.relpath(df, ROOT)
     ins = instructions(df)
@@ -152,6 +156,16 @@ for df in sorted(glob.glob(os.path.join(ROOT, "docker", "Dockerfile*"))):
     check(any(w == "HEALTHCHECK" for w, _ in final), f"{name}: HEALTHCHECK")
     check(any(w == "ARG" and t.startswith("VERSION") for w, t in final) or any("VERSION" in t for w, t in ins if w == "ARG"),
           f"{name}: a VERSION build argument")
+    project = any(w == "RUN" and "cmake --build" in t for w, t in ins)
+    if not project:  # a third-party program packaged by Debian (Dockerfile.prometheus)
+        continue
+    build_stages[name] = stages[0]
+    # The configure step needs every directory the top-level CMakeLists.txt adds (tests and benches are off).
+    copied = {shlex.split(t)[0].rstrip("/") for w, t in ins if w == "COPY" and not t.startswith("--")}
+    needed = {d.split("/")[0] for d in re.findall(r"add_subdirectory\((\S+?)\)", open(os.path.join(ROOT, "CMakeLists.txt")).read())}
+    needed -= {"tests", "bench"}
+    check(needed <= copied, f"{name}: copies every directory CMake configures ({sorted(needed)})"
+          + ("" if needed <= copied else f"; missing: {sorted(needed - copied)}"))
     built = set()
     for w, t in ins:
         if w == "RUN":
@@ -226,6 +240,10 @@ for df in sorted(glob.glob(os.path.join(ROOT, "docker", "Dockerfile*"))):
                 lacking = [f"{so} ({p})" for so, p in owners.items() if p is None or p not in closure]
                 check(not lacking, f"{name}: every library {os.path.basename(local)} needs is installed ({len(needed)})"
                       + (f"; missing: {lacking}" if lacking else ""))
+
+# One compile serves both Debian images (the layer cache): their build stages are the same.
+same = [build_stages.get(os.path.join("docker", f)) for f in ("Dockerfile.coordinator", "Dockerfile.worker")]
+check(same[0] is not None and same[0] == same[1], "Dockerfile.coordinator and Dockerfile.worker have the same build stage")
 
 # docker-compose.yml
 cf = os.path.join(ROOT, "docker", "docker-compose.yml")

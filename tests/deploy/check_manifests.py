@@ -44,7 +44,8 @@ ok("every document has apiVersion, kind and metadata.name")
 
 API = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Service": "v1", "ConfigMap": "v1", "Secret": "v1",
        "PersistentVolumeClaim": "v1", "ServiceAccount": "v1", "Namespace": "v1",
-       "NetworkPolicy": "networking.k8s.io/v1", "PodMonitor": "monitoring.coreos.com/v1"}
+       "NetworkPolicy": "networking.k8s.io/v1", "PodMonitor": "monitoring.coreos.com/v1",
+       "PodDisruptionBudget": "policy/v1", "PrometheusRule": "monitoring.coreos.com/v1"}
 for kind, objs in by_kind.items():
     for name, d in objs.items():
         check(API.get(kind) == d["apiVersion"], f"{kind}/{name} apiVersion {d['apiVersion']}")
@@ -90,6 +91,7 @@ def check_workload(w, binary):
     check(psc.get("runAsNonRoot") is True and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
           f"{what}: pod runAsNonRoot and seccomp RuntimeDefault")
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    claims = {t["metadata"]["name"]: {"volumeClaimTemplate": t} for t in spec.get("volumeClaimTemplates", [])}
     for v in volumes.values():
         if "secret" in v:
             check(one("Secret", v["secret"]["secretName"]) is not None and v["secret"]["secretName"] in by_kind["Secret"],
@@ -109,7 +111,8 @@ def check_workload(w, binary):
               f"{cw}: no privilege escalation, read-only root, capabilities drop ALL")
         mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
         check("/tmp" in mounts and "emptyDir" in volumes.get(mounts["/tmp"], {}), f"{cw}: /tmp is an emptyDir")
-        check(all(m["name"] in volumes for m in c.get("volumeMounts", [])), f"{cw}: every volumeMount has its volume")
+        check(all(m["name"] in volumes or m["name"] in claims for m in c.get("volumeMounts", [])),
+              f"{cw}: every volumeMount has its volume or claim template")
         for ef in c.get("envFrom", []):
             ref = ef.get("configMapRef", {}).get("name")
             check(ref in by_kind.get("ConfigMap", {}), f"{cw}: envFrom ConfigMap {ref} exists")
@@ -132,11 +135,14 @@ def ports_of(container):
 
 
 # The coordinator.
-coord = by_kind.get("Deployment", {}).get("d2lora-coordinator")
-if check(coord is not None, "Deployment d2lora-coordinator"):
+coord = by_kind.get("StatefulSet", {}).get("d2lora-coordinator")
+if check(coord is not None, "StatefulSet d2lora-coordinator"):
     pod, c = check_workload(coord, "d2lora-coordinator")
-    check(coord["spec"].get("replicas") == 1 and coord["spec"].get("strategy", {}).get("type") == "Recreate",
-          "coordinator: 1 replica, strategy Recreate (SQLite)")
+    check(coord["spec"].get("replicas") == 1 and coord["spec"].get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+          and coord["spec"].get("updateStrategy", {}).get("type", "RollingUpdate") == "RollingUpdate",
+          "coordinator: 1 replica, ordered (at most one pod opens the SQLite store)")
+    gov = by_kind.get("Service", {}).get(coord["spec"].get("serviceName"), {})
+    check(gov.get("spec", {}).get("clusterIP") == "None", f"coordinator: governing Service {coord['spec'].get('serviceName')} is headless")
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         check(c.get(probe, {}).get("grpc", {}).get("port") == 50051, f"coordinator: {probe} on gRPC health, port 50051")
     p = ports_of(c)
@@ -146,8 +152,12 @@ if check(coord is not None, "Deployment d2lora-coordinator"):
           "coordinator: listens on all interfaces, token required")
     data_mount = [m for m in c["volumeMounts"] if m["mountPath"] == "/var/lib/d2lora"]
     vols = {v["name"]: v for v in pod["volumes"]}
-    check(bool(data_mount) and "persistentVolumeClaim" in vols.get(data_mount[0]["name"], {}) and
-          "--data-dir=/var/lib/d2lora" in args, "coordinator: --data-dir on the PVC")
+    tmpl = {t["metadata"]["name"]: t for t in coord["spec"].get("volumeClaimTemplates", [])}
+    check(bool(data_mount) and data_mount[0]["name"] in tmpl and data_mount[0]["name"] not in vols and
+          "--data-dir=/var/lib/d2lora" in args, "coordinator: --data-dir on its volume claim template")
+    check(not by_kind.get("PodDisruptionBudget", {}) or not any(
+        p["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "d2lora-coordinator"
+        for p in by_kind.get("PodDisruptionBudget", {}).values()), "coordinator: no PodDisruptionBudget (one replica)")
 
 svc = by_kind.get("Service", {}).get("d2lora-coordinator")
 if check(svc is not None, "Service d2lora-coordinator"):
@@ -186,6 +196,12 @@ if check(sts is not None, "StatefulSet d2lora-worker"):
         check("cuda" in c["image"], f"gpu: the CUDA worker image ({c['image']})")
     else:
         check(cfg.get("D2LORA_DEVICE") == "cpu" and gpus is None, "cpu: --device cpu and no GPU request")
+
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    pdbs = [p for p in by_kind.get("PodDisruptionBudget", {}).values()
+            if all(pod_labels.get(k) == v for k, v in p["spec"]["selector"].get("matchLabels", {}).items())]
+    check(len(pdbs) == 1 and pdbs[0]["spec"].get("maxUnavailable") == 1,
+          "worker: a PodDisruptionBudget lets drains take one worker at a time")
 
 # Network policies: the coordinator's gRPC port only from workers and labelled clients.
 pols = by_kind.get("NetworkPolicy", {})

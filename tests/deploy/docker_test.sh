@@ -3,7 +3,8 @@
 # over the Dockerfiles and docker-compose.yml (see its docstring), the
 # healthcheck script's syntax, `docker compose config` where a compose CLI
 # exists, and a self-test: the checker must reject a Dockerfile that copies a
-# missing file and (given the binaries) lacks a runtime library.
+# missing file and (given the binaries) lacks a runtime library. The scripts
+# that need an engine (deploy/images.sh, tests/deploy/stack_test.sh) parse.
 #
 #   docker_test.sh [D2LORA COORDINATOR WORKER]
 set -uo pipefail
@@ -21,6 +22,11 @@ else
   fail "docker/ checks"
 fi
 bash -n "$ROOT/docker/healthcheck.sh" && pass "healthcheck.sh parses" || fail "healthcheck.sh syntax"
+# What runs only with an engine (deploy/README.md): it must at least parse here.
+bash -n "$ROOT/deploy/images.sh" && bash -n "$ROOT/tests/deploy/stack_test.sh" &&
+  python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" "$ROOT/tests/deploy/check_stack_prometheus.py" 2>"$T/pyc.err" &&
+  "$ROOT/deploy/images.sh" --help | grep -q 'deploy/images.sh \[--engine' &&
+  pass "images.sh, stack_test.sh and check_stack_prometheus.py parse" || fail "deploy scripts: $(cat "$T/pyc.err")"
 
 if docker compose version >/dev/null 2>&1; then
   docker compose -f "$ROOT/docker/docker-compose.yml" config -q >"$T/compose.err" 2>&1 &&

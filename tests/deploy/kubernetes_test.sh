@@ -43,6 +43,17 @@ for o in cpu gpu; do
   fi
 done
 
+# The PrometheusRule is the alert rules file, regenerated (prometheusrule.py).
+if python3 "$ROOT/deploy/kubernetes/prometheusrule.py" --out "$T/prometheusrule.yaml" 2>"$T/gen.err" &&
+   cmp -s "$T/prometheusrule.yaml" "$ROOT/deploy/kubernetes/base/prometheusrule.yaml"; then
+  pass "base/prometheusrule.yaml is deploy/prometheus/d2lora.rules.yml (regenerated, same bytes)"
+else
+  fail "base/prometheusrule.yaml differs from the rules: run deploy/kubernetes/prometheusrule.py $(cat "$T/gen.err")"
+fi
+python3 "$ROOT/deploy/kubernetes/prometheusrule.py" --runbook-base https://example.org/d2lora --out - |
+  grep -q 'runbook_url: https://example.org/d2lora/deploy/README.md#d2lorajobfailed' &&
+  pass "prometheusrule.py --runbook-base makes the runbook URLs absolute" || fail "prometheusrule.py --runbook-base"
+
 # The checker finds a broken manifest: a writable root filesystem, no probe.
 sed -e '0,/readOnlyRootFilesystem: true/s//readOnlyRootFilesystem: false/' -e 's/readinessProbe:/xReadinessProbe:/' \
   "$T/cpu.yaml" >"$T/broken.yaml"

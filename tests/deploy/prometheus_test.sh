@@ -48,5 +48,22 @@ grep -q 'url: http://prometheus:9090' "$ROOT/deploy/grafana/provisioning/datasou
   grep -q 'path: /var/lib/grafana/dashboards/d2lora' "$ROOT/deploy/grafana/provisioning/dashboards/d2lora.yml" &&
   pass "grafana provisioning: datasource and dashboard provider" || fail "grafana provisioning"
 
+# Every alert has a runbook: runbook_url names a section of deploy/README.md (GitHub's heading anchors).
+run "every alert's runbook_url is a section of deploy/README.md" python3 - "$ROOT" <<'PY'
+import re, sys, yaml
+root = sys.argv[1]
+anchors = {re.sub(r"[^a-z0-9 _-]", "", h.strip().lower()).replace(" ", "-")
+           for h in re.findall(r"^#+ (.+)$", open(f"{root}/deploy/README.md").read(), re.M)}
+bad = []
+for g in yaml.safe_load(open(f"{root}/deploy/prometheus/d2lora.rules.yml"))["groups"]:
+    for r in g["rules"]:
+        url = r.get("annotations", {}).get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        if "alert" in r and (page != "deploy/README.md" or anchor not in anchors):
+            bad.append(f"{r['alert']}: {url or 'no runbook_url'}")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PY
+
 echo "failures: $failures"
 [ "$failures" -eq 0 ]
