@@ -42,8 +42,8 @@ if [ -z "$ENGINE" ]; then
   else echo "images.sh: neither a running Docker engine nor podman (apt-get install podman runc)" >&2; exit 1
   fi
 fi
-BUILD_FLAGS=()
-[ "$ENGINE" = podman ] && BUILD_FLAGS+=(--format docker)
+BUILD_FLAGS=()  # Docker: BuildKit (the default since 23.0) for the cache mount; its --pull is a boolean
+[ "$ENGINE" = podman ] && BUILD_FLAGS+=(--format docker --pull=never)
 echo "engine: $ENGINE ($($ENGINE --version)); version $VERSION, commit $GIT_COMMIT"
 
 WORK="$(mktemp -d)"
@@ -99,7 +99,7 @@ fi
 build() {  # NAME DOCKERFILE TAG
   local t
   t=$(date +%s)
-  "$ENGINE" build "${BUILD_FLAGS[@]}" --pull=never -f "$ROOT/$2" -t "$3" \
+  "$ENGINE" build "${BUILD_FLAGS[@]}" -f "$ROOT/$2" -t "$3" \
     --build-arg VERSION="$VERSION" --build-arg GIT_COMMIT="$GIT_COMMIT" --build-arg JOBS="$JOBS" \
     "$ROOT" >"$WORK/$1.log" 2>&1 || { tail -30 "$WORK/$1.log" >&2; echo "images.sh: building $3 failed (log above)" >&2; exit 1; }
   printf '%-28s built in %5d s  %s\n' "$3" "$(seconds "$t")" "$(size_of "$3")"
