@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "client/cli_util.h"
+#include "client/completion.h"
 #include "common/trainer/error_file.h"
 #include "common/version.h"
 #include "worker/engine/runtime.h"
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
 #ifdef D2LORA_WITH_REMOTE
   AddRemoteCommands(app, &exit_code);
 #endif
+  AddCompletionCommand(app, &exit_code);  // last: its script lists every command above
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
