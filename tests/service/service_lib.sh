@@ -1,4 +1,4 @@
-# Shared by the service shell tests (fault_matrix_test.sh): a coordinator and
+# Shared by the service shell tests (fault_matrix_test.sh, soak_test.sh): a coordinator and
 # CPU workers as real processes on loopback, all under one temporary directory
 # $T (absolute paths everywhere, so that `pgrep -f "$T/"` finds every process of
 # the test, rank processes included), and the CLI against them.
@@ -59,6 +59,33 @@ job_ids() { cli list --json 2>/dev/null | jq -r '.jobs[].id' | sort; }
 artifact_names() { cli artifacts "$1" --json 2>/dev/null | jq -r '.. | objects | .name? // empty' | sort; }
 # the rank processes of JOB (any worker, any attempt).
 rank_pids() { pgrep -f "$T/work-[^/]*/jobs/$1/" || true; }
+
+# verify_artifacts JOB: every artifact the coordinator lists for JOB is a whole
+# file in the store whose SHA-256 is the one listed and the one recorded when
+# it was committed (its sidecar, ROOT/.d2lora-meta/KEY: "v1 SIZE MTIME INODE
+# SHA256"): no half-written or altered file is visible under an artifact's
+# name. The sidecars are read before the listing, since the store rehashes a
+# file whose sidecar no longer matches it (and rewrites the sidecar): the
+# listing alone would not tell. The store is $STORE (default $T/data/artifacts).
+# No artifact at all fails too, unless the second argument is "or-none".
+verify_artifacts() {
+  local job="$1" none_ok="${2:-}" bad="" n=0 root="${STORE:-$T/data/artifacts}" f
+  local -A committed=()
+  while IFS= read -r f; do
+    committed["${f#"$root/.d2lora-meta/jobs/$job/"}"]=$(awk '{print $5}' "$f")
+  done < <(find "$root/.d2lora-meta/jobs/$job" -type f 2>/dev/null)
+  while read -r name sha; do
+    [ -z "$name" ] && continue
+    n=$((n + 1))
+    local actual
+    actual=$(sha256sum "$root/jobs/$job/$name" 2>/dev/null | cut -d' ' -f1)
+    [ "$actual" == "$sha" ] && [ "$actual" == "${committed[$name]:-}" ] || bad="$bad $name"
+  done < <(cli artifacts "$job" --json 2>/dev/null | jq -r '.artifacts[]? | "\(.name) \(.sha256)"')
+  [ -z "$bad" ] && { [ "$n" -gt 0 ] || [ "$none_ok" == or-none ]; } && return 0
+  echo "artifacts of $job ($n) not matching their committed SHA-256:$bad"
+  return 1
+}
+artifact_list() { cli artifacts "$1" --json 2>/dev/null | jq -r '.artifacts[]? | "\(.name) \(.sha256 // "")"' | sort; }
 
 # kill_coordinator: SIGKILL, reaped.
 kill_coordinator() {
