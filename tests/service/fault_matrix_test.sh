@@ -67,7 +67,7 @@ case "$CASE" in
 worker_sigstop)
   start_coordinator || exit 1
   start_worker a || exit 1
-  J=$(submit long.yaml --set train.max_steps=80)
+  J=$(submit long.yaml --set train.max_steps=160)
   until_true 90 ckpt_at_least "$J" 8 && pass "job $J checkpointed on worker a" || fail "no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
   start_worker b || exit 1
   A_RANKS=$(pgrep -f "$T/work-a/jobs/$J/")
@@ -144,14 +144,15 @@ rank_death | rank_hang)
   start_coordinator || exit 1
   start_worker a || exit 1
   start_worker b || exit 1
-  J=$(submit long.yaml --set train.max_steps=60 --world-size 2)
+  J=$(submit long.yaml --set train.max_steps=160 --world-size 2)
   ranks_of() { R0=$(pgrep -f "$T/work-[ab]/jobs/$J/attempt-$1/rank-0/" | head -1); R1=$(pgrep -f "$T/work-[ab]/jobs/$J/attempt-$1/rank-1/" | head -1); }
   r0_gone() { ! kill -0 "$R0" 2>/dev/null; }
   # fault ATTEMPT SIGNAL: SIGNAL to rank 1 once ATTEMPT has checkpointed; the survivor's exit time.
   fault() {
-    until_true 90 ckpt_at_least "$J" 8 || fail "attempt $1: no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
+    until_true 90 ckpt_at_least "$J" 4 || fail "attempt $1: no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
     ranks_of "$1"
     [ -n "$R1" ] && [ -n "$R0" ] || fail "attempt $1: rank processes not found"
+    kill -0 "$R1" 2>/dev/null || fail "attempt $1: rank 1 ended before the fault (the job outran the test): $(cli get "$J" 2>&1 | tail -3)"
     CK=$(field "$J" .checkpoint_step)
     kill -"$2" "$R1"
     local t0=$(date +%s%N)
@@ -208,7 +209,7 @@ coordinator_kill_scheduling)
     artifact_list "$j" | grep -q "^merged/model.safetensors " || fail "$j has no merged model"
   done
   # Mid-run: the job keeps its checkpoint and its artifacts, and finishes.
-  J=$(submit long.yaml --set train.max_steps=80)
+  J=$(submit long.yaml --set train.max_steps=160)
   until_true 90 ckpt_at_least "$J" 8 && pass "job $J running, checkpointed" || fail "no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
   ART_BEFORE=$(artifact_list "$J" | grep -v "^checkpoints/")  # checkpoints rotate (keep 2)
   CK=$(field "$J" .checkpoint_step)
