@@ -9,6 +9,10 @@ find_package(OpenSSL REQUIRED)  # libcrypto: SHA-256 of checkpoints and artifact
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+# tokenizer.json: Split patterns run with Oniguruma (as Hugging Face tokenizers
+# runs them), Unicode normalizers with utf8proc.
+pkg_check_modules(ONIGURUMA REQUIRED IMPORTED_TARGET oniguruma)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 # `d2lora plot` draws its PNGs with Cairo (Debian: libcairo2-dev; tests/run.sh
 # and the quickstart install it). Without it the CLI is built without `plot`.
 pkg_check_modules(CAIRO IMPORTED_TARGET cairo)

@@ -11,6 +11,7 @@ D2LORA_IMAGE_BUILD_PACKAGES=(  # what the container images' build stage needs (d
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
   libabsl-dev nlohmann-json3-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev libcli11-dev libssl-dev
+  libonig-dev libutf8proc-dev  # tokenizer.json: Oniguruma patterns, Unicode normalizers
   # the service: gRPC, Protobuf, prometheus-cpp, SQLite
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev libsqlite3-dev
 )
@@ -21,6 +22,7 @@ D2LORA_BUILD_PACKAGES=(
 )
 D2LORA_QUICKSTART_EXTRA=(wordnet-base curl jq)
 D2LORA_TEST_EXTRA=(prometheus openssl python3-yaml iproute2 procps)  # ss, pgrep: the fault matrix
+D2LORA_TEST_EXTRA+=(unicode-data)  # NormalizationTest.txt: the tokenizer's normalizers
 D2LORA_TEST_EXTRA+=(clang-14 libclang-rt-14-dev)  # libFuzzer: tests/fuzz/run.sh
 D2LORA_REPRO_EXTRA=(python3-matplotlib)  # bench/repro/repro.py's plots (its --smoke test runs without)
 # `kubectl kustomize` renders deploy/kubernetes; Debian's kubectl is in

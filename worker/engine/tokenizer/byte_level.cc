@@ -1,5 +1,7 @@
 #include "worker/engine/tokenizer/byte_level.h"
 
+#include <utf8proc.h>
+
 #include <array>
 
 namespace d2lora::engine {
@@ -88,6 +90,18 @@ std::optional<std::string> UnicodeStringToBytes(absl::string_view text) {
     out.push_back(static_cast<char>(t.code_point_to_byte[cp]));
   }
   return out;
+}
+
+size_t ValidUtf8Length(absl::string_view text) {
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  size_t i = 0;
+  while (i < text.size()) {
+    utf8proc_int32_t code_point;
+    const utf8proc_ssize_t n = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(text.size() - i), &code_point);
+    if (n <= 0) break;
+    i += static_cast<size_t>(n);
+  }
+  return i;
 }
 
 }  // namespace d2lora::engine

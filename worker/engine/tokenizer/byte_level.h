@@ -27,4 +27,8 @@ void AppendUtf8(char32_t code_point, std::string* out);
 // invalid lead byte).
 int Utf8CharLength(unsigned char lead);
 
+// Length of the longest prefix of `text` that is valid UTF-8 (no overlong
+// forms, no surrogates, nothing past U+10FFFF).
+size_t ValidUtf8Length(absl::string_view text);
+
 }  // namespace d2lora::engine

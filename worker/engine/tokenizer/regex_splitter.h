@@ -1,16 +1,11 @@
-// Regex pre-tokenisation with RE2 for the patterns Hugging Face tokenizers run
-// through Oniguruma.
+// Regex pre-tokenisation with Oniguruma, the engine Hugging Face tokenizers
+// runs tokenizer.json's Split patterns with: the patterns run as written
+// (lookaround, Unicode \s and \p{..} classes, (?i:..) groups).
 //
-// RE2 has no lookaround, and its \s is ASCII-only. The translation therefore
-//  - widens \s and \S to Unicode White_Space (as Oniguruma and Python's `regex`
-//    module define it), and
-//  - replaces the trailing alternatives `\s+(?!\S)|\s+` that GPT-2, Llama 3 and
-//    Qwen2 end with by a capturing `(\s+)` whose match is fixed up by hand:
-//    a whitespace run that is followed by a non-space character gives its last
-//    character back to the next piece (" " + "world"), exactly what the
-//    lookahead does.
-// Any other construct RE2 lacks (lookaround elsewhere, possessive quantifiers,
-// backreferences) makes Create fail with RE2's message.
+// Oniguruma works on valid UTF-8 only. Text that is not (tokenizers itself
+// never sees such text: Rust strings are UTF-8) is split at the invalid bytes:
+// each valid run is searched on its own and every invalid byte is a piece of
+// its own, so byte-level BPE still encodes every byte.
 #pragma once
 
 #include <memory>
@@ -19,10 +14,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-
-namespace re2 {
-class RE2;
-}
 
 namespace d2lora::engine {
 
@@ -36,32 +27,36 @@ inline constexpr absl::string_view kLlama3Pattern =
 inline constexpr absl::string_view kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-struct TranslatedPattern {
-  std::string re2_pattern;
-  // Whether the last capturing group stands for `\s+(?!\S)|\s+`.
-  bool whitespace_lookahead = false;
-};
-
-// The RE2 spelling of an Oniguruma pattern (see above). Never fails; RE2 may
-// still reject the result.
-TranslatedPattern TranslateOnigurumaPattern(absl::string_view pattern);
+// A pattern that matches `literal` exactly (a Split step's {"String": ...}):
+// ASCII punctuation other than '_' is escaped, NUL spelled \\x00.
+std::string QuoteRegexLiteral(absl::string_view literal);
 
 class RegexSplitter {
  public:
-  // Errors name the pattern and quote RE2's complaint.
+  // Errors name the pattern and quote Oniguruma's complaint.
   static absl::StatusOr<std::unique_ptr<RegexSplitter>> Create(absl::string_view pattern);
   ~RegexSplitter();
+  RegexSplitter(const RegexSplitter&) = delete;
+  RegexSplitter& operator=(const RegexSplitter&) = delete;
 
   // Appends the pieces of `text` in order: each match, and each stretch between
   // matches when `keep_gaps` (Hugging Face's "Isolated" behaviour); matches are
   // dropped instead when `!keep_matches` ("Removed"). Empty pieces never appear.
+  // A search that exceeds Oniguruma's backtracking limit (only a pathological
+  // pattern does) ends the splitting: the rest of the run is one gap.
+  // Thread-safe: searches share the compiled pattern, nothing else.
   void Split(absl::string_view text, std::vector<absl::string_view>* pieces,
              bool keep_matches = true, bool keep_gaps = true) const;
 
  private:
-  RegexSplitter() = default;
-  std::unique_ptr<re2::RE2> re_;
-  int whitespace_group_ = 0;  // 0 when the pattern has no lookahead stand-in
+  struct Compiled;
+  explicit RegexSplitter(std::unique_ptr<Compiled> compiled);
+  // Splits a run of valid UTF-8 that starts at `text[run_begin]`.
+  void SplitValidRun(absl::string_view text, size_t run_begin, size_t run_end,
+                     std::vector<absl::string_view>* pieces, bool keep_matches, bool keep_gaps,
+                     size_t* last_end) const;
+
+  std::unique_ptr<Compiled> compiled_;
 };
 
 }  // namespace d2lora::engine

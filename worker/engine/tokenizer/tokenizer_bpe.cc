@@ -23,7 +23,10 @@ void BpeTokenizer::EncodeText(absl::string_view text, std::vector<int64_t>* ids)
       ids->push_back(segment.token->id);
       continue;
     }
-    for (const std::string& piece : parts_.pre_tokenizer.Run(segment.text)) {
+    const std::vector<std::string> pieces =
+        parts_.normalizer.empty() ? parts_.pre_tokenizer.Run(segment.text)
+                                  : parts_.pre_tokenizer.Run(parts_.normalizer.Apply(segment.text));
+    for (const std::string& piece : pieces) {
       parts_.model->EncodePiece(piece, ids);
     }
   }

@@ -1,8 +1,8 @@
 // Hugging Face tokenizer.json byte-level BPE (GPT-2, Llama 3, Qwen2 style).
 //
 // Supported: model.type "BPE" (vocab; merges as "a b" or ["a", "b"];
-// ignore_merges; unk_token), added_tokens, normalizer null/NFC (NFC is taken
-// as the identity: input is expected to be NFC already), pre_tokenizer
+// ignore_merges; unk_token), added_tokens, normalizer null, NFC, NFKC, NFD,
+// NFKD or a Sequence of them (utf8proc; see normalizer.h), pre_tokenizer
 // ByteLevel or a Sequence of Split (Isolated/Removed), Digits and ByteLevel,
 // decoder ByteLevel, post_processor TemplateProcessing, RobertaProcessing,
 // BertProcessing, ByteLevel, a Sequence of those, or null. A tokenizer.json
@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/tokenizer/added_tokens.h"
 #include "worker/engine/tokenizer/bpe_model.h"
+#include "worker/engine/tokenizer/normalizer.h"
 #include "worker/engine/tokenizer/pre_tokenizer.h"
 #include "worker/engine/tokenizer/tokenizer.h"
 #include "worker/engine/tokenizer/tokenizer_config.h"
@@ -36,6 +37,7 @@ class BpeTokenizer : public Tokenizer {
   struct Parts {
     std::unique_ptr<BpeModel> model;
     std::vector<AddedToken> added_tokens;
+    Normalizer normalizer;  // applied to the text between added tokens
     PreTokenizer pre_tokenizer;
     // Set when the post-processor has a template; else BOS/EOS follow add_bos / add_eos.
     std::optional<std::vector<TemplateItem>> single_template;

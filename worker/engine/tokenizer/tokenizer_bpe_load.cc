@@ -1,6 +1,4 @@
 // Parsing of tokenizer.json into BpeTokenizer::Parts.
-#include <re2/re2.h>
-
 #include <nlohmann/json.hpp>
 #include <functional>
 #include <utility>
@@ -110,22 +108,27 @@ absl::StatusOr<std::vector<AddedToken>> ParseAddedTokens(const Json& root, const
   return tokens;
 }
 
-absl::Status CheckNormalizer(const Json& root, const std::string& path) {
+absl::Status ParseNormalizer(const Json& root, const std::string& path, Normalizer* normalizer) {
   auto it = root.find("normalizer");
   if (it == root.end() || it->is_null()) return absl::OkStatus();
-  std::function<absl::Status(const Json&, const std::string&)> check =
+  std::function<absl::Status(const Json&, const std::string&)> add =
       [&](const Json& n, const std::string& field) -> absl::Status {
     const std::string type = TypeOf(n);
-    if (type == "NFC") return absl::OkStatus();  // taken as the identity
+    UnicodeForm form;
+    if (ParseUnicodeForm(type, &form)) {
+      normalizer->Add(form);
+      return absl::OkStatus();
+    }
     if (type == "Sequence" && n.contains("normalizers") && n["normalizers"].is_array()) {
       for (size_t i = 0; i < n["normalizers"].size(); ++i) {
-        D2_RETURN_IF_ERROR(check(n["normalizers"][i], absl::StrCat(field, ".normalizers[", i, "]")));
+        D2_RETURN_IF_ERROR(add(n["normalizers"][i], absl::StrCat(field, ".normalizers[", i, "]")));
       }
       return absl::OkStatus();
     }
-    return Unsupported(path, field, absl::StrCat("type '", type, "' is not supported"));
+    return Unsupported(path, field,
+                       absl::StrCat("type '", type, "' is not supported (NFC, NFKC, NFD, NFKD or a Sequence of them)"));
   };
-  return check(*it, "normalizer");
+  return add(*it, "normalizer");
 }
 
 absl::Status AddPreTokenizer(const Json& j, const std::string& path, const std::string& field,
@@ -151,7 +154,7 @@ absl::Status AddPreTokenizer(const Json& j, const std::string& path, const std::
     if (p != j.end() && p->is_object() && p->contains("Regex") && (*p)["Regex"].is_string()) {
       pattern = (*p)["Regex"].get<std::string>();
     } else if (p != j.end() && p->is_object() && p->contains("String") && (*p)["String"].is_string()) {
-      pattern = RE2::QuoteMeta((*p)["String"].get<std::string>());
+      pattern = QuoteRegexLiteral((*p)["String"].get<std::string>());
     } else {
       return Invalid(path, field + ".pattern", "must be {\"Regex\": ...} or {\"String\": ...}");
     }
@@ -266,7 +269,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> Parse(const Json& root, const std:
   BpeTokenizer::Parts parts;
   D2_ASSIGN_OR_RETURN(parts.model, ParseModel(root, path));
   D2_ASSIGN_OR_RETURN(parts.added_tokens, ParseAddedTokens(root, path));
-  D2_RETURN_IF_ERROR(CheckNormalizer(root, path));
+  D2_RETURN_IF_ERROR(ParseNormalizer(root, path, &parts.normalizer));
   auto pre = root.find("pre_tokenizer");
   if (pre != root.end() && !pre->is_null()) {
     D2_RETURN_IF_ERROR(AddPreTokenizer(*pre, path, "pre_tokenizer", &parts.pre_tokenizer));

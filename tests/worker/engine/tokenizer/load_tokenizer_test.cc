@@ -59,11 +59,11 @@ TEST(LoadTokenizerTest, MergeNamingAnUnknownToken) {
   ExpectError(dir, absl::StatusCode::kInvalidArgument, "tokenizer.json", "model.merges[0]");
 }
 
-TEST(LoadTokenizerTest, UnsupportedPattern) {
+TEST(LoadTokenizerTest, InvalidPattern) {
   TempDir dir;
   WriteFile(dir.file("tokenizer.json"), R"json({
     "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-      {"type": "Split", "pattern": {"Regex": "a(?=b)"}, "behavior": "Isolated"},
+      {"type": "Split", "pattern": {"Regex": "a(?=b"}, "behavior": "Isolated"},
       {"type": "ByteLevel", "use_regex": false}]},
     "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})json");
   ExpectError(dir, absl::StatusCode::kInvalidArgument, "tokenizer.json",

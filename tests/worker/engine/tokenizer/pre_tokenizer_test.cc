@@ -1,6 +1,8 @@
-// Pre-tokenisation must split exactly as the Oniguruma / Python `regex`
-// originals do; the expected splits below were worked out by hand from the
-// patterns' leftmost-first semantics, including the `\s+(?!\S)` lookahead.
+// Pre-tokenisation must split exactly as Hugging Face tokenizers does (it runs
+// the patterns with Oniguruma, as we do); the expected splits below were worked
+// out by hand from the patterns' leftmost-first semantics, including the
+// `\s+(?!\S)` lookahead. Ids against a reference implementation's published
+// outputs: reference_fixtures_test.cc.
 #include <string>
 #include <vector>
 
@@ -87,19 +89,41 @@ TEST(RegexSplitterTest, KeepsGapsBetweenMatches) {
   EXPECT_EQ(SplitWith(R"(x*)", "abx"), (Pieces{"ab", "x"}));  // empty matches vanish
 }
 
-TEST(RegexSplitterTest, UnsupportedConstructsFailClearly) {
-  auto splitter = RegexSplitter::Create(R"(foo(?=bar))");
-  ASSERT_FALSE(splitter.ok());
-  EXPECT_NE(splitter.status().message().find("foo(?=bar)"), absl::string_view::npos)
-      << splitter.status();
-  EXPECT_NE(splitter.status().message().find("RE2"), absl::string_view::npos);
+TEST(RegexSplitterTest, LookaroundRunsAsWritten) {
+  EXPECT_EQ(SplitWith(R"(foo(?=bar))", "foobar foo"), (Pieces{"foo", "bar foo"}));
+  EXPECT_EQ(SplitWith(R"((?<=a)b)", "abcb"), (Pieces{"a", "b", "cb"}));
 }
 
-TEST(TranslateTest, RewritesTheLookaheadIdiom) {
-  TranslatedPattern t = TranslateOnigurumaPattern(R"(a|\s+(?!\S)|\s+)");
-  EXPECT_TRUE(t.whitespace_lookahead);
-  EXPECT_EQ(t.re2_pattern.find("(?!"), std::string::npos);
-  EXPECT_FALSE(TranslateOnigurumaPattern(R"(a|\s+)").whitespace_lookahead);
+TEST(RegexSplitterTest, InvalidPatternsFailClearly) {
+  for (const char* pattern : {"foo(", "\\p{NoSuchProperty}", "[z-a]"}) {
+    auto splitter = RegexSplitter::Create(pattern);
+    ASSERT_FALSE(splitter.ok()) << pattern;
+    EXPECT_EQ(splitter.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(splitter.status().message().find(pattern), absl::string_view::npos) << splitter.status();
+    EXPECT_NE(splitter.status().message().find("Oniguruma: "), absl::string_view::npos)
+        << splitter.status();
+  }
+  EXPECT_FALSE(RegexSplitter::Create("a\xff").ok());
+}
+
+TEST(RegexSplitterTest, InvalidUtf8BytesArePiecesOfTheirOwn) {
+  // Every byte still reaches byte-level BPE; the valid runs split as usual.
+  EXPECT_EQ(SplitWith(kGpt2Pattern, "ab\xff cd"), (Pieces{"ab", "\xff", " cd"}));
+  EXPECT_EQ(SplitWith(kGpt2Pattern, "\xc3(x \xed\xa0\x80"),  // truncated; a surrogate
+            (Pieces{"\xc3", "(", "x", " ", "\xed", "\xa0", "\x80"}));
+  std::vector<absl::string_view> parts;
+  RegexSplitter::Create(R"(\d)").value()->Split("1\xff" "2", &parts, /*keep_matches=*/false);
+  EXPECT_EQ(Pieces(parts.begin(), parts.end()), (Pieces{"\xff"}));
+}
+
+TEST(RegexSplitterTest, QuotedLiteralsMatchThemselves) {
+  for (const std::string literal : {"a.b", "(x)|[y]*", "\\d+", "?.^$", "é+"}) {
+    const std::string text = "0" + literal + "1" + literal;
+    EXPECT_EQ(SplitWith(QuoteRegexLiteral(literal), text), (Pieces{"0", literal, "1", literal}))
+        << literal;
+  }
+  EXPECT_EQ(SplitWith(QuoteRegexLiteral(std::string("\0", 1)), std::string("a\0b", 3)),
+            (Pieces{"a", std::string("\0", 1), "b"}));
 }
 
 TEST(ByteLevelTest, Gpt2Table) {
