@@ -26,8 +26,8 @@
 #include <prometheus/registry.h>
 
 #include "absl/time/time.h"
-#include "server/training_series.h"
 #include "d2lora/v1/job.pb.h"
+#include "server/training_series.h"
 
 namespace d2lora::server {
 

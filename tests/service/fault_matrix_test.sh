@@ -10,14 +10,19 @@
 #
 #   fault_matrix_test.sh CASE D2LORA COORDINATOR WORKER
 #
-# CASE: worker_sigstop | worker_lost_elastic | rank_death | rank_hang | coordinator_kill_scheduling |
+# CASE: worker_sigstop | network_partition | worker_lost_elastic | rank_death | rank_hang | coordinator_kill_scheduling |
 #       coordinator_kill_upload | store_full | checkpoint_corrupt | nonfinite
-# Exit 77 (skipped) when the case cannot run here (store_full without mounts).
+# Exit 77 (skipped) when the case cannot run here (store_full without mounts,
+# network_partition without network namespaces).
 #
 # Every check can fail. Each case was run once with the handling it tests
 # broken on purpose (a local patch, not committed; 2026-12-06) and failed:
 #   worker_sigstop       the lost worker's attempt never ended (EndAttempt skipped in
 #                        ReapWorkers): "not rescheduled", "reason: null"
+#   network_partition    both ways a worker stops a rank the coordinator no longer
+#                        knows (Forget's AbandonAll and the runner's Abandon on NOT_FOUND)
+#                        removed: "the stale rank was not dropped" (it trained on, and its
+#                        late log upload was refused NOT_FOUND)
 #   worker_lost_elastic  no fallback sizes (elastic condition false): "no retry",
 #                        "world sizes: 2 of 2"
 #   rank_death/rank_hang retries sent no resume_from: "attempt 2 resumed at '0', wanted >= 44"
@@ -100,6 +105,77 @@ worker_sigstop)
   J2=$(submit short.yaml)
   until_true 90 is_state "$J2" SUCCEEDED && [ -f "$(rank_log a "$J2" 1 0)" ] &&
     pass "worker a back in service: a new job SUCCEEDED on it" || fail "new job: $(cli get "$J2" 2>&1 | tail -5)"
+  ;;
+
+# Worker a runs in a network namespace of its own, reaching the coordinator
+# over a veth pair; the link goes down for longer than the heartbeat timeout
+# while its rank trains on. The coordinator declares a lost and retries the job
+# on worker b from its checkpoint; when the link comes back, a's late calls
+# (heartbeats, uploads, the stale rank's completion) are refused, its rank is
+# killed, it registers again, and nothing of the stale attempt is accepted.
+network_partition)
+  NS="d2lora-fault-$$" VH="d2h$$" VW="d2w$$" NET="10.254.$((RANDOM % 250)).0"
+  if ! ip netns add "$NS" 2>"$T/netns.err"; then
+    echo "SKIP: cannot make a network namespace (needs root and iproute2): $(cat "$T/netns.err")"
+    exit 77
+  fi
+  trap 'svc_cleanup; ip netns del "$NS" 2>/dev/null; ip link del "$VH" 2>/dev/null' EXIT
+  HOST_IP="${NET%.0}.1" NS_IP="${NET%.0}.2"
+  in_ns() { ip netns exec "$NS" "$@"; }
+  { ip link add "$VH" type veth peer name "$VW" && ip link set "$VW" netns "$NS" &&
+    ip addr add "$HOST_IP/30" dev "$VH" && ip link set "$VH" up &&
+    in_ns ip addr add "$NS_IP/30" dev "$VW" && in_ns ip link set "$VW" up && in_ns ip link set lo up; } 2>"$T/veth.err" ||
+    { fail "veth pair: $(cat "$T/veth.err")"; exit 1; }
+  COORD_HOST=0.0.0.0 start_coordinator || exit 1
+  reach() { in_ns timeout 2 bash -c "exec 3<>/dev/tcp/$HOST_IP/$COORD_PORT"; }
+  until_true 10 reach || fail "the namespace cannot reach $HOST_IP:$COORD_PORT"
+  WORKER_ENDPOINT="$HOST_IP:$COORD_PORT" start_worker a ip netns exec "$NS" || exit 1
+  [ "$(readlink /proc/"$WORKER_a"/ns/net)" != "$(readlink /proc/self/ns/net)" ] &&
+    pass "worker a runs in network namespace $NS, reaching the coordinator at $HOST_IP" || fail "worker a is not in its own namespace"
+  J=$(submit long.yaml --set train.max_steps=160)
+  until_true 90 ckpt_at_least "$J" 8 && [ -f "$(rank_log a "$J" 1 0)" ] && pass "job $J checkpointed on worker a" ||
+    fail "no checkpoint on a: $(cli get "$J" 2>&1 | tail -5)"
+  start_worker b || exit 1
+  A_RANKS=$(pgrep -f "$T/work-a/jobs/$J/")
+  CUT_AT=$(field "$J" .checkpoint_step)
+  ip link set "$VH" down
+  t0=$SECONDS
+  until_true 30 attempt_at_least "$J" 2 && pass "link down: worker a declared lost, the job rescheduled after $((SECONDS - t0)) s (heartbeat timeout 3 s)" ||
+    fail "not rescheduled: $(cli get "$J" 2>&1 | tail -5)"
+  field "$J" .error.message | grep -q "was lost: no heartbeat" && pass "the reason names the lost worker" ||
+    fail "reason: $(field "$J" .error.message)"
+  ranks_alive() { for p in $A_RANKS; do kill -0 "$p" 2>/dev/null || return 1; done; }
+  ranks_alive && pass "the cut-off rank on worker a still trains" || echo "note: the cut-off rank already ended"
+  until_true 30 ckpt_at_least "$J" $((CUT_AT + 4))  # let b store a checkpoint of its own
+  sleep $((t0 + 10 - SECONDS > 0 ? t0 + 10 - SECONDS : 0))  # at least 10 s cut off
+  ip link set "$VH" up
+  echo "link down for $((SECONDS - t0)) s"
+  t1=$SECONDS
+  ranks_gone() { for p in $A_RANKS; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+  until_true 60 ranks_gone && pass "the stale rank on worker a is gone $((SECONDS - t1)) s after the link came back" ||
+    fail "stale rank still running: $(pgrep -af "$T/work-a/jobs/$J/")"
+  grep -q "job $J attempt 1 rank 0): stopped (dropped, not reported)" "$T/worker-a.log" &&
+    pass "worker a stopped the stale rank itself and reported nothing of it" ||
+    fail "the stale rank was not dropped: $(grep "job $J attempt 1" "$T/worker-a.log" | tail -3)"
+  reregistered() { [ "$(grep -c "registered as" "$T/worker-a.log")" -ge 2 ]; }
+  until_true 60 reregistered && pass "worker a registered again $((SECONDS - t1)) s after the link came back" ||
+    fail "worker a: $(tail -5 "$T/worker-a.log")"
+  until_true 120 is_state "$J" SUCCEEDED && pass "job SUCCEEDED" || fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  [ "$(field "$J" .attempt)" == "2" ] && pass "in 2 attempts" || fail "attempt $(field "$J" .attempt)"
+  r=$(resumed_step "$(rank_log b "$J" 2 0)")
+  [ "$r" -ge "$CUT_AT" ] 2>/dev/null && pass "attempt 2 resumed at step $r on worker b (checkpoint $CUT_AT stored before the cut)" ||
+    fail "attempt 2 resumed at '$r', wanted >= $CUT_AT"
+  grep -q "attempt-1" <(artifact_list "$J" | grep logs/) && fail "a log of the stale attempt was accepted" ||
+    pass "nothing of the stale attempt was accepted after the loss"
+  dups=$(artifact_list "$J" | awk '{print $1}' | sort | uniq -d)
+  [ -z "$dups" ] && pass "no artifact listed twice" || fail "duplicated artifacts: $dups"
+  cli download "$J" summary.json --out summary-p.json >/dev/null 2>&1
+  [ "$(jq .steps summary-p.json 2>/dev/null)" == "160" ] && pass "summary: 160 steps" || fail "summary: $(head -c 300 summary-p.json)"
+  verify_artifacts "$J" && pass "every artifact verifies" || fail "artifacts of $J do not verify"
+  kill -TERM "$WORKER_b"; wait "$WORKER_b" 2>/dev/null
+  J2=$(submit short.yaml)
+  until_true 90 is_state "$J2" SUCCEEDED && [ -f "$(rank_log a "$J2" 1 0)" ] &&
+    pass "worker a back in service across the link: a new job SUCCEEDED on it" || fail "new job: $(cli get "$J2" 2>&1 | tail -5)"
   ;;
 
 # Elastic retry: worker b (daemon and rank) is SIGKILLed during a 2-rank job

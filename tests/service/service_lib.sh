@@ -19,7 +19,7 @@ start_coordinator() {
   shift 2>/dev/null
   coord_starts=$((coord_starts + 1))
   local log="$T/coord-$coord_starts.log"
-  "$@" "$COORD" --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --data-dir "$T/data" \
+  "$@" "$COORD" --listen "${COORD_HOST:-127.0.0.1}:$port" --metrics-listen 127.0.0.1:0 --data-dir "$T/data" \
     --token-file "$T/token" --heartbeat-interval 0.5 --heartbeat-timeout "${HEARTBEAT_TIMEOUT:-3}" \
     --max-retries 2 >"$log" 2>&1 &
   COORD_PID=$!
@@ -30,16 +30,19 @@ start_coordinator() {
   case_ports+=("$COORD_PORT" "${COORD_METRICS##*:}")
 }
 
-# start_worker NAME: one CPU slot, work directory $T/work-NAME; sets WORKER_NAME
-# to its pid.
+# start_worker NAME [PREFIX...]: one CPU slot, work directory $T/work-NAME; sets
+# WORKER_NAME to its pid. PREFIX (e.g. `ip netns exec NS`) must exec the worker;
+# WORKER_ENDPOINT overrides the coordinator's address.
 start_worker() {
-  local log="$T/worker-$1.log"
+  local name="$1"
+  shift
+  local log="$T/worker-$name.log"
   : >"$log.start"
-  "$WORKER" --coordinator "$ENDPOINT" --slots 1 --device cpu --work-dir "$T/work-$1" --metrics-listen 127.0.0.1:0 \
-    --token-file "$T/token" --name "$1" --rendezvous-ports "$RDV_PORT-$((RDV_PORT + 20))" --trainer "$D2" \
+  "$@" "$WORKER" --coordinator "${WORKER_ENDPOINT:-$ENDPOINT}" --slots 1 --device cpu --work-dir "$T/work-$name" --metrics-listen 127.0.0.1:0 \
+    --token-file "$T/token" --name "$name" --rendezvous-ports "$RDV_PORT-$((RDV_PORT + 20))" --trainer "$D2" \
     --stop-grace-seconds 5 >>"$log" 2>&1 &
-  eval "WORKER_$1=$!"
-  wait_for "$log" "registered as" 30 || { fail "worker $1 start: $(cat "$log")"; return 1; }
+  eval "WORKER_$name=$!"
+  wait_for "$log" "registered as" 30 || { fail "worker $name start: $(cat "$log")"; return 1; }
   local m
   m=$(grep -m1 "metrics on" "$log" | sed 's/.*metrics on //')
   [ -n "$m" ] && case_ports+=("${m##*:}")

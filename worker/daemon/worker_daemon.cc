@@ -271,7 +271,6 @@ void WorkerDaemon::Lease() {
       return;
     }
     if (!response.has_assignment() || response.assignment().id().empty()) return;
-    if (options_.on_lease) options_.on_lease(response.assignment());
     StartRunner(response.assignment());
   }
 }
@@ -301,6 +300,7 @@ void WorkerDaemon::StartRunner(const v1::Assignment& assignment) {
       return;
     }
   }
+  if (options_.on_lease) options_.on_lease(assignment);
   ReapFinished();  // a finished runner of the same id goes first
   Log(absl::StrCat("leased assignment ", assignment.id(), ": job ", assignment.job_id(), " attempt ",
                    assignment.attempt(), " rank ", assignment.rank(), "/", assignment.world_size(), " on slot ",

@@ -58,7 +58,8 @@ class WorkerDaemon {
     bool clean_work_dirs = false;  // remove an assignment's directory once reported
     std::map<std::string, std::string> labels;
     // Observers (benchmarks, tests), called on the daemon's threads; quick and
-    // thread-safe: an assignment as its lease returns, and once it is reported
+    // thread-safe: an assignment as its lease returns (not one leased again
+    // while it runs, which is ignored), and once it is reported
     // (or dropped: kStopped).
     std::function<void(const v1::Assignment&)> on_lease;
     std::function<void(const v1::Assignment&, AssignmentResult)> on_done;

@@ -733,6 +733,7 @@ TEST_F(WorkerDaemonTest, RunsRanksThroughTheLauncherItIsGiven) {
     done.push_back(a.id());
   };
   fake_.Queue(Assignment("s1", "succeed"));
+  fake_.Queue(Assignment("s1", "succeed"));  // leased again while it runs (2 slots): ignored, not observed
   StartDaemon(options);
   ASSERT_TRUE(fake_.WaitFor([&] { return !fake_.completed_.empty() || !fake_.failed_.empty(); }));
   {

@@ -139,6 +139,16 @@ absl::Status ParseFamily(const Fields& f, const json& root, const std::string& s
   return absl::OkStatus();
 }
 
+// partial_rotary_factor, where it may stand (top level or a rope object):
+// only 1 (whole heads) is supported.
+absl::Status RefusePartialRotary(const Fields& f) {
+  if (!f.Has("partial_rotary_factor")) return absl::OkStatus();
+  D2_ASSIGN_OR_RETURN(double partial, f.Number("partial_rotary_factor"));
+  if (partial == 1.0) return absl::OkStatus();
+  return f.Error("partial_rotary_factor", absl::StrCat("partial rotary embeddings (", partial,
+                                                       ") are not supported; the model rotates whole heads"));
+}
+
 // The rope type and scaling of one rope object: transformers 4's
 // `rope_scaling` or transformers 5's `rope_parameters` (`where` names it).
 absl::StatusOr<RopeScaling> ParseRopeObject(const json& rs, const std::string& where) {
@@ -150,13 +160,7 @@ absl::StatusOr<RopeScaling> ParseRopeObject(const json& rs, const std::string& w
   } else {
     D2_ASSIGN_OR_RETURN(type, f.String("type", ""));
   }
-  if (f.Has("partial_rotary_factor")) {
-    D2_ASSIGN_OR_RETURN(double partial, f.Number("partial_rotary_factor"));
-    if (partial != 1.0) {
-      return f.Error("partial_rotary_factor", absl::StrCat("partial rotary embeddings (", partial,
-                                                           ") are not supported; the model rotates whole heads"));
-    }
-  }
+  D2_RETURN_IF_ERROR(RefusePartialRotary(f));
   if (type.empty() || type == "default") return out;
   if (type == "linear") {
     out.type = RopeScalingType::kLinear;
@@ -196,13 +200,7 @@ bool SameScaling(const RopeScaling& a, const RopeScaling& b) {
 absl::Status ParseRope(const json& root, const std::string& source, ModelConfig& c) {
   Fields top(root, source);
   D2_ASSIGN_OR_RETURN(c.rope_theta, top.PositiveNumber("rope_theta", 10000.0));
-  if (top.Has("partial_rotary_factor")) {
-    D2_ASSIGN_OR_RETURN(double partial, top.Number("partial_rotary_factor"));
-    if (partial != 1.0) {
-      return top.Error("partial_rotary_factor", absl::StrCat("partial rotary embeddings (", partial,
-                                                             ") are not supported; the model rotates whole heads"));
-    }
-  }
+  D2_RETURN_IF_ERROR(RefusePartialRotary(top));
   std::optional<RopeScaling> from_scaling;
   if (top.Has("rope_scaling")) {
     if (!root.at("rope_scaling").is_object()) return top.TypeError("rope_scaling", "null or an object");
