@@ -17,6 +17,8 @@ const std::map<std::string, Role, std::less<>>& Policies() {
       {"d2lora.v1.JobService/GetJob", Role::kReadOnly},
       {"d2lora.v1.JobService/ListJobs", Role::kReadOnly},
       {"d2lora.v1.JobService/CancelJob", Role::kFull},
+      {"d2lora.v1.JobService/PauseJob", Role::kFull},
+      {"d2lora.v1.JobService/ResumeJob", Role::kFull},
       {"d2lora.v1.JobService/WatchJob", Role::kReadOnly},
       {"d2lora.v1.JobService/ListArtifacts", Role::kReadOnly},
       {"d2lora.v1.JobService/DownloadArtifact", Role::kReadOnly},

@@ -245,14 +245,15 @@ void Coordinator::EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError&
   metrics_->AttemptFailed();
   StopAssignmentsOf(m, job.id(), job.attempt());
   *job.mutable_error() = error;
-  const bool retry = retryable && job.attempt() <= job.max_retries();
+  const int failed_attempts = job.attempt() - job.pauses();  // a pause is not a failure
+  const bool retry = retryable && failed_attempts <= job.max_retries();
   if (retry) {
     SetState(m, job, v1::QUEUED,
              absl::StrCat("attempt ", job.attempt(), " failed (", error.code(), ": ", error.message(),
                           "); retrying", job.checkpoint_step() > 0
                                              ? absl::StrCat(" from the checkpoint at step ", job.checkpoint_step())
                                              : std::string(" from the start"),
-                          " (attempt ", job.attempt() + 1, " of ", job.max_retries() + 1, ")"));
+                          " (try ", failed_attempts + 1, " of ", job.max_retries() + 1, ")"));
   } else {
     SetState(m, job, v1::FAILED,
              absl::StrCat("attempt ", job.attempt(), " failed (", error.code(), ": ", error.message(), ")",

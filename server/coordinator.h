@@ -9,7 +9,8 @@
 // heartbeating, fails the attempt: the other ranks are told to stop, and the
 // job is QUEUED again (resuming from its last stored checkpoint) while retries
 // remain and the error is retryable, else FAILED. Cancel ends the job
-// (CANCELLED) at once; its ranks are stopped at their next heartbeat.
+// (CANCELLED) at once; its ranks are stopped at their next heartbeat. Pause
+// and Resume: coordinator_pause.cc.
 //
 // Durability without a lock across the disk: a call stages its changes and
 // applies them to the in-memory state under mu_, queues them for the store
@@ -75,6 +76,9 @@ class Coordinator {
   absl::StatusOr<v1::Job> GetJob(const std::string& id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
   absl::StatusOr<v1::Job> Cancel(const std::string& id, const std::string& reason);
+  // coordinator_pause.cc: see JobState in job.proto.
+  absl::StatusOr<v1::Job> Pause(const std::string& id, const std::string& reason);
+  absl::StatusOr<v1::Job> Resume(const std::string& id);
   // Events after `after_seq`, waiting up to `wait` for the first one.
   absl::StatusOr<EventBatch> WaitEvents(const std::string& job_id, int64_t after_seq, absl::Duration wait);
   // NOT_FOUND unless the job exists (artifact calls).
@@ -135,6 +139,15 @@ class Coordinator {
   void ApplyStaged(const StoreMutation& m);
   void EndAttempt(StoreMutation& m, v1::Job& job, const v1::JobError& error, bool retryable);
   void StopAssignmentsOf(StoreMutation& m, const std::string& job_id, int attempt);
+  // Whether the attempt still has an assignment other than `except` that `m`
+  // does not delete.
+  bool AttemptHasAssignmentsLocked(const StoreMutation& m, const std::string& job_id, int attempt,
+                                   const std::string& except) const;
+  // A PAUSING job whose ranks have all ended: PAUSED.
+  void FinishPause(StoreMutation& m, v1::Job& job);
+  // A PAUSING job's assignment ended (reported, or its worker lost): the last
+  // one makes the job PAUSED, or SUCCEEDED when rank 0 had completed the run.
+  void PausingAssignmentEnded(StoreMutation& m, v1::Job& job, const std::string& assignment_id);
   absl::Status EndAssignment(const std::string& worker_id, const std::string& assignment_id,
                              const std::function<void(StoreMutation&, v1::Job&, const v1::Assignment&)>& update);
   // The scheduling round (its reading parts in scheduling_round.h).

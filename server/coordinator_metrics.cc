@@ -11,11 +11,14 @@ const char* StateLabel(v1::JobState s) {
     case v1::SUCCEEDED: return "succeeded";
     case v1::FAILED: return "failed";
     case v1::CANCELLED: return "cancelled";
+    case v1::PAUSING: return "pausing";
+    case v1::PAUSED: return "paused";
     default: return "unspecified";
   }
 }
 
-constexpr v1::JobState kStates[] = {v1::QUEUED, v1::SCHEDULED, v1::RUNNING, v1::SUCCEEDED, v1::FAILED, v1::CANCELLED};
+constexpr v1::JobState kStates[] = {v1::QUEUED,    v1::SCHEDULED, v1::RUNNING, v1::SUCCEEDED,
+                                    v1::FAILED,    v1::CANCELLED, v1::PAUSING, v1::PAUSED};
 
 }  // namespace
 

@@ -93,8 +93,10 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
         c->set_type(v1::WorkerCommand::STOP);
         c->set_assignment_id(id);
         const auto job = jobs_.find(a.assignment.job_id());
-        c->set_reason(job != jobs_.end() && job->second.state() == v1::CANCELLED ? "job cancelled"
-                                                                                   : "the attempt failed");
+        const v1::JobState state = job != jobs_.end() ? job->second.state() : v1::JOB_STATE_UNSPECIFIED;
+        c->set_reason(state == v1::CANCELLED ? "job cancelled"
+                      : state == v1::PAUSING ? "job paused: checkpoint and stop"
+                                             : "the attempt failed");
       }
       if (a.state == AssignmentState::kPending) response.set_work_available(true);
     }
@@ -282,7 +284,7 @@ absl::Status Coordinator::EndAssignment(
     // QUEUED: the attempt has already ended (another rank failed first); its
     // first error stays the job's, later reports (the others, stopped) do not count.
     if (job_it != jobs_.end() && !IsTerminal(job_it->second.state()) && job_it->second.state() != v1::QUEUED &&
-        job_it->second.attempt() == asg.attempt()) {
+        job_it->second.state() != v1::PAUSED && job_it->second.attempt() == asg.attempt()) {
       update(m, m.jobs.emplace_back(job_it->second), asg);
     }
     ticket = Stage(m);
@@ -295,6 +297,7 @@ absl::Status Coordinator::Complete(const v1::CompleteAssignmentRequest& request)
   return EndAssignment(request.worker_id(), request.assignment_id(),
                        [&](StoreMutation& m, v1::Job& job, const v1::Assignment& asg) {
                          if (asg.rank() == 0) SetJobSummary(job, request.summary_json());
+                         if (job.state() == v1::PAUSING) return PausingAssignmentEnded(m, job, asg.id());
                          for (const auto& [id, other] : assignments_) {
                            if (id != asg.id() && other.assignment.job_id() == asg.job_id() &&
                                other.assignment.attempt() == asg.attempt()) {
@@ -314,6 +317,7 @@ absl::Status Coordinator::Fail(const v1::FailAssignmentRequest& request) {
                          error.set_rank(asg.rank());
                          if (error.code().empty()) error.set_code("UNKNOWN");
                          // A merge the gate stopped: its summary (and headline) stay with the job.
+                         if (job.state() == v1::PAUSING) return PausingAssignmentEnded(m, job, asg.id());
                          if (asg.rank() == 0 && !request.summary_json().empty()) {
                            SetJobSummary(job, request.summary_json());
                          }
@@ -344,7 +348,7 @@ void Coordinator::ReapWorkers(StoreMutation& m) {
       if (a.worker_id != wid || Contains(m.deleted_assignments, aid)) continue;
       m.deleted_assignments.push_back(aid);
       auto job_it = jobs_.find(a.assignment.job_id());
-      if (job_it == jobs_.end() || IsTerminal(job_it->second.state()) ||
+      if (job_it == jobs_.end() || IsTerminal(job_it->second.state()) || job_it->second.state() == v1::PAUSED ||
           job_it->second.attempt() != a.assignment.attempt()) {
         continue;
       }
@@ -352,8 +356,14 @@ void Coordinator::ReapWorkers(StoreMutation& m) {
       for (v1::Job& j : m.jobs) {
         if (j.id() == job_it->first) job = &j;
       }
-      if (job != nullptr && (IsTerminal(job->state()) || job->state() == v1::QUEUED)) continue;  // ended this round
+      if (job != nullptr && (IsTerminal(job->state()) || job->state() == v1::QUEUED || job->state() == v1::PAUSED)) {
+        continue;  // ended this round
+      }
       if (job == nullptr) job = &m.jobs.emplace_back(job_it->second);
+      if (job->state() == v1::PAUSING) {  // its checkpoint is lost with the worker; the last stored one stays
+        PausingAssignmentEnded(m, *job, aid);
+        continue;
+      }
       v1::JobError error;
       error.set_code("UNAVAILABLE");
       error.set_message(absl::StrCat("worker ", w.stored.registration.name(), " (", wid, ") was lost: no heartbeat for ",

@@ -77,6 +77,26 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::C
   return grpc::Status::OK;
 }
 
+grpc::Status JobServiceImpl::PauseJob(grpc::ServerContext* context, const v1::PauseJobRequest* request,
+                                      v1::Job* response) {
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/PauseJob"); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckId("id", request->id()); !s.ok()) return ToGrpcStatus(s);
+  auto job = coordinator_->Pause(request->id(), request->reason());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ResumeJob(grpc::ServerContext* context, const v1::ResumeJobRequest* request,
+                                       v1::Job* response) {
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/ResumeJob"); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckId("id", request->id()); !s.ok()) return ToGrpcStatus(s);
+  auto job = coordinator_->Resume(request->id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = *std::move(job);
+  return grpc::Status::OK;
+}
+
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
   if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/WatchJob"); !s.ok()) return ToGrpcStatus(s);

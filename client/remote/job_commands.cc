@@ -1,6 +1,8 @@
 // d2lora list [--state S]... [--label k=v]... [--limit N] [--all]
 // d2lora get ID
 // d2lora cancel ID [--reason TEXT]
+// d2lora pause ID [--reason TEXT] [--wait]
+// d2lora resume ID
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
@@ -29,6 +31,7 @@ struct JobFlags {
   ConnectionFlags connection;
   std::string id;
   std::string reason;
+  bool wait = false;  // pause: until the job is PAUSED (or has ended)
 };
 
 absl::StatusOr<int> RunList(const ListFlags& f) {
@@ -79,6 +82,18 @@ absl::StatusOr<int> RunGet(const JobFlags& f) {
   return kExitOk;
 }
 
+// Prints what a pause or resume call answered: `doing` while the job is on its
+// way (`on_the_way`), else the state it is in.
+void PrintJobAnswer(const Remote& remote, const v1::Job& job, v1::JobState on_the_way, const char* doing) {
+  if (remote.json) {
+    std::cout << MessageToJson(job) << std::endl;
+  } else if (job.state() == on_the_way) {
+    std::cout << doing << " job " << job.id() << " (" << JobStateName(job.state()) << ")" << std::endl;
+  } else {
+    std::cout << "job " << job.id() << " is " << JobStateName(job.state()) << std::endl;
+  }
+}
+
 absl::StatusOr<int> RunCancel(const JobFlags& f) {
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
   grpc::ClientContext context;
@@ -99,14 +114,55 @@ absl::StatusOr<int> RunCancel(const JobFlags& f) {
   return kExitOk;
 }
 
+absl::StatusOr<int> RunPause(const JobFlags& f) {
+  D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
+  v1::Job job;
+  {
+    grpc::ClientContext context;
+    remote.Prepare(context);
+    v1::PauseJobRequest request;
+    request.set_id(f.id);
+    request.set_reason(f.reason);
+    const grpc::Status status = remote.stub->PauseJob(&context, request, &job);
+    if (!status.ok()) return ServerError(status);
+  }
+  // --wait: until the ranks have checkpointed and freed their slots.
+  while (f.wait && job.state() == v1::PAUSING) {
+    absl::SleepFor(absl::Milliseconds(500));
+    grpc::ClientContext context;
+    remote.Prepare(context);
+    v1::GetJobRequest request;
+    request.set_id(f.id);
+    const grpc::Status status = remote.stub->GetJob(&context, request, &job);
+    if (!status.ok()) return ServerError(status);
+  }
+  PrintJobAnswer(remote, job, v1::PAUSING, "pausing");
+  return kExitOk;
+}
+
+absl::StatusOr<int> RunResume(const JobFlags& f) {
+  D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
+  grpc::ClientContext context;
+  remote.Prepare(context);
+  v1::ResumeJobRequest request;
+  request.set_id(f.id);
+  v1::Job job;
+  const grpc::Status status = remote.stub->ResumeJob(&context, request, &job);
+  if (!status.ok()) return ServerError(status);
+  PrintJobAnswer(remote, job, v1::JOB_STATE_UNSPECIFIED, "");
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddJobCommands(CLI::App& app, int* exit_code) {
   auto list = std::make_shared<ListFlags>();
   CLI::App* cmd = app.add_subcommand("list", "List jobs, newest first");
   cmd->add_option("--state", list->states,
-                  "Only jobs in this state: queued, scheduled, running, succeeded, failed, cancelled (repeatable)")
-      ->check(CLI::IsMember({"queued", "scheduled", "running", "succeeded", "failed", "cancelled"}, CLI::ignore_case));
+                  "Only jobs in this state: queued, scheduled, running, succeeded, failed, cancelled, pausing, paused "
+                  "(repeatable)")
+      ->check(CLI::IsMember({"queued", "scheduled", "running", "succeeded", "failed", "cancelled", "pausing", "paused"},
+                     CLI::ignore_case));
   cmd->add_option("--label", list->labels, "Only jobs with this label: key=value (repeatable)")
       ->check(KeyValueValidator());
   cmd->add_option("--limit", list->limit, "At most this many jobs (default: the coordinator's page, 100)")
@@ -127,6 +183,20 @@ void AddJobCommands(CLI::App& app, int* exit_code) {
   cmd->add_option("--reason", cancel->reason, "Why, for the job's record");
   AddConnectionFlags(cmd, &cancel->connection);
   cmd->callback([cancel, exit_code]() { RunCommand("cancel", exit_code, [&cancel]() { return RunCancel(*cancel); }); });
+
+  auto pause = std::make_shared<JobFlags>();
+  cmd = app.add_subcommand("pause", "Pause a job: its ranks checkpoint and free their slots (resume continues it)");
+  cmd->add_option("id", pause->id, "Job id")->required();
+  cmd->add_option("--reason", pause->reason, "Why, for the job's record");
+  cmd->add_flag("--wait", pause->wait, "Return once the job is PAUSED (its checkpoint stored, its slots free)");
+  AddConnectionFlags(cmd, &pause->connection);
+  cmd->callback([pause, exit_code]() { RunCommand("pause", exit_code, [&pause]() { return RunPause(*pause); }); });
+
+  auto resume = std::make_shared<JobFlags>();
+  cmd = app.add_subcommand("resume", "Queue a paused job again; it continues from its last checkpoint");
+  cmd->add_option("id", resume->id, "Job id")->required();
+  AddConnectionFlags(cmd, &resume->connection);
+  cmd->callback([resume, exit_code]() { RunCommand("resume", exit_code, [&resume]() { return RunResume(*resume); }); });
 }
 
 }  // namespace d2lora::cli

@@ -42,14 +42,14 @@ std::string FullName(const google::protobuf::MethodDescriptor* m) {
 
 TEST(AuthTest, EveryMethodOfOurServicesHasAPolicy) {
   const auto methods = AllMethods();
-  ASSERT_EQ(methods.size(), 16u);
+  ASSERT_EQ(methods.size(), 18u);
   for (const auto* m : methods) EXPECT_TRUE(RpcRole(FullName(m)).has_value()) << FullName(m) << " has no policy";
   EXPECT_FALSE(RpcRole("d2lora.v1.JobService/NoSuchMethod").has_value());
   // What the read-only token may do, spelled out.
   for (const char* read : {"GetJob", "ListJobs", "WatchJob", "ListArtifacts", "DownloadArtifact"}) {
     EXPECT_EQ(RpcRole(std::string("d2lora.v1.JobService/") + read), Role::kReadOnly) << read;
   }
-  for (const char* write : {"SubmitJob", "CancelJob", "UploadFile"}) {
+  for (const char* write : {"SubmitJob", "CancelJob", "PauseJob", "ResumeJob", "UploadFile"}) {
     EXPECT_EQ(RpcRole(std::string("d2lora.v1.JobService/") + write), Role::kFull) << write;
   }
   for (const auto* m : methods) {
@@ -152,11 +152,18 @@ TEST_F(AuthServerTest, ReadOnlyTokenListsButCannotSubmitOrCancel) {
   {
     grpc::ClientContext context;
     context.AddMetadata("authorization", std::string("Bearer ") + kRead);
+    v1::PauseJobRequest pause;
+    pause.set_id(job.id());
+    EXPECT_EQ(stub->PauseJob(&context, pause, &cancelled).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", std::string("Bearer ") + kRead);
     v1::GetJobRequest get;
     get.set_id(job.id());
     v1::Job got;
     ASSERT_TRUE(stub->GetJob(&context, get, &got).ok());
-    EXPECT_EQ(got.state(), v1::QUEUED);  // the refused cancel changed nothing
+    EXPECT_EQ(got.state(), v1::QUEUED);  // the refused cancel and pause changed nothing
   }
 }
 

@@ -444,6 +444,142 @@ TEST_F(CoordinatorTest, CancelStopsRanksAtTheNextHeartbeat) {
   EXPECT_EQ(coordinator_->Cancel("job-nope", "").status().code(), absl::StatusCode::kNotFound);
 }
 
+// Pause: a running attempt's ranks are told to checkpoint and stop; the slot
+// stays theirs (their checkpoint upload is still accepted) until they report,
+// then the job is PAUSED with its slot free; resume queues it from that
+// checkpoint, and pauses do not use up retries (max_retries 1 here).
+TEST_F(CoordinatorTest, PauseCheckpointsFreesTheSlotAndResumeContinues) {
+  const std::string w = AddWorker(1);
+  auto r = Request(1);
+  r.set_max_retries(1);
+  const std::string id = Submit(r);
+  for (int round = 1; round <= 2; ++round) {
+    coordinator_->ScheduleNow();
+    const v1::Assignment a = Lease(w);
+    ASSERT_FALSE(a.id().empty()) << "round " << round;
+    EXPECT_EQ(a.attempt(), round);
+    Start(w, a);
+    ASSERT_EQ(State(id), v1::RUNNING);
+    auto paused = coordinator_->Pause(id, "make room");
+    ASSERT_TRUE(paused.ok()) << paused.status();
+    EXPECT_EQ(paused->state(), v1::PAUSING);
+    EXPECT_EQ(coordinator_->Pause(id, "").value().state(), v1::PAUSING);  // again: nothing changes
+    EXPECT_EQ(coordinator_->Resume(id).status().code(), absl::StatusCode::kFailedPrecondition);
+    v1::HeartbeatRequest hb;
+    hb.set_worker_id(w);
+    hb.add_running_assignments(a.id());
+    auto beat = coordinator_->Heartbeat(hb);
+    ASSERT_EQ(beat->commands_size(), 1);
+    EXPECT_EQ(beat->commands(0).type(), v1::WorkerCommand::STOP);
+    EXPECT_EQ(beat->commands(0).reason(), "job paused: checkpoint and stop");
+    // The stop checkpoint arrives while PAUSING and counts.
+    const std::string dir = "checkpoints/step-" + std::to_string(10 * round);
+    Put(artifacts_, "jobs/" + id + "/" + dir + "/parameters.safetensors", "p");
+    Put(artifacts_, "jobs/" + id + "/" + dir + "/trainer_state.json", "{}");
+    D2_ASSERT_OK(coordinator_->ArtifactStored(a, dir + "/trainer_state.json"));
+    // No other job can take the slot yet.
+    const std::string other = Submit(Request(1));
+    coordinator_->ScheduleNow();
+    EXPECT_EQ(State(other), v1::QUEUED);
+    D2_ASSERT_OK(Fail(w, a, /*retryable=*/true, "ABORTED"));
+    auto job = coordinator_->GetJob(id);
+    EXPECT_EQ(job->state(), v1::PAUSED);
+    EXPECT_EQ(job->checkpoint_step(), 10 * round);
+    EXPECT_EQ(job->pauses(), round);
+    EXPECT_EQ(job->workers_size(), 0);
+    EXPECT_EQ(coordinator_->Pause(id, "").value().state(), v1::PAUSED);
+    // The free slot goes to the other job, which runs to its end.
+    coordinator_->ScheduleNow();
+    EXPECT_EQ(State(other), v1::SCHEDULED);
+    const v1::Assignment b = Lease(w);
+    v1::CompleteAssignmentRequest done;
+    done.set_worker_id(w);
+    done.set_assignment_id(b.id());
+    D2_ASSERT_OK(coordinator_->Complete(done));
+    coordinator_->ScheduleNow();
+    EXPECT_EQ(State(id), v1::PAUSED) << "a paused job is not placed";
+    auto resumed = coordinator_->Resume(id);
+    ASSERT_TRUE(resumed.ok()) << resumed.status();
+    EXPECT_EQ(resumed->state(), v1::QUEUED);
+    EXPECT_EQ(coordinator_->Resume(id).value().state(), v1::QUEUED);  // again: nothing changes
+  }
+  coordinator_->ScheduleNow();
+  const v1::Assignment last = Lease(w);
+  EXPECT_EQ(last.attempt(), 3);
+  EXPECT_EQ(last.resume_from(), "resume/checkpoints/step-20");
+  // A failure now is the first real one: retried (attempt 3 of which 2 were paused)...
+  D2_ASSERT_OK(Fail(w, last, /*retryable=*/true));
+  EXPECT_EQ(State(id), v1::QUEUED);
+  EXPECT_NE(coordinator_->GetJob(id)->error().message().find("boom"), std::string::npos);
+  coordinator_->ScheduleNow();
+  // ...and the second uses up the one retry.
+  D2_ASSERT_OK(Fail(w, Lease(w), /*retryable=*/true));
+  EXPECT_EQ(State(id), v1::FAILED);
+  EXPECT_EQ(coordinator_->Pause(id, "").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(coordinator_->Resume(id).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(coordinator_->Pause("job-nope", "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(coordinator_->Pause(id, std::string(1025, 'x')).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A queued job pauses at once; a scheduled one whose ranks were never leased
+// too; a pausing job whose worker is lost ends PAUSED; a pausing job whose
+// rank 0 had already completed the run is SUCCEEDED; a paused job can be
+// cancelled; and all of it survives a restart.
+TEST_F(CoordinatorTest, PauseEdges) {
+  options_.heartbeat_timeout = absl::Milliseconds(300);
+  Open();
+  const std::string queued = Submit(Request(1));
+  EXPECT_EQ(coordinator_->Pause(queued, "").value().state(), v1::PAUSED);
+
+  const std::string w1 = AddWorker(1);
+  const std::string unleased = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  ASSERT_EQ(State(unleased), v1::SCHEDULED);
+  auto p = coordinator_->Pause(unleased, "");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->state(), v1::PAUSED) << "no rank held a slot: nothing to wait for";
+  EXPECT_TRUE(Lease(w1).id().empty());
+
+  // Lost while pausing.
+  const std::string lost = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  const v1::Assignment a = Lease(w1);
+  ASSERT_EQ(a.job_id(), lost);
+  ASSERT_EQ(coordinator_->Pause(lost, "").value().state(), v1::PAUSING);
+  const std::string w2 = AddWorker(1);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(w2);
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(coordinator_->Heartbeat(hb).ok());
+  }
+  coordinator_->ScheduleNow();  // w1 is lost
+  EXPECT_EQ(State(lost), v1::PAUSED);
+  EXPECT_EQ(coordinator_->GetJob(lost)->pauses(), 1);
+
+  // Rank 0 completed before the stop reached it.
+  const std::string finished = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  const v1::Assignment f = Lease(w2);
+  ASSERT_EQ(f.job_id(), finished);
+  ASSERT_EQ(coordinator_->Pause(finished, "").value().state(), v1::PAUSING);
+  v1::CompleteAssignmentRequest done;
+  done.set_worker_id(w2);
+  done.set_assignment_id(f.id());
+  done.set_summary_json(R"({"steps": 3})");
+  D2_ASSERT_OK(coordinator_->Complete(done));
+  EXPECT_EQ(State(finished), v1::SUCCEEDED);
+
+  ASSERT_TRUE(coordinator_->Cancel(unleased, "no longer needed").ok());
+  EXPECT_EQ(State(unleased), v1::CANCELLED);
+  Open();  // restart
+  EXPECT_EQ(State(queued), v1::PAUSED);
+  EXPECT_EQ(State(lost), v1::PAUSED);
+  EXPECT_EQ(State(unleased), v1::CANCELLED);
+  ASSERT_TRUE(coordinator_->Resume(queued).ok());
+  EXPECT_EQ(State(queued), v1::QUEUED);
+}
+
 TEST_F(CoordinatorTest, RestartLosesNothingAcknowledged) {
   const std::string w = AddWorker(1);
   const std::string id = Submit(Request(1));

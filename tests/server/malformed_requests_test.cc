@@ -300,6 +300,27 @@ TEST_F(MalformedRequestsTest, QueriesAndCancel) {
       return stub_->CancelJob(&context, r, &job);
     };
   };
+  auto pause = [this](std::string id, std::string reason) {
+    return [this, id, reason] {
+      grpc::ClientContext context;
+      Prepare(context);
+      v1::PauseJobRequest r;
+      r.set_id(id);
+      r.set_reason(reason);
+      v1::Job job;
+      return stub_->PauseJob(&context, r, &job);
+    };
+  };
+  auto resume = [this](std::string id) {
+    return [this, id] {
+      grpc::ClientContext context;
+      Prepare(context);
+      v1::ResumeJobRequest r;
+      r.set_id(id);
+      v1::Job job;
+      return stub_->ResumeJob(&context, r, &job);
+    };
+  };
   auto watch = [this](std::string id, int64_t after) {
     return [this, id, after] {
       grpc::ClientContext context;
@@ -362,6 +383,11 @@ TEST_F(MalformedRequestsTest, QueriesAndCancel) {
       {"cancel: no id", cancel("", ""), kInvalid, "id"},
       {"cancel: 1 MB reason", cancel("job-000000000000", huge), kInvalid, "reason"},
       {"cancel: unknown id", cancel("job-000000000000", "r"), grpc::StatusCode::NOT_FOUND, "job-000000000000"},
+      {"pause: no id", pause("", ""), kInvalid, "id"},
+      {"pause: 1 MB reason", pause("job-000000000000", huge), kInvalid, "reason"},
+      {"pause: unknown id", pause("job-000000000000", "r"), grpc::StatusCode::NOT_FOUND, "job-000000000000"},
+      {"resume: no id", resume(""), kInvalid, "id"},
+      {"resume: unknown id", resume("job-000000000000"), grpc::StatusCode::NOT_FOUND, "job-000000000000"},
       {"watch: 1 MB id", watch(huge, 0), kInvalid, "id"},
       {"watch: unknown id", watch("job-000000000000", 0), grpc::StatusCode::NOT_FOUND, "job-000000000000"},
       {"download: name with ..", download("", "uploads/" + up + "/../../jobs.db", 0), kInvalid, "\"..\""},

@@ -11,7 +11,8 @@
 #   fault_matrix_test.sh CASE D2LORA COORDINATOR WORKER
 #
 # CASE: worker_sigstop | network_partition | worker_lost_elastic | rank_death | rank_hang | coordinator_kill_scheduling |
-#       coordinator_kill_upload | store_full | checkpoint_corrupt | nonfinite
+#       coordinator_kill_upload | store_full | checkpoint_corrupt | nonfinite | pause_resume (not a fault: an
+#       interruption the operator asks for)
 # Exit 77 (skipped) when the case cannot run here (store_full without mounts,
 # network_partition without network namespaces).
 #
@@ -23,6 +24,8 @@
 #                        knows (Forget's AbandonAll and the runner's Abandon on NOT_FOUND)
 #                        removed: "the stale rank was not dropped" (it trained on, and its
 #                        late log upload was refused NOT_FOUND)
+#   pause_resume         a PAUSING job's stopped ranks ended the attempt as a failure
+#                        (Fail without the PAUSING branch): "pause: job ... is FAILED"
 #   worker_lost_elastic  no fallback sizes (elastic condition false): "no retry",
 #                        "world sizes: 2 of 2"
 #   rank_death/rank_hang retries sent no resume_from: "attempt 2 resumed at '0', wanted >= 44"
@@ -453,6 +456,50 @@ nonfinite)
     pass "two rollback events in the job's events" || fail "rollback events: $(grep -i rollback watch3.txt | head -5)"
   [ "$(field "$J3" '.metrics.rollbacksTotal // .metrics.rollbacks_total // 0')" == "2" ] &&
     pass "the job's metrics count 2 rollbacks" || fail "metrics: $(field "$J3" .metrics)"
+  ;;
+
+# Not a fault but an interruption the operator asks for: `d2lora pause` on a
+# running 2-rank job. Its ranks write a checkpoint and stop, the job is PAUSED
+# with its slots free (another 2-rank job runs on them meanwhile), no step is
+# lost, and `d2lora resume` continues it from that checkpoint to SUCCEEDED; the
+# pause does not count as a failed attempt (max_retries 0).
+pause_resume)
+  start_coordinator || exit 1
+  start_worker a || exit 1
+  start_worker b || exit 1
+  J=$(submit long.yaml --set train.max_steps=200 --world-size 2 --max-retries 0)
+  until_true 90 ckpt_at_least "$J" 8 && pass "2-rank job $J checkpointed" || fail "no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
+  BEFORE=$(field "$J" .metrics.step)
+  t0=$SECONDS
+  cli pause "$J" --reason "make room" --wait >pause.txt 2>&1 && grep -q "is PAUSED" pause.txt &&
+    pass "d2lora pause --wait returned after $((SECONDS - t0)) s: $(cat pause.txt)" || fail "pause: $(cat pause.txt)"
+  [ "$(state "$J")" == "PAUSED" ] || fail "state $(state "$J")"
+  [ -z "$(rank_pids "$J")" ] && pass "no rank of the paused job runs" || fail "ranks still running: $(rank_pids "$J")"
+  CK=$(field "$J" .checkpoint_step)
+  [ "$CK" -ge "$BEFORE" ] 2>/dev/null && pass "the stop checkpoint (step $CK) covers every step reported before the pause ($BEFORE)" ||
+    fail "checkpoint step $CK < step $BEFORE reported before the pause"
+  [ "$(field "$J" .pauses)" == "1" ] && pass "pauses: 1" || fail "pauses: $(field "$J" .pauses)"
+  cli list --state paused --json | jq -r '.jobs[].id' | grep -qx "$J" && pass "d2lora list --state paused lists it" ||
+    fail "list: $(cli list --state paused 2>&1 | head -5)"
+  J2=$(submit short.yaml --world-size 2)
+  until_true 90 is_state "$J2" SUCCEEDED && pass "another 2-rank job ran on the freed slots" || fail "J2: $(cli get "$J2" 2>&1 | tail -5)"
+  [ "$(state "$J")" == "PAUSED" ] && pass "the paused job stayed PAUSED" || fail "state $(state "$J")"
+  expect 3 "FAILED_PRECONDITION.*is SUCCEEDED" -- cli pause "$J2"  # pausing an ended job
+  expect 3 "NOT_FOUND" -- cli resume job-nope
+  cli resume "$J" >resume.txt 2>&1 && grep -q "is QUEUED" resume.txt && pass "d2lora resume: $(cat resume.txt)" ||
+    fail "resume: $(cat resume.txt)"
+  until_true 180 is_state "$J" SUCCEEDED && pass "the resumed job SUCCEEDED" || fail "job: $(cli get "$J" 2>&1 | tail -10)"
+  [ "$(field "$J" .attempt)" == "2" ] && pass "in 2 attempts, one of them paused" || fail "attempt $(field "$J" .attempt)"
+  for w in a b; do L=$(rank_log $w "$J" 2 0); [ -f "$L" ] && break; done
+  r=$(resumed_step "$L")
+  [ "$r" == "$CK" ] && pass "attempt 2 resumed at step $r, the stop checkpoint" || fail "attempt 2 resumed at '$r', wanted $CK"
+  cli download "$J" summary.json --out summary-r.json >/dev/null 2>&1
+  [ "$(jq .steps summary-r.json 2>/dev/null)" == "200" ] && pass "summary: 200 steps" || fail "summary: $(head -c 300 summary-r.json)"
+  cli watch "$J" >watch.txt 2>&1
+  grep -q "pausing: make room" watch.txt && grep -q "paused at the checkpoint of step $CK" watch.txt &&
+    grep -q "resumed; continuing from the checkpoint at step $CK" watch.txt &&
+    pass "the job's events: pausing, paused at step $CK, resumed" || fail "events: $(grep -i "paus\|resum" watch.txt | head -5)"
+  verify_artifacts "$J" && pass "every artifact verifies" || fail "artifacts of $J do not verify"
   ;;
 
 *)
