@@ -368,30 +368,34 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
   return response;
 }
 
-absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& id, const std::string& reason) {
+absl::StatusOr<v1::Job> Coordinator::ChangeJob(const std::string& id, const JobChange& change) {
   if (id.empty()) return absl::InvalidArgumentError("id: required");
-  if (reason.size() > 1024) return absl::InvalidArgumentError("reason: longer than 1024 bytes");
   v1::Job answer;
   uint64_t ticket = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-    if (IsTerminal(it->second.state())) {  // nothing to do
-      answer = it->second;
-      ticket = Visible();
-    } else {
-      StoreMutation m;
-      v1::Job& job = m.jobs.emplace_back(it->second);
-      job.set_cancel_requested(true);
-      StopAssignmentsOf(m, id, job.attempt());
-      SetState(m, job, v1::CANCELLED, reason.empty() ? "cancelled" : absl::StrCat("cancelled: ", reason));
-      answer = job;
-      ticket = Stage(m);
-    }
+    StoreMutation m;
+    absl::StatusOr<v1::Job> changed = change(it->second, m);
+    if (!changed.ok()) return changed.status();
+    answer = *std::move(changed);
+    ticket = Stage(m);  // nothing staged: what is visible
   }
   if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return answer;
+}
+
+absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& id, const std::string& reason) {
+  if (reason.size() > 1024) return absl::InvalidArgumentError("reason: longer than 1024 bytes");
+  return ChangeJob(id, [&](const v1::Job& current, StoreMutation& m) -> absl::StatusOr<v1::Job> {
+    if (IsTerminal(current.state())) return current;  // nothing to do
+    v1::Job& job = m.jobs.emplace_back(current);
+    job.set_cancel_requested(true);
+    StopAssignmentsOf(m, id, job.attempt());
+    SetState(m, job, v1::CANCELLED, reason.empty() ? "cancelled" : absl::StrCat("cancelled: ", reason));
+    return job;
+  });
 }
 
 absl::StatusOr<EventBatch> Coordinator::WaitEvents(const std::string& job_id, int64_t after_seq, absl::Duration wait) {

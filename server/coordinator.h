@@ -128,6 +128,11 @@ class Coordinator {
   // Until the changes with `ticket` are durable; mu_ NOT held.
   absl::Status Durable(uint64_t ticket) { return commits_->Wait(ticket); }
 
+  // Takes mu_, looks the job up and lets `change` stage a change in `m` (and
+  // return the changed job) or return the job as it is, or an error; answers
+  // once what it returns is durable. NOT_FOUND for an unknown job.
+  using JobChange = std::function<absl::StatusOr<v1::Job>(const v1::Job& current, StoreMutation& m)>;
+  absl::StatusOr<v1::Job> ChangeJob(const std::string& id, const JobChange& change);
   // All below: mu_ held. They stage changes in `m`; Stage applies them and
   // queues them for the store, returning the ticket to wait for (Durable)
   // once mu_ is released.

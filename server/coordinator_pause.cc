@@ -44,51 +44,31 @@ void Coordinator::PausingAssignmentEnded(StoreMutation& m, v1::Job& job, const s
 }
 
 absl::StatusOr<v1::Job> Coordinator::Pause(const std::string& id, const std::string& reason) {
-  if (id.empty()) return absl::InvalidArgumentError("id: required");
   if (reason.size() > 1024) return absl::InvalidArgumentError("reason: longer than 1024 bytes");
-  v1::Job answer;
-  uint64_t ticket = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-    const v1::JobState state = it->second.state();
+  return ChangeJob(id, [&](const v1::Job& current, StoreMutation& m) -> absl::StatusOr<v1::Job> {
+    const v1::JobState state = current.state();
     if (IsTerminal(state)) {
       return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", v1::JobState_Name(state),
                                                         ": only a queued, scheduled or running job can be paused"));
     }
-    if (state == v1::PAUSING || state == v1::PAUSED) {  // nothing to do
-      answer = it->second;
-      ticket = Visible();
-    } else {
-      StoreMutation m;
-      v1::Job& job = m.jobs.emplace_back(it->second);
-      const std::string why = reason.empty() ? std::string() : absl::StrCat(": ", reason);
-      if (state == v1::QUEUED) {
-        SetState(m, job, v1::PAUSED, absl::StrCat("paused while queued", why));
-      } else {
-        StopAssignmentsOf(m, id, job.attempt());  // unleased ranks are withdrawn at once
-        SetState(m, job, v1::PAUSING,
-                 absl::StrCat("pausing", why, ": attempt ", job.attempt(), "'s ranks write a checkpoint and stop"));
-        if (!AttemptHasAssignmentsLocked(m, id, job.attempt(), "")) FinishPause(m, job);
-      }
-      answer = job;
-      ticket = Stage(m);
+    if (state == v1::PAUSING || state == v1::PAUSED) return current;  // nothing to do
+    v1::Job& job = m.jobs.emplace_back(current);
+    const std::string why = reason.empty() ? std::string() : absl::StrCat(": ", reason);
+    if (state == v1::QUEUED) {
+      SetState(m, job, v1::PAUSED, absl::StrCat("paused while queued", why));
+      return job;
     }
-  }
-  if (absl::Status s = Durable(ticket); !s.ok()) return s;
-  return answer;
+    StopAssignmentsOf(m, id, job.attempt());  // unleased ranks are withdrawn at once
+    SetState(m, job, v1::PAUSING,
+             absl::StrCat("pausing", why, ": attempt ", job.attempt(), "'s ranks write a checkpoint and stop"));
+    if (!AttemptHasAssignmentsLocked(m, id, job.attempt(), "")) FinishPause(m, job);
+    return job;
+  });
 }
 
 absl::StatusOr<v1::Job> Coordinator::Resume(const std::string& id) {
-  if (id.empty()) return absl::InvalidArgumentError("id: required");
-  v1::Job answer;
-  uint64_t ticket = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-    const v1::JobState state = it->second.state();
+  return ChangeJob(id, [&](const v1::Job& current, StoreMutation& m) -> absl::StatusOr<v1::Job> {
+    const v1::JobState state = current.state();
     if (IsTerminal(state)) {
       return absl::FailedPreconditionError(
           absl::StrCat("job ", id, " is ", v1::JobState_Name(state), ": an ended job cannot be resumed"));
@@ -97,22 +77,14 @@ absl::StatusOr<v1::Job> Coordinator::Resume(const std::string& id) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", id, " is still PAUSING (its ranks are writing a checkpoint); resume it once it is PAUSED"));
     }
-    if (state != v1::PAUSED) {  // queued, scheduled or running: nothing to do
-      answer = it->second;
-      ticket = Visible();
-    } else {
-      StoreMutation m;
-      v1::Job& job = m.jobs.emplace_back(it->second);
-      SetState(m, job, v1::QUEUED,
-               job.checkpoint_step() > 0 ? absl::StrCat("resumed; continuing from the checkpoint at step ",
-                                                        job.checkpoint_step())
-                                         : std::string("resumed; starting from the beginning"));
-      answer = job;
-      ticket = Stage(m);
-    }
-  }
-  if (absl::Status s = Durable(ticket); !s.ok()) return s;
-  return answer;
+    if (state != v1::PAUSED) return current;  // queued, scheduled or running: nothing to do
+    v1::Job& job = m.jobs.emplace_back(current);
+    SetState(m, job, v1::QUEUED,
+             job.checkpoint_step() > 0
+                 ? absl::StrCat("resumed; continuing from the checkpoint at step ", job.checkpoint_step())
+                 : std::string("resumed; starting from the beginning"));
+    return job;
+  });
 }
 
 }  // namespace d2lora::server
