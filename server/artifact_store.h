@@ -27,6 +27,9 @@ struct ArtifactInfo {
   int64_t size = 0;
   std::string sha256;
   int64_t mtime_ms = 0;  // unix milliseconds of the commit
+  // Set (List only) when the file no longer is what was committed: what
+  // changed. Stat of such a file is DATA_LOSS with the same words.
+  std::string damaged;
 };
 
 // One file being written. Destroying it without Commit() discards the bytes.
@@ -45,11 +48,12 @@ class ArtifactStore {
   virtual ~ArtifactStore() = default;
 
   virtual absl::StatusOr<std::unique_ptr<ArtifactWriter>> OpenWriter(const std::string& key) = 0;
-  // NOT_FOUND for a missing key.
+  // NOT_FOUND for a missing key; DATA_LOSS for a file changed since its commit.
   virtual absl::StatusOr<ArtifactInfo> Stat(const std::string& key) = 0;
   // Up to `max_bytes` from `offset` (fewer at the end; empty at or past it).
   virtual absl::StatusOr<std::string> Read(const std::string& key, int64_t offset, int64_t max_bytes) = 0;
-  // Every file whose key starts with `prefix`, sorted by key.
+  // Every file whose key starts with `prefix`, sorted by key; damaged ones
+  // too, with `damaged` set.
   virtual absl::StatusOr<std::vector<ArtifactInfo>> List(const std::string& prefix) = 0;
   // Removes the file `key`, or every file under the folder `key` + "/".
   // Removing nothing is OK.

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <random>
 #include <system_error>
 #include <thread>
@@ -224,22 +225,40 @@ std::string FormatSidecar(const struct stat& st, const std::string& sha256) {
   return absl::StrCat(kSidecarVersion, " ", st.st_size, " ", MtimeNs(st), " ", st.st_ino, " ", sha256, "\n");
 }
 
-// The digest in `text` when it describes the file `st`; empty otherwise.
-std::string SidecarDigest(absl::string_view text, const struct stat& st) {
-  std::vector<absl::string_view> f = absl::StrSplit(absl::StripTrailingAsciiWhitespace(text), ' ');
-  int64_t size = 0, mtime_ns = 0;
+struct Sidecar {
+  int64_t size = 0;
+  int64_t mtime_ns = 0;
   uint64_t ino = 0;
-  if (f.size() != 5 || f[0] != kSidecarVersion || !absl::SimpleAtoi(f[1], &size) ||
-      !absl::SimpleAtoi(f[2], &mtime_ns) || !absl::SimpleAtoi(f[3], &ino) || f[4].size() != 64) {
-    return "";
+  std::string sha256;
+};
+
+// A sidecar's record, or nullopt when `text` is not one (damaged, or an older format).
+std::optional<Sidecar> ParseSidecar(absl::string_view text) {
+  std::vector<absl::string_view> f = absl::StrSplit(absl::StripTrailingAsciiWhitespace(text), ' ');
+  Sidecar s;
+  if (f.size() != 5 || f[0] != kSidecarVersion || !absl::SimpleAtoi(f[1], &s.size) ||
+      !absl::SimpleAtoi(f[2], &s.mtime_ns) || !absl::SimpleAtoi(f[3], &s.ino) || f[4].size() != 64) {
+    return std::nullopt;
   }
   for (char c : f[4]) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) || absl::ascii_isupper(static_cast<unsigned char>(c))) {
-      return "";
+      return std::nullopt;
     }
   }
-  if (size != st.st_size || mtime_ns != MtimeNs(st) || ino != static_cast<uint64_t>(st.st_ino)) return "";
-  return std::string(f[4]);
+  s.sha256 = std::string(f[4]);
+  return s;
+}
+
+// The sidecar is written before its file is renamed into place, and rename
+// keeps the inode: a record of this inode whose size or mtime differ means the
+// file was written to after its commit (by something other than the store).
+// A record of another inode is stale (a crash between the two steps): no damage.
+std::string Damage(const Sidecar& s, const struct stat& st) {
+  if (s.ino != static_cast<uint64_t>(st.st_ino)) return "";
+  if (s.size == st.st_size && s.mtime_ns == MtimeNs(st)) return "";
+  return absl::StrCat("changed on disk after it was stored (committed ", s.size, " bytes with SHA-256 ",
+                      s.sha256.substr(0, 12), "..., modified at ", s.mtime_ns / 1000000000, "; now ", st.st_size,
+                      " bytes, modified at ", MtimeNs(st) / 1000000000, ")");
 }
 
 ArtifactInfo MakeInfo(const std::string& key, const struct stat& st, std::string sha256) {
@@ -534,9 +553,11 @@ absl::StatusOr<ArtifactInfo> LocalArtifactStore::InfoOf(const std::string& key, 
     Fd sidecar(::openat(meta_parent->get(), name.c_str(), kReadFlags));
     if (sidecar.get() >= 0) {
       absl::StatusOr<std::string> text = PreadAll(sidecar.get(), 0, 256, MetaPathOf(key));
-      if (text.ok()) {
-        std::string sha256 = SidecarDigest(*text, st);
-        if (!sha256.empty()) return MakeInfo(key, st, std::move(sha256));
+      std::optional<Sidecar> record = text.ok() ? ParseSidecar(*text) : std::nullopt;
+      if (record.has_value()) {
+        ArtifactInfo info = MakeInfo(key, st, record->sha256);
+        info.damaged = Damage(*record, st);
+        if (!info.damaged.empty() || record->ino == static_cast<uint64_t>(st.st_ino)) return info;
       }
     }
   }
@@ -563,7 +584,9 @@ absl::StatusOr<ArtifactInfo> LocalArtifactStore::Stat(const std::string& key) {
   struct stat st;
   D2_ASSIGN_OR_RETURN(int raw_fd, OpenFile(key, &st));
   Fd fd(raw_fd);
-  return InfoOf(key, fd.get(), st);
+  D2_ASSIGN_OR_RETURN(ArtifactInfo info, InfoOf(key, fd.get(), st));
+  if (!info.damaged.empty()) return absl::DataLossError(absl::StrCat(PathOf(key), ": ", info.damaged));
+  return info;
 }
 
 absl::StatusOr<std::string> LocalArtifactStore::Read(const std::string& key, int64_t offset, int64_t max_bytes) {

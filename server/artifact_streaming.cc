@@ -69,6 +69,7 @@ v1::Artifact ToProto(const ArtifactInfo& info, const std::string& name) {
   a.set_size(info.size);
   a.set_sha256(info.sha256);
   *a.mutable_update_time() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(info.mtime_ms);
+  a.set_damaged(info.damaged);
   return a;
 }
 

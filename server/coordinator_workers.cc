@@ -316,8 +316,9 @@ absl::Status Coordinator::Fail(const v1::FailAssignmentRequest& request) {
                          error.set_attempt(asg.attempt());
                          error.set_rank(asg.rank());
                          if (error.code().empty()) error.set_code("UNKNOWN");
-                         // A merge the gate stopped: its summary (and headline) stay with the job.
+                         // Stopped for a pause (or failed meanwhile): resuming retries it.
                          if (job.state() == v1::PAUSING) return PausingAssignmentEnded(m, job, asg.id());
+                         // A merge the gate stopped: its summary (and headline) stay with the job.
                          if (asg.rank() == 0 && !request.summary_json().empty()) {
                            SetJobSummary(job, request.summary_json());
                          }
@@ -407,7 +408,8 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
     std::string elastic;
     v1::Assignment base = AssignmentBase(job, p, host, port, &elastic);
     job.set_current_world_size(p.world_size);
-    if (absl::Status inputs = AddAssignmentInputs(job, *artifacts_, base); !inputs.ok()) {
+    std::string resume_note;
+    if (absl::Status inputs = AddAssignmentInputs(job, *artifacts_, base, &resume_note); !inputs.ok()) {
       v1::JobError error;
       error.set_code("FAILED_PRECONDITION");
       error.set_message(std::string(inputs.message()));
@@ -429,9 +431,7 @@ void Coordinator::PlaceQueued(StoreMutation& m) {
     }
     SetState(m, job, v1::SCHEDULED,
              absl::StrCat("attempt ", job.attempt(), " placed on ", p.ranks.size(), " slot(s)", elastic, "; rank 0 at ",
-                          host, ":", port,
-                          job.checkpoint_step() > 0 ? absl::StrCat(", resuming from step ", job.checkpoint_step())
-                                                    : std::string()));
+                          host, ":", port, resume_note));
     metrics_->JobPlaced(now - runtime_[job.id()].queued_at);
   }
 }

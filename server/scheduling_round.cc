@@ -1,10 +1,14 @@
 #include "server/scheduling_round.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/spec/job_spec.h"
 #include "common/trainer/output_names.h"
 #include "server/submit_check.h"
@@ -32,6 +36,10 @@ absl::Status RewriteUpload(const std::string& field, std::string* path, Artifact
   bool found = false;
   for (const ArtifactInfo& f : *files) {
     if (!(*ref)->name.empty() && f.key != prefix + (*ref)->name) continue;
+    if (!f.damaged.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, ": ", *path, ": ", f.key, " is damaged in the artifact store: ", f.damaged));
+    }
     found = true;
     bool have = false;
     for (const v1::InputFile& in : a.inputs()) have |= in.name() == f.key;
@@ -42,30 +50,55 @@ absl::Status RewriteUpload(const std::string& field, std::string* path, Artifact
   return absl::OkStatus();
 }
 
-// The job's checkpoint folder, and the previous complete one, under resume/.
-absl::Status AddCheckpoint(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a) {
-  const std::string dir = trainer::CheckpointName(job.checkpoint_step());
-  const std::string prefix = absl::StrCat("jobs/", job.id(), "/", dir, "/");
-  auto files = artifacts.List(prefix);
-  if (!files.ok()) return files.status();
-  if (files->empty()) return absl::OkStatus();
-  for (const ArtifactInfo& f : *files) AddInput(a, f, absl::StrCat("resume/", dir, "/", f.key.substr(prefix.size())));
-  a.set_resume_from(absl::StrCat("resume/", dir));
-  // The trainer falls back to the previous one when the newest fails its
-  // checksums (corrupted in the store).
+// The step of "checkpoints/step-N/<file>", or nullopt.
+std::optional<int64_t> CheckpointStepOf(absl::string_view relative) {
+  const std::string prefix = absl::StrCat(trainer::kCheckpointsDir, "/", trainer::kCheckpointPrefix);
+  if (!absl::ConsumePrefix(&relative, prefix)) return std::nullopt;
+  int64_t step = 0;
+  const size_t slash = relative.find('/');
+  if (slash == absl::string_view::npos || !absl::SimpleAtoi(relative.substr(0, slash), &step) || step <= 0) {
+    return std::nullopt;
+  }
+  return step;
+}
+
+// The newest complete checkpoint up to the job's checkpoint_step that has no
+// damaged file (a file the store finds changed since it was stored), and the
+// complete undamaged one before it (the trainer's fallback when the newest
+// fails its own checksums), under resume/. `*note` says where the attempt
+// resumes, naming a damaged newer checkpoint it passed over.
+absl::Status AddCheckpoint(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a, std::string* note) {
   const std::string job_dir = absl::StrCat("jobs/", job.id(), "/");
   auto all = artifacts.List(absl::StrCat(job_dir, trainer::kCheckpointsDir, "/"));
   if (!all.ok()) return all.status();
-  int64_t previous = 0;
-  for (const ArtifactInfo& f : *all) {
-    const std::optional<int64_t> s = trainer::CompleteCheckpointStep(f.key.substr(job_dir.size()));
-    if (s.has_value() && *s < job.checkpoint_step()) previous = std::max(previous, *s);
-  }
-  if (previous == 0) return absl::OkStatus();
-  const std::string older = absl::StrCat(trainer::CheckpointName(previous), "/");
+  std::map<int64_t, std::vector<const ArtifactInfo*>> by_step;
+  std::set<int64_t> complete;
+  std::map<int64_t, std::string> damaged;  // step -> the first damaged file and what changed
   for (const ArtifactInfo& f : *all) {
     const std::string relative = f.key.substr(job_dir.size());
-    if (absl::StartsWith(relative, older)) AddInput(a, f, absl::StrCat("resume/", relative));
+    const std::optional<int64_t> step = CheckpointStepOf(relative);
+    if (!step.has_value() || *step > job.checkpoint_step()) continue;
+    by_step[*step].push_back(&f);
+    if (trainer::CompleteCheckpointStep(relative).has_value()) complete.insert(*step);
+    if (!f.damaged.empty() && !damaged.count(*step)) damaged[*step] = absl::StrCat(relative, ": ", f.damaged);
+  }
+  // The job's own checkpoint counts as complete (its trainer_state.json made it so).
+  if (by_step.count(job.checkpoint_step())) complete.insert(job.checkpoint_step());
+  std::vector<int64_t> usable;  // newest first
+  for (auto it = complete.rbegin(); it != complete.rend(); ++it) {
+    if (damaged.count(*it)) continue;
+    usable.push_back(*it);
+    if (usable.size() == 2) break;
+  }
+  if (!usable.empty()) *note = absl::StrCat(", resuming from step ", usable.front());
+  if (!damaged.empty() && (usable.empty() || damaged.rbegin()->first > usable.front())) {
+    absl::StrAppend(note, usable.empty() ? ", starting over" : "", " (passed over a damaged checkpoint: ",
+                    damaged.rbegin()->second, ")");
+  }
+  for (size_t i = 0; i < usable.size(); ++i) {
+    const std::string dir = trainer::CheckpointName(usable[i]);
+    for (const ArtifactInfo* f : by_step[usable[i]]) AddInput(a, *f, absl::StrCat("resume/", f->key.substr(job_dir.size())));
+    if (i == 0) a.set_resume_from(absl::StrCat("resume/", dir));
   }
   return absl::OkStatus();
 }
@@ -158,7 +191,8 @@ v1::Assignment AssignmentBase(const v1::Job& job, const Placement& placement, co
   return base;
 }
 
-absl::Status AddAssignmentInputs(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a) {
+absl::Status AddAssignmentInputs(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a, std::string* note) {
+  note->clear();
   v1::JobSpec& spec = *a.mutable_spec();
   if (absl::Status s = RewriteUpload("spec.model", spec.mutable_model(), artifacts, a); !s.ok()) return s;
   if (absl::Status s = RewriteUpload("spec.data.train", spec.mutable_data()->mutable_train(), artifacts, a); !s.ok()) {
@@ -170,7 +204,7 @@ absl::Status AddAssignmentInputs(const v1::Job& job, ArtifactStore& artifacts, v
       return s;
     }
   }
-  if (job.checkpoint_step() > 0) return AddCheckpoint(job, artifacts, a);
+  if (job.checkpoint_step() > 0) return AddCheckpoint(job, artifacts, a, note);
   return absl::OkStatus();
 }
 

@@ -85,8 +85,11 @@ v1::Assignment AssignmentBase(const v1::Job& job, const Placement& placement, co
 // Adds the files a rank downloads to `a` and points its spec at them: each
 // "upload:ID[/NAME]" path becomes inputs/ID[/NAME]; when the job has a
 // checkpoint, its folder (and the previous complete one, the trainer's
-// fallback) under resume/, with resume_from set. FAILED_PRECONDITION when an
-// upload is gone.
-absl::Status AddAssignmentInputs(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a);
+// fallback) under resume/, with resume_from set; `*note` is what the placement
+// message says of it (", resuming from step N"). A checkpoint with a file the
+// store finds damaged is passed over for an older one, and the note says so.
+// FAILED_PRECONDITION when an upload is gone.
+absl::Status AddAssignmentInputs(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a,
+                                 std::string* note);
 
 }  // namespace d2lora::server

@@ -239,8 +239,15 @@ std::string FormatStateLine(const v1::StateChange& s) {
 }
 
 std::string FormatArtifactTable(const std::vector<v1::Artifact>& artifacts) {
+  // A DAMAGED column only when a file is (the coordinator's copy changed since it was stored).
+  const bool any_damaged =
+      std::any_of(artifacts.begin(), artifacts.end(), [](const v1::Artifact& a) { return !a.damaged().empty(); });
   std::vector<std::vector<std::string>> rows = {{"NAME", "SIZE", "SHA256"}};
-  for (const v1::Artifact& a : artifacts) rows.push_back({a.name(), absl::StrCat(a.size()), a.sha256()});
+  if (any_damaged) rows[0].push_back("DAMAGED");
+  for (const v1::Artifact& a : artifacts) {
+    rows.push_back({a.name(), absl::StrCat(a.size()), a.sha256()});
+    if (any_damaged) rows.back().push_back(a.damaged().empty() ? "-" : a.damaged());
+  }
   return FormatTable(rows);
 }
 

@@ -510,12 +510,56 @@ TEST_F(LocalArtifactStoreTest, SidecarOfAnotherFileIsNotTrusted) {
   EXPECT_EQ(store_->Stat("k")->sha256, Sha256Hex("version 1"));
   EXPECT_EQ(store_->Stat("other")->sha256, Sha256Hex("version 2"));
 
-  // A file replaced behind the store's back is rehashed too. (Another size:
-  // a same-size rewrite in place within one clock tick is not detectable, and
-  // not something the store itself ever does.)
-  fs::remove(root_ + "/k");
-  Spit(root_ + "/k", "version three");
+  // A file replaced behind the store's back by another file (another inode)
+  // is rehashed: its sidecar is about a file that is gone.
+  Spit(root_ + "/k.new", "version three");
+  fs::rename(root_ + "/k.new", root_ + "/k");
   EXPECT_EQ(store_->Stat("k")->sha256, Sha256Hex("version three"));
+}
+
+// The store never writes a committed file again: one whose size or mtime
+// changed since its sidecar was written (same inode) is damaged. Stat (and so
+// every download) is DATA_LOSS naming the file and what changed; List shows
+// it, marked; deleting the sidecar (an operator accepting the new bytes) or
+// storing the key again clears it. A same-size rewrite within one clock tick
+// keeps size and mtime: only the SHA-256 a reader checks can tell (the CLI's
+// download and the trainer's checkpoint checksums do).
+TEST_F(LocalArtifactStoreTest, AFileChangedInPlaceIsDamaged) {
+  ASSERT_TRUE(Put(*store_, "jobs/j/merged/model.safetensors", "weights").ok());
+  ASSERT_TRUE(Put(*store_, "jobs/j/summary.json", "{}").ok());
+  const std::string path = root_ + "/jobs/j/merged/model.safetensors";
+  const auto before = fs::file_size(path);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);  // same inode, same size
+    f.seekp(2);
+    f.write("XX", 2);
+  }
+  // Whatever the clock's granularity: a new mtime.
+  fs::last_write_time(path, fs::last_write_time(path) + std::chrono::seconds(5));
+  ASSERT_EQ(fs::file_size(path), before);
+  auto stat = store_->Stat("jobs/j/merged/model.safetensors");
+  ASSERT_EQ(stat.status().code(), StatusCode::kDataLoss) << stat.status();
+  EXPECT_NE(stat.status().message().find(path), std::string::npos) << stat.status();
+  EXPECT_NE(stat.status().message().find("changed on disk after it was stored"), std::string::npos) << stat.status();
+  store_ = Open();  // the same after a restart
+  auto list = store_->List("jobs/j/");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].key, "jobs/j/merged/model.safetensors");
+  EXPECT_NE((*list)[0].damaged.find("changed on disk"), std::string::npos);
+  EXPECT_EQ((*list)[0].sha256, Sha256Hex("weights")) << "the digest it was stored with";
+  EXPECT_TRUE((*list)[1].damaged.empty());
+  EXPECT_EQ(store_->Stat("jobs/j/summary.json")->sha256, Sha256Hex("{}"));
+
+  fs::remove(Sidecar("jobs/j/merged/model.safetensors"));  // accepted by hand
+  EXPECT_EQ(store_->Stat("jobs/j/merged/model.safetensors")->sha256, Sha256Hex("weXXhts"));
+  {
+    std::ofstream f(path, std::ios::app);  // grown in place: damaged again
+    f << "!";
+  }
+  EXPECT_EQ(store_->Stat("jobs/j/merged/model.safetensors").status().code(), StatusCode::kDataLoss);
+  ASSERT_TRUE(Put(*store_, "jobs/j/merged/model.safetensors", "weights 2").ok());  // stored again
+  EXPECT_EQ(store_->Stat("jobs/j/merged/model.safetensors")->sha256, Sha256Hex("weights 2"));
 }
 
 TEST_F(LocalArtifactStoreTest, OrphanSidecarsDoNotBlockNewFiles) {

@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <set>
+
 #include "absl/strings/match.h"
 
+#include "server/artifact_store_local.h"
 #include "server/artifact_store_memory.h"
 #include "tests/support/test_support.h"
 
@@ -141,7 +145,9 @@ TEST(SchedulingRoundTest, InputsAreTheUploadsAndTheCheckpointWithItsFallback) {
   a.mutable_spec()->set_model("upload:up1");
   a.mutable_spec()->mutable_data()->set_train("upload:up2/train.jsonl");
   a.mutable_spec()->mutable_data()->set_validation("/shared/val.jsonl");
-  D2_ASSERT_OK(AddAssignmentInputs(job, store, a));
+  std::string note;
+  D2_ASSERT_OK(AddAssignmentInputs(job, store, a, &note));
+  EXPECT_EQ(note, ", resuming from step 4");
   EXPECT_EQ(a.spec().model(), "inputs/up1");
   EXPECT_EQ(a.spec().data().train(), "inputs/up2/train.jsonl");
   EXPECT_EQ(a.spec().data().validation(), "/shared/val.jsonl");  // a shared path stays
@@ -160,9 +166,56 @@ TEST(SchedulingRoundTest, InputsAreTheUploadsAndTheCheckpointWithItsFallback) {
 
   v1::Assignment gone;
   gone.mutable_spec()->set_model("upload:up9");
-  const absl::Status missing = AddAssignmentInputs(Job("k", 1), store, gone);
+  const absl::Status missing = AddAssignmentInputs(Job("k", 1), store, gone, &note);
   EXPECT_EQ(missing.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(missing.message().find("spec.model: upload:up9 no longer exists"), std::string::npos) << missing;
+}
+
+// A checkpoint with a file the store finds changed since it was stored is
+// passed over: the attempt resumes from the newest whole one (with the whole
+// one before it as the trainer's fallback), and the note names the damage.
+TEST(SchedulingRoundTest, ADamagedCheckpointIsPassedOver) {
+  d2lora::testing::TempDir dir;
+  auto local = LocalArtifactStore::Create({dir.path() + "/store"});
+  ASSERT_TRUE(local.ok()) << local.status();
+  ArtifactStore& store = **local;
+  for (int step : {2, 4, 6}) {
+    const std::string d = "jobs/j/checkpoints/step-" + std::to_string(step) + "/";
+    Put(store, d + "parameters.safetensors", "p" + std::to_string(step));
+    Put(store, d + "trainer_state.json", "{}");
+  }
+  const std::string newest = dir.path() + "/store/jobs/j/checkpoints/step-6/parameters.safetensors";
+  {
+    std::ofstream f(newest, std::ios::app);
+    f << "bit rot";
+  }
+  v1::Job job = Job("j", 1);
+  job.set_checkpoint_step(6);
+  v1::Assignment a;
+  std::string note;
+  D2_ASSERT_OK(AddAssignmentInputs(job, store, a, &note));
+  EXPECT_EQ(a.resume_from(), "resume/checkpoints/step-4");
+  std::set<std::string> paths;
+  for (const v1::InputFile& in : a.inputs()) paths.insert(in.path());
+  EXPECT_EQ(paths, (std::set<std::string>{"resume/checkpoints/step-4/parameters.safetensors",
+                                          "resume/checkpoints/step-4/trainer_state.json",
+                                          "resume/checkpoints/step-2/parameters.safetensors",
+                                          "resume/checkpoints/step-2/trainer_state.json"}));
+  EXPECT_TRUE(absl::StartsWith(note, ", resuming from step 4 (passed over a damaged checkpoint: "
+                                     "checkpoints/step-6/parameters.safetensors: changed on disk"))
+      << note;
+
+  // Every checkpoint damaged: the attempt starts over, and says why.
+  for (int step : {2, 4}) {
+    std::ofstream f(dir.path() + "/store/jobs/j/checkpoints/step-" + std::to_string(step) + "/trainer_state.json",
+                    std::ios::app);
+    f << " ";
+  }
+  v1::Assignment b;
+  D2_ASSERT_OK(AddAssignmentInputs(job, store, b, &note));
+  EXPECT_TRUE(b.resume_from().empty());
+  EXPECT_EQ(b.inputs_size(), 0);
+  EXPECT_TRUE(absl::StartsWith(note, ", starting over (passed over a damaged checkpoint: checkpoints/step-6/")) << note;
 }
 
 }  // namespace

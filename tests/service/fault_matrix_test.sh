@@ -34,9 +34,11 @@
 #   coordinator_kill_upload  stale temporary files kept at start (RemoveStaleTempFiles
 #                        skipped): "temporary files left"
 #   store_full           ENOSPC not mapped to RESOURCE_EXHAUSTED: "error code INTERNAL"
-#   checkpoint_corrupt   both checksum checks skipped (ReadTrainingCheckpoint and
-#                        VerifyTrainingCheckpoint; either alone still catches it):
-#                        "no checksum failure", "resumed at '24', wanted 20"
+#   checkpoint_corrupt   the runner's leaving out of a damaged resume file removed: "job:
+#                        ... FAILED ... DATA_LOSS: cannot download input"; the store's
+#                        damage check off (Damage() always ""): "artifacts: ...", "exited 0
+#                        (wanted 3)". (Before downloads were checked, 2026-12-06: both trainer
+#                        checksum checks skipped: "resumed at '24', wanted 20".)
 #   nonfinite            IsDivergence always false: "code INTERNAL", "attempts: 3", and
 #                        for the guarded job "guarded job error"
 # verify_artifacts itself is checked in coordinator_kill_upload: a byte changed in a
@@ -393,13 +395,18 @@ store_full)
   ;;
 
 # The newest stored checkpoint is corrupted on disk (in the artifact store,
-# where a retry reads it) and the worker killed: the retry names the checksum
-# failure in its log and resumes from the previous checkpoint.
+# where a retry reads it; bit rot: size and mtime kept, so the store cannot
+# see it) and the worker killed: the retry's download finds the SHA-256
+# mismatch and leaves the file out, the trainer skips that checkpoint and
+# resumes from the previous one. Then a stored file written to in place: the
+# store marks it damaged and refuses to serve it (DATA_LOSS).
 checkpoint_corrupt)
   start_coordinator || exit 1
   start_worker a || exit 1
   J=$(submit long.yaml --set train.max_steps=150)
-  until_true 90 ckpt_at_least "$J" 12 && pass "job $J checkpointed" || fail "no checkpoint: $(cli get "$J" 2>&1 | tail -5)"
+  # Two complete checkpoints in the store (the uploader skips to the newest when it falls behind).
+  two_checkpoints() { [ "$(ls "$T"/data/artifacts/jobs/"$J"/checkpoints/*/trainer_state.json 2>/dev/null | wc -l)" -ge 2 ]; }
+  until_true 90 two_checkpoints && pass "job $J stored two checkpoints" || fail "no checkpoints: $(cli get "$J" 2>&1 | tail -5)"
   A_RANKS=$(pgrep -f "$T/work-a/jobs/$J/")
   kill -STOP "$WORKER_a" $A_RANKS  # freeze: no newer checkpoint arrives meanwhile
   sleep 0.5
@@ -408,18 +415,33 @@ checkpoint_corrupt)
   PREV=$(ls "$T/data/artifacts/jobs/$J/checkpoints/" | sed -n 's/^step-//p' | sort -n | awk -v n="$N" '$1 < n' | tail -1)
   F="$T/data/artifacts/jobs/$J/checkpoints/step-$N/parameters.safetensors"
   [ -f "$F" ] && [ -n "$PREV" ] && pass "newest stored checkpoint step-$N, previous step-$PREV" || fail "store: $(ls -R "$T/data/artifacts/jobs/$J/checkpoints")"
+  # Bit rot: bytes change, size and mtime do not, so the store cannot see it
+  # (a file written to in place is the store's to catch: see below).
+  touch -r "$F" "$T/mtime.ref"
   printf '\x00\x01\x02\x03\x04\x05\x06\x07' | dd of="$F" bs=1 seek=$(($(stat -c %s "$F") / 2)) conv=notrunc status=none
+  touch -r "$T/mtime.ref" "$F"
   kill -9 "$WORKER_a" $A_RANKS
   wait "$WORKER_a" 2>/dev/null
   start_worker b || exit 1
   until_true 150 is_state "$J" SUCCEEDED && pass "job SUCCEEDED" || fail "job: $(cli get "$J" 2>&1 | tail -10)"
   [ "$(field "$J" .attempt)" == "2" ] && pass "in 2 attempts" || fail "attempt $(field "$J" .attempt)"
+  grep -q "input jobs/$J/checkpoints/step-$N/parameters.safetensors is damaged in the store (.*does not match" \
+    "$T/worker-b.log" && pass "worker b's download names the damaged file and leaves it out" ||
+    fail "worker b: $(grep -i "damaged\|DATA_LOSS" "$T/worker-b.log" | head -3)"
   L=$(rank_log b "$J" 2 0)
-  grep -q "step-$N/parameters.safetensors: checksum mismatch" "$L" && pass "attempt 2 names the checksum failure of step-$N" ||
-    fail "no checksum failure in $L: $(grep -i warn "$L" | head -3)"
+  grep -q "skipping a checkpoint that fails verification: .*step-$N/parameters.safetensors" "$L" &&
+    pass "attempt 2's trainer skipped step-$N" || fail "no skip in $L: $(grep -i warn "$L" | head -3)"
   r=$(resumed_step "$L")
   [ "$r" == "$PREV" ] && pass "attempt 2 resumed from the previous checkpoint, step $r" || fail "resumed at '$r', wanted $PREV"
   verify_artifacts "$J" && pass "every artifact verifies" || fail "artifacts of $J do not verify"
+  # A stored file written to in place (size and mtime change): the store sees it.
+  M="$T/data/artifacts/jobs/$J/merged/config.json"
+  printf ' ' >>"$M"
+  cli artifacts "$J" >arts.txt 2>&1
+  grep "merged/config.json" arts.txt | grep -q "changed on disk after it was stored" &&
+    pass "d2lora artifacts marks merged/config.json damaged" || fail "artifacts: $(grep -i "damaged\|config.json" arts.txt | head -3)"
+  expect 3 "DATA_LOSS.*merged/config.json: changed on disk after it was stored" -- cli download "$J" merged/config.json --out c.json
+  [ ! -e c.json ] && pass "nothing of the damaged file was written locally" || fail "c.json written"
   ;;
 
 # A job whose loss goes non-finite (lr 1e30): the steps are skipped and

@@ -314,6 +314,15 @@ std::optional<AssignmentRunner::Failure> AssignmentRunner::DownloadInputs() {
         [&] { return DownloadInput(options_.client, target(), input, path, Hook()); }, kUploadAttempts);
     if (status.ok()) continue;
     if (abandoned()) break;
+    if (status.code() == absl::StatusCode::kDataLoss &&
+        absl::StartsWith(input.path(), absl::StrCat("resume/", trainer::kCheckpointsDir, "/"))) {  // AddCheckpoint
+      // A checkpoint file whose bytes no longer match what was stored: left
+      // out, the trainer verifies the checkpoints it is given and resumes from
+      // the newest whole one (the coordinator sends the one before too).
+      Log(absl::StrCat(label_, ": input ", input.name(), " is damaged in the store (", status.message(),
+                       "); left out: the trainer resumes from the newest checkpoint that verifies"));
+      continue;
+    }
     if (stop_requested()) {
       std::lock_guard<std::mutex> lock(mu_);
       failure = Failure{"ABORTED", absl::StrCat("stopped while downloading the inputs: ", stop_reason_)};

@@ -187,6 +187,13 @@ TEST(FormatArtifactTableTest, Columns) {
   a.set_size(512);
   a.set_sha256("ab12");
   EXPECT_EQ(FormatArtifactTable({a}), "NAME          SIZE  SHA256\nsummary.json  512   ab12\n");
+  v1::Artifact b = a;
+  b.set_name("merged/config.json");
+  b.set_damaged("changed on disk after it was stored");
+  EXPECT_EQ(FormatArtifactTable({a, b}),
+            "NAME                SIZE  SHA256  DAMAGED\n"
+            "summary.json        512   ab12    -\n"
+            "merged/config.json  512   ab12    changed on disk after it was stored\n");
 }
 
 }  // namespace
