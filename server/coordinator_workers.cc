@@ -244,19 +244,14 @@ absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const
   // The job names the new checkpoint durably before older ones go.
   if (absl::Status s = Durable(ticket); !s.ok()) return s;
   // Keep the newest `keep` stored checkpoints.
-  const std::string root = absl::StrCat("jobs/", assignment.job_id(), "/", trainer::kCheckpointsDir, "/");
+  const std::string job_dir = absl::StrCat("jobs/", assignment.job_id(), "/");
+  const std::string root = absl::StrCat(job_dir, trainer::kCheckpointsDir, "/");
   auto files = artifacts_->List(root);
   if (!files.ok()) return files.status();
   std::set<int64_t> steps;
   for (const ArtifactInfo& f : *files) {
-    // Any stored step, complete or not.
-    constexpr size_t kPrefixSize = sizeof(trainer::kCheckpointPrefix) - 1;
-    const std::string rest = f.key.substr(root.size());
-    int64_t s = 0;
-    if (absl::StartsWith(rest, trainer::kCheckpointPrefix) &&
-        absl::SimpleAtoi(rest.substr(kPrefixSize, rest.find('/') - kPrefixSize), &s)) {
-      steps.insert(s);
-    }
+    const std::optional<int64_t> s = CheckpointStepOf(f.key.substr(job_dir.size()));  // complete or not
+    if (s.has_value()) steps.insert(*s);
   }
   while (static_cast<int64_t>(steps.size()) > keep && *steps.begin() < step) {
     if (absl::Status s = artifacts_->Delete(absl::StrCat(root, trainer::kCheckpointPrefix, *steps.begin())); !s.ok()) {

@@ -50,18 +50,6 @@ absl::Status RewriteUpload(const std::string& field, std::string* path, Artifact
   return absl::OkStatus();
 }
 
-// The step of "checkpoints/step-N/<file>", or nullopt.
-std::optional<int64_t> CheckpointStepOf(absl::string_view relative) {
-  const std::string prefix = absl::StrCat(trainer::kCheckpointsDir, "/", trainer::kCheckpointPrefix);
-  if (!absl::ConsumePrefix(&relative, prefix)) return std::nullopt;
-  int64_t step = 0;
-  const size_t slash = relative.find('/');
-  if (slash == absl::string_view::npos || !absl::SimpleAtoi(relative.substr(0, slash), &step) || step <= 0) {
-    return std::nullopt;
-  }
-  return step;
-}
-
 // The newest complete checkpoint up to the job's checkpoint_step that has no
 // damaged file (a file the store finds changed since it was stored), and the
 // complete undamaged one before it (the trainer's fallback when the newest
@@ -104,6 +92,17 @@ absl::Status AddCheckpoint(const v1::Job& job, ArtifactStore& artifacts, v1::Ass
 }
 
 }  // namespace
+
+std::optional<int64_t> CheckpointStepOf(absl::string_view relative) {
+  const std::string prefix = absl::StrCat(trainer::kCheckpointsDir, "/", trainer::kCheckpointPrefix);
+  if (!absl::ConsumePrefix(&relative, prefix)) return std::nullopt;
+  int64_t step = 0;
+  const size_t slash = relative.find('/');
+  if (slash == absl::string_view::npos || !absl::SimpleAtoi(relative.substr(0, slash), &step) || step <= 0) {
+    return std::nullopt;
+  }
+  return step;
+}
 
 std::vector<std::string> LostWorkers(const std::vector<WorkerView>& workers, absl::Time now, absl::Duration timeout) {
   std::vector<std::string> lost;

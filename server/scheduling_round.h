@@ -10,15 +10,19 @@
 //   PickPort         a rendezvous port on rank 0's host
 //   AssignmentBase   what every rank of a placed attempt starts from
 //   AddAssignmentInputs  the files a rank downloads: uploads, the checkpoint
+//   CheckpointStepOf     the step of a stored checkpoint's file
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "d2lora/v1/job.pb.h"
 #include "d2lora/v1/worker_service.pb.h"
@@ -89,6 +93,10 @@ v1::Assignment AssignmentBase(const v1::Job& job, const Placement& placement, co
 // message says of it (", resuming from step N"). A checkpoint with a file the
 // store finds damaged is passed over for an older one, and the note says so.
 // FAILED_PRECONDITION when an upload is gone.
+// N for a file of a stored checkpoint, "checkpoints/step-N/<file>" (relative to
+// the job's folder; N > 0), complete or not; nullopt for any other name.
+std::optional<int64_t> CheckpointStepOf(absl::string_view relative);
+
 absl::Status AddAssignmentInputs(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a,
                                  std::string* note);
 
