@@ -338,6 +338,24 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
                  "must be a hub id, NAME or OWNER/NAME, each 1 to 96 characters of A-Z, a-z, 0-9, '.', '_', '-'");
   }
   D2_RETURN_IF_ERROR(spec.adapter.Validate());
+  if (!spec.full_finetune() && MethodName(spec.adapter.method) != TrainingMethodName(spec.method)) {
+    // Not a key a spec file has: a spec built in code must follow method (SetDerivedFields).
+    return Error(absl::StrCat("adapter.method = ", MethodName(spec.adapter.method)),
+                 absl::StrCat("does not follow method = ", TrainingMethodName(spec.method)));
+  }
+  const InitSpec& init = spec.init;
+  D2_RETURN_IF_ERROR(IntRange("init.step", init.step, 0, kMaxInt));
+  if (!init.from_job.empty() && !ValidName(init.from_job)) {
+    return Error(absl::StrCat("init.from_job = '", init.from_job, "'"),
+                 "must be a job id (1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-')");
+  }
+  if (init.step > 0 && init.from_job.empty()) {
+    return Error(absl::StrCat("init.step = ", init.step), "names a checkpoint of init.from_job, which is not set");
+  }
+  if (!init.empty() && spec.full_finetune()) {
+    return Error("init", "starts an adapter, and method full trains no adapter (merge the adapter into the model, "
+                         "then fine-tune that)");
+  }
 
   const DataSpec& d = spec.data;
   if (d.train.empty()) return Error("data.train", "required (a JSONL file)");

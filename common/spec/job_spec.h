@@ -6,6 +6,7 @@
 //   model_id: ""                    # the model's hub id ("org/name"), if it has one: adapters
 //                                   # name it as base_model_name_or_path instead of `model`
 //   method: d2lora                  # d2lora | lora | dora | full
+//   init: {adapter: "", from_job: "", step: 0}   # start the adapters from earlier work (InitSpec)
 //   adapter: {r: 8, alpha: 16, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj,
 //             up_proj, down_proj], dropout: 0.0, use_rslora: false, tau_init: 0.5,
 //             tau_learnable: false, projection_strength: 1.0, residual: true,
@@ -75,6 +76,26 @@ absl::StatusOr<AdapterDtype> ParseAdapterDtype(const std::string& name);
 
 // The spec's adapter defaults: AdapterOptions with all seven LLaMA projections targeted.
 AdapterOptions DefaultSpecAdapterOptions();
+
+// Where an adapter run's adapters start (spec `init:`); by default fresh
+// (A Kaiming-uniform, B = 0: the base model). A resumed run continues from its
+// checkpoint and reads no init.
+struct InitSpec {
+  // An adapter directory (adapter_config.json + adapter_model.safetensors: a
+  // PEFT LoRA or DoRA adapter, or this trainer's own), or a checkpoint or
+  // output directory holding one under adapter/; through the service also
+  // "upload:ID". Loaded into the run's adapters (adapters/adapter_init.h).
+  std::string adapter;
+  // Through the service only: the job whose adapter to start from; the
+  // coordinator copies it at submission and sets `adapter` to that copy
+  // (keeping from_job and step as the record of where it came from).
+  std::string from_job;
+  // With from_job: its checkpoint at this step; 0 = its final adapter when it
+  // has one, else its newest complete checkpoint.
+  int64_t step = 0;
+
+  bool empty() const { return adapter.empty() && from_job.empty(); }
+};
 
 struct DataSpec {
   std::string train;       // required
@@ -164,6 +185,7 @@ struct JobSpec {
   std::string model;  // required
   std::string model_id;  // "" = none; else what adapter configs name as base_model_name_or_path
   TrainingMethod method = TrainingMethod::kD2Lora;
+  InitSpec init;
   // adapter.method follows `method` (kD2Lora when method is full, where the
   // adapter section is unused); adapter.seed is train.seed.
   AdapterOptions adapter = DefaultSpecAdapterOptions();
@@ -242,7 +264,7 @@ nlohmann::json JobSpecToJson(const JobSpec& spec);
 std::string ResolveSpecPath(const std::string& base_dir, const std::string& path);
 // The directory holding the spec file at `spec_path` ("." for a bare file name).
 std::string SpecDirectory(const std::string& spec_path);
-// `spec` with model, data.train, data.validation and output.dir resolved
+// `spec` with model, init.adapter, data.train, data.validation and output.dir resolved
 // against `base_dir`. Resolving keeps a spec valid (no check looks inside a path).
 JobSpec ResolveSpecPaths(const JobSpec& spec, const std::string& base_dir);
 ValidJobSpec ResolveSpecPaths(const ValidJobSpec& spec, const std::string& base_dir);

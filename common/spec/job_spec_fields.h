@@ -25,6 +25,10 @@ void ForEachField(V& v) {
   v.Value("", "model_id", D2_GET(model_id));
   v.Named("", "method", D2_GET(method), TrainingMethodName, ParseTrainingMethod);
 
+  v.Value("init", "adapter", D2_GET(init.adapter));
+  v.Value("init", "from_job", D2_GET(init.from_job));
+  v.Value("init", "step", D2_GET(init.step));
+
   v.Value("adapter", "r", D2_GET(adapter.r));
   v.Value("adapter", "alpha", D2_GET(adapter.alpha));
   v.Value("adapter", "target_modules", D2_GET(adapter.target_modules));

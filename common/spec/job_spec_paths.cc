@@ -23,6 +23,7 @@ std::string SpecDirectory(const std::string& spec_path) {
 JobSpec ResolveSpecPaths(const JobSpec& spec, const std::string& base_dir) {
   JobSpec out = spec;
   out.model = ResolveSpecPath(base_dir, spec.model);
+  if (spec.init.adapter.rfind("upload:", 0) != 0) out.init.adapter = ResolveSpecPath(base_dir, spec.init.adapter);
   out.data.train = ResolveSpecPath(base_dir, spec.data.train);
   out.data.validation = ResolveSpecPath(base_dir, spec.data.validation);
   out.output.dir = ResolveSpecPath(base_dir, spec.output.dir);

@@ -228,6 +228,21 @@ std::string EventLine(const MetricsEvent& event) {
   return Event(EventName(event), event.time, std::move(fields)).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+json ToJson(const CheckpointMetrics& metrics) {
+  json j = json::object();
+  if (metrics.train) j["train"] = ToJson(*metrics.train);
+  if (metrics.eval) j["eval"] = ToJson(*metrics.eval);
+  return j;
+}
+
+CheckpointMetrics CheckpointMetricsFromJson(const json& j) {
+  CheckpointMetrics m;
+  if (!j.is_object()) return m;
+  if (auto it = j.find("train"); it != j.end() && it->is_object()) m.train = ReadStep(*it);
+  if (auto it = j.find("eval"); it != j.end() && it->is_object()) m.eval = ReadEval(*it);
+  return m;
+}
+
 std::optional<MetricsEvent> ParseEventLine(absl::string_view line) {
   const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return std::nullopt;

@@ -128,6 +128,18 @@ nlohmann::json ToJson(const RollbackInfo& info);
 
 // "start" | "step" | "eval" | "checkpoint" | "rollback" | "end".
 const char* EventName(const MetricsEvent& event);
+// What a checkpoint's trainer_state.json records of the run at its step,
+// under "metrics": the step's training figures and the newest evaluation at
+// or before the step (ListCheckpoints shows them). Written by the engine,
+// read by the coordinator; both halves use the codec above.
+struct CheckpointMetrics {
+  std::optional<StepMetrics> train;
+  std::optional<EvalMetrics> eval;
+};
+nlohmann::json ToJson(const CheckpointMetrics& metrics);
+// Lenient like the line reader: a missing or malformed part is unset.
+CheckpointMetrics CheckpointMetricsFromJson(const nlohmann::json& metrics);
+
 // The whole line, without its '\n'; invalid UTF-8 is replaced, never thrown on.
 std::string EventLine(const MetricsEvent& event);
 

@@ -40,6 +40,12 @@ absl::Status CheckModelDirectory(const std::string& path) {
 
 absl::Status CheckInputs(const spec::JobSpec& spec) {
   if (absl::Status s = CheckModelDirectory(spec.model); !s.ok()) return s;
+  if (!spec.init.adapter.empty()) {
+    // An adapter folder, or a checkpoint or output folder holding one (the engine tells which).
+    struct stat st {};
+    if (stat(spec.init.adapter.c_str(), &st) != 0) return Unreadable("init.adapter", spec.init.adapter, errno);
+    if (!S_ISDIR(st.st_mode)) return Unreadable("init.adapter", spec.init.adapter, ENOTDIR);
+  }
   if (absl::Status s = CheckReadableFile("data.train", spec.data.train); !s.ok()) return s;
   if (!spec.data.validation.empty()) {
     if (absl::Status s = CheckReadableFile("data.validation", spec.data.validation); !s.ok()) return s;

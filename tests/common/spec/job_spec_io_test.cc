@@ -105,7 +105,8 @@ TEST(JobSpecOutputTest, YamlRoundTripsDefaultsAndAFullSpec) {
 
 TEST(JobSpecOutputTest, CanonicalYamlListsEveryKeyInOrder) {
   const std::string yaml = JobSpecToYaml(Parse(kMinimal));
-  EXPECT_THAT(yaml, HasSubstr("name: \"job\"\nmodel: \"./m\"\nmodel_id: ~\nmethod: d2lora\nadapter:\n  r: 8\n"
+  EXPECT_THAT(yaml, HasSubstr("name: \"job\"\nmodel: \"./m\"\nmodel_id: ~\nmethod: d2lora\n"
+                              "init:\n  adapter: ~\n  from_job: ~\n  step: 0\nadapter:\n  r: 8\n"
                               "  alpha: 16\n  target_modules: [\"q_proj\", \"k_proj\""));
   EXPECT_THAT(yaml, HasSubstr("data:\n  train: \"t.jsonl\"\n  validation: ~\n  format: multiple_choice"));
   EXPECT_THAT(yaml, HasSubstr("  lr: 0.0002\n"));

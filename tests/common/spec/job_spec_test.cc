@@ -303,6 +303,49 @@ TEST(JobSpecTest, ModelIdIsAHubId) {
   }
 }
 
+TEST(JobSpecTest, InitStartsAnAdapterFromEarlierWork) {
+  absl::StatusOr<ValidJobSpec> none = ParseJobSpec(kMinimal, "job.yaml");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE((*none)->init.empty());
+  absl::StatusOr<ValidJobSpec> adapter = ParseJobSpec(absl::StrCat(kMinimal, "init: {adapter: ./earlier}\n"), "job.yaml");
+  ASSERT_TRUE(adapter.ok()) << adapter.status();
+  EXPECT_EQ((*adapter)->init.adapter, "./earlier");
+  EXPECT_EQ(ResolveSpecPaths(*adapter, "/specs")->init.adapter, "/specs/earlier");
+  absl::StatusOr<ValidJobSpec> upload = ParseJobSpec(absl::StrCat(kMinimal, "init: {adapter: upload:up-1}\n"), "job.yaml");
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  EXPECT_EQ(ResolveSpecPaths(*upload, "/specs")->init.adapter, "upload:up-1");  // the service's, not a path
+  absl::StatusOr<ValidJobSpec> job = ParseJobSpec(absl::StrCat(kMinimal, "init: {from_job: j-1, step: 50}\n"), "job.yaml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ((*job)->init.from_job, "j-1");
+  EXPECT_EQ((*job)->init.step, 50);
+  // The canonical form carries it.
+  absl::StatusOr<ValidJobSpec> again = ParseJobSpec(JobSpecToYaml(*job), "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->get(), job->get());
+
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "init: {step: 5}\n")),
+              HasSubstr("init.step = 5: names a checkpoint of init.from_job, which is not set"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "init: {from_job: j-1, step: -1}\n")), HasSubstr("init.step = -1: must be >= 0"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "init: {from_job: 'a/b'}\n")),
+              HasSubstr("init.from_job = 'a/b': must be a job id"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "method: full\ninit: {adapter: ./a}\n")),
+              HasSubstr("init: starts an adapter, and method full trains no adapter"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "init: {checkpoint: 5}\n")), HasSubstr("init.checkpoint: unknown key"));
+}
+
+// A spec built in code (tests, tools) must keep adapter.method with method,
+// as every reader does (SetDerivedFields): else a "lora" run would train D2-LoRA.
+TEST(JobSpecTest, AdapterMethodFollowsMethod) {
+  absl::StatusOr<ValidJobSpec> parsed = ParseJobSpec(absl::StrCat(kMinimal, "method: lora\n"), "job.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  JobSpec spec = parsed->get();
+  spec.method = TrainingMethod::kDora;
+  absl::Status refused = ValidJobSpec::Check(spec).status();
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("adapter.method = lora: does not follow method = dora"));
+  spec.adapter.method = AdapterMethod::kDora;
+  D2_EXPECT_OK(ValidJobSpec::Check(spec).status());
+}
+
 TEST(JobSpecTest, RangesNameTheFieldAndValue) {
   const std::string base = kMinimal;
   auto err = [&](const std::string& extra) { return ErrorOf(base + extra); };

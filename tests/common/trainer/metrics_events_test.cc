@@ -162,6 +162,34 @@ TEST(MetricsEventsTest, EvalCheckpointRollbackAndEndRoundTrip) {
   EXPECT_EQ(end.summary["steps"], 40);
 }
 
+TEST(MetricsEventsTest, CheckpointMetricsRoundTripAndReadLeniently) {
+  StepMetrics step;
+  step.step = 50;
+  step.loss = 1.25;
+  step.volatility.volatility = 0.125;
+  EvalMetrics eval;
+  eval.step = 40;
+  eval.accuracy = 0.5;
+  const CheckpointMetrics back = CheckpointMetricsFromJson(ToJson(CheckpointMetrics{step, eval}));
+  ASSERT_TRUE(back.train.has_value());
+  EXPECT_EQ(back.train->step, 50);
+  EXPECT_EQ(back.train->loss, 1.25);
+  EXPECT_EQ(back.train->volatility.volatility, 0.125);
+  ASSERT_TRUE(back.eval.has_value());
+  EXPECT_EQ(back.eval->step, 40);
+  EXPECT_EQ(back.eval->accuracy, 0.5);
+  EXPECT_FALSE(back.eval->loss.has_value());
+
+  const CheckpointMetrics train_only = CheckpointMetricsFromJson(ToJson(CheckpointMetrics{step, std::nullopt}));
+  EXPECT_TRUE(train_only.train.has_value());
+  EXPECT_FALSE(train_only.eval.has_value());
+  for (const char* text : {"null", "[]", "{\"train\": 3}", "{}"}) {
+    const CheckpointMetrics none = CheckpointMetricsFromJson(nlohmann::json::parse(text));
+    EXPECT_FALSE(none.train.has_value()) << text;
+    EXPECT_FALSE(none.eval.has_value()) << text;
+  }
+}
+
 TEST(MetricsEventsTest, TheReaderSkipsWhatIsNotAnEventAndFillsDefaults) {
   EXPECT_FALSE(ParseEventLine("").has_value());
   EXPECT_FALSE(ParseEventLine("not json").has_value());

@@ -188,14 +188,13 @@ absl::StatusOr<AdapterOptions> ReadAdapterConfig(const std::string& dir) {
   return o;
 }
 
-absl::StatusOr<AdapterOptions> LoadAdapter(torch::nn::Module& root, const std::string& dir) {
-  D2_ASSIGN_OR_RETURN(AdapterOptions options, ReadAdapterConfig(dir));
-  const std::string weights_path = absl::StrCat(dir, "/", kAdapterWeightsFile);
+absl::StatusOr<AdapterTensors> ReadAdapterTensors(const std::string& dir) {
+  AdapterTensors out;
+  D2_ASSIGN_OR_RETURN(out.options, ReadAdapterConfig(dir));
+  out.weights_path = absl::StrCat(dir, "/", kAdapterWeightsFile);
+  const std::string& weights_path = out.weights_path;
   D2_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(weights_path));
-  const std::vector<std::string> suffixes = SuffixesFor(options.method);
-  // module path -> suffix -> tensor
-  std::map<std::string, std::map<std::string, torch::Tensor>> by_module;
-  std::vector<std::string> order;
+  const std::vector<std::string> suffixes = SuffixesFor(out.options.method);
   for (const SafetensorsEntry& e : file->entries()) {
     if (!absl::StartsWith(e.name, kPeftKeyPrefix)) {
       return absl::InvalidArgumentError(
@@ -212,13 +211,22 @@ absl::StatusOr<AdapterOptions> LoadAdapter(torch::nn::Module& root, const std::s
     }
     if (module.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(weights_path, ": key '", e.name, "' is not a ",
-                                                     MethodName(options.method), " adapter tensor"));
+                                                     MethodName(out.options.method), " adapter tensor"));
     }
     D2_ASSIGN_OR_RETURN(torch::Tensor t, file->Get(e.name));
-    if (by_module.find(module) == by_module.end()) order.push_back(module);
-    by_module[module][suffix] = t;
+    if (out.tensors.find(module) == out.tensors.end()) out.modules.push_back(module);
+    out.tensors[module][suffix] = t;
   }
-  if (order.empty()) return absl::InvalidArgumentError(absl::StrCat(weights_path, ": holds no tensor"));
+  if (out.modules.empty()) return absl::InvalidArgumentError(absl::StrCat(weights_path, ": holds no tensor"));
+  return out;
+}
+
+absl::StatusOr<AdapterOptions> LoadAdapter(torch::nn::Module& root, const std::string& dir) {
+  D2_ASSIGN_OR_RETURN(AdapterTensors read, ReadAdapterTensors(dir));
+  const AdapterOptions& options = read.options;
+  const std::string& weights_path = read.weights_path;
+  const std::vector<std::string>& order = read.modules;
+  auto& by_module = read.tensors;
   std::set<std::string> linear_paths;
   for (auto& [path, linear] : LinearLayers(root)) linear_paths.insert(path);
   for (const std::string& module : order) {

@@ -8,7 +8,9 @@
 
 #include <torch/nn/module.h>
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "worker/engine/spec_types.h"
@@ -36,6 +38,20 @@ absl::Status WriteAdapterDirectory(const NamedTensors& tensors, const AdapterOpt
 
 // Parses `dir`/adapter_config.json; errors name the file and the field.
 absl::StatusOr<AdapterOptions> ReadAdapterConfig(const std::string& dir);
+
+// An adapter directory's contents, by module: what LoadAdapter hosts and
+// InitAdaptersFrom (adapter_init.h) starts a run from.
+struct AdapterTensors {
+  AdapterOptions options;    // adapter_config.json
+  std::string weights_path;  // dir/adapter_model.safetensors, for messages
+  std::vector<std::string> modules;  // module paths, in file order
+  // module path -> key suffix ("lora_A.weight", ...) -> tensor
+  std::map<std::string, std::map<std::string, torch::Tensor>> tensors;
+};
+
+// Reads `dir`'s config and weights: every key must be "base_model.model.<module
+// path>.<suffix>" with a suffix of the config's method; errors name the file and key.
+absl::StatusOr<AdapterTensors> ReadAdapterTensors(const std::string& dir);
 
 // Reads an adapter directory and hosts its adapters in `root` (freezing the
 // base): every key must name a Linear of the model with the right shape, and

@@ -6,12 +6,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "worker/engine/adapters/adapter_init.h"
 #include "worker/engine/adapters/adapter_io.h"
 #include "worker/engine/adapters/inject.h"
 #include "worker/engine/adapters/peft_export.h"
@@ -264,7 +266,26 @@ struct JobSetup {
   std::shared_ptr<Tokenizer> tokenizer;
   PreparedData data;
   nlohmann::json fingerprint;
+  std::optional<AdapterInitResult> init;  // spec init.adapter, on a fresh run
 };
+
+// init: the adapters' starting values (a fresh run only: a resumed one has its checkpoint's).
+absl::StatusOr<std::optional<AdapterInitResult>> InitAdapters(const JobSpec& spec, CausalLMImpl& model,
+                                                              bool resuming) {
+  const spec::InitSpec& init = spec.init;
+  if (resuming || init.empty()) return std::nullopt;
+  if (init.adapter.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "init.from_job = ", init.from_job, ": a job id means something only to the service (d2lora submit); "
+        "for a local run set init.adapter to that job's output, checkpoint or adapter directory"));
+  }
+  if (init.adapter.rfind("upload:", 0) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("init.adapter = ", init.adapter,
+                                                      ": an upload means something only to the service"));
+  }
+  D2_ASSIGN_OR_RETURN(AdapterInitResult r, InitAdaptersFrom(model, init.adapter));
+  return std::optional<AdapterInitResult>(std::move(r));
+}
 
 // This rank's part of the setup; the caller agrees on it across ranks, so a
 // failure on one rank fails them all.
@@ -279,6 +300,7 @@ absl::Status SetUp(const JobSpec& spec, c10::ScalarType dtype, const torch::Devi
       for (auto& p : model.parameters()) p.requires_grad_(true);
     } else {
       D2_RETURN_IF_ERROR(InjectAdapters(model, spec.adapter).status());
+      D2_ASSIGN_OR_RETURN(out->init, InitAdapters(spec, model, resuming));
     }
     model.to(device);
     return absl::OkStatus();
@@ -443,6 +465,13 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const Trai
     callbacks.insert(callbacks.begin(), jsonl.get());
   }
   const ParameterCount counts = CountParameters(*model);
+  if (rank0 && setup.init) {
+    const AdapterInitResult& init = *setup.init;
+    std::fprintf(stderr, "init: %lld adapted modules start from %s (%s, r=%lld), %lld start fresh\n",
+                 static_cast<long long>(init.modules), init.dir.c_str(), MethodName(init.saved_method).c_str(),
+                 static_cast<long long>(init.saved_r), static_cast<long long>(init.fresh_modules));
+    for (const std::string& note : init.notes) std::fprintf(stderr, "init: note: %s\n", note.c_str());
+  }
   D2_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                       Trainer::Create(model, setup.data.train, std::move(setup.data.validation), valid,
                                       MakeTrainerOptions(spec, setup, counts, callbacks, options.stop), &group));
@@ -454,6 +483,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const Trai
   D2_ASSIGN_OR_RETURN(TrainResult result, trainer->Run());
 
   nlohmann::json summary = RunSummary(spec, result, group.world_size(), resume_dir, counts, setup.data.report);
+  if (setup.init) summary["init"] = ToJson(*setup.init);
   nlohmann::json paths = {{"output_dir", spec.output.dir},
                           {"metrics", spec.output.dir + "/" + trainer::kMetricsFile},
                           {"checkpoint", result.last_checkpoint}};

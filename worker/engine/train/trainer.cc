@@ -164,6 +164,7 @@ TrainingState Trainer::CaptureState(bool clone) const {
   s.skipped_steps = skipped_steps_;
   s.elapsed_seconds = prior_seconds_ + session_seconds_;
   s.fingerprint = options_.fingerprint;
+  s.metrics = trainer::ToJson(trainer::CheckpointMetrics{last_metrics_, last_eval_});
   return s;
 }
 
@@ -175,6 +176,11 @@ absl::Status Trainer::RestoreState(const TrainingState& state, const std::string
   const std::string state_file = absl::StrCat(from_dir, "/", kTrainerStateFile);
   auto tracker = VolatilityTracker::FromJson(state.volatility);
   if (!tracker.ok()) return absl::DataLossError(absl::StrCat(state_file, ": volatility: ", tracker.status().message()));
+  if (!from_dir.empty()) {
+    const trainer::CheckpointMetrics m = trainer::CheckpointMetricsFromJson(state.metrics);
+    last_metrics_ = m.train;
+    last_eval_ = m.eval;
+  }
   if (!from_dir.empty() && !state.guard.is_null()) {
     D2_ASSIGN_OR_RETURN(GuardState g, GuardStateFromJson(state.guard, state_file));
     guard_.Restore(std::move(g));
@@ -353,6 +359,7 @@ absl::Status Trainer::WriteCheckpoint() {
 absl::StatusOr<ValidationResult> Trainer::RunValidation(bool final) {
   D2_ASSIGN_OR_RETURN(ValidationResult r,
                       Validate(*model_, validation_, options_.validation, *group_, step_, final));
+  last_eval_ = r.metrics;
   Notify([&](TrainingCallback& cb) { cb.OnEval(r.metrics); });
   return r;
 }
@@ -394,6 +401,7 @@ absl::StatusOr<TrainResult> Trainer::RunSteps(int64_t* at_step) {
       continue;
     }
     result.last_step = m;
+    last_metrics_ = m;
     const bool last = step_ == total_steps_;
     if (step_ % spec.metrics.log_every == 0 || last || stop) Notify([&](TrainingCallback& cb) { cb.OnStep(m); });
     if (stop) {
@@ -401,12 +409,13 @@ absl::StatusOr<TrainResult> Trainer::RunSteps(int64_t* at_step) {
       result.stopped = true;
       break;
     }
+    // Validation first, so that a checkpoint at the same step records its figures.
+    if (!last && spec.eval.every > 0 && step_ % spec.eval.every == 0 && !validation_.empty()) {
+      D2_RETURN_IF_ERROR(RunValidation(/*final=*/false).status());
+    }
     if (!last && spec.train.checkpoint_every > 0 && step_ % spec.train.checkpoint_every == 0) {
       D2_RETURN_IF_ERROR(WriteCheckpoint());
       D2_RETURN_IF_ERROR(take_snapshot());
-    }
-    if (!last && spec.eval.every > 0 && step_ % spec.eval.every == 0 && !validation_.empty()) {
-      D2_RETURN_IF_ERROR(RunValidation(/*final=*/false).status());
     }
   }
   *at_step = step_;

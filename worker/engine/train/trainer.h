@@ -142,6 +142,9 @@ class Trainer {
   VolatilityTracker volatility_;
   TrainingGuard guard_;
   std::optional<TrainingState> snapshot_;  // the guard's in-memory checkpoint
+  // What the next checkpoint records of the run (TrainingState::metrics).
+  std::optional<StepMetrics> last_metrics_;
+  std::optional<EvalMetrics> last_eval_;
   int64_t last_batch_ = 0;                 // global batch index of the latest step's batch
   torch::Device device_;
   int64_t total_steps_ = 0;

@@ -90,6 +90,7 @@ absl::Status WriteTrainingCheckpoint(const std::string& dir, const TrainingState
   j["skipped_steps"] = state.skipped_steps;
   j["elapsed_seconds"] = state.elapsed_seconds;
   j["fingerprint"] = state.fingerprint;
+  if (!state.metrics.is_null()) j["metrics"] = state.metrics;
   D2_ASSIGN_OR_RETURN(std::string params_sha, Sha256File(params_path));
   D2_ASSIGN_OR_RETURN(std::string optim_sha, Sha256File(optim_path));
   j["sha256"] = {{kParametersFile, params_sha}, {kOptimizerFile, optim_sha}};
@@ -155,6 +156,7 @@ absl::StatusOr<TrainingState> ReadTrainingCheckpoint(const std::string& dir) {
   s.volatility = j["volatility"];
   if (j.contains("guard")) s.guard = j["guard"];
   s.fingerprint = j["fingerprint"];
+  if (j.contains("metrics")) s.metrics = j["metrics"];
   if (s.step < 0 || s.optimizer_steps < 0) return absl::DataLossError(absl::StrCat(state_path, ": negative step"));
 
   D2_RETURN_IF_ERROR(CheckFileDigests(dir, state_path, j));

@@ -2,6 +2,8 @@
 // stopped. A checkpoint is a directory `<output>/checkpoints/step-<N>/`:
 //
 //   trainer_state.json      format, step, data cursor, optimizer step count,
+//                           the metrics at the step (informational: the
+//                           step's figures and the newest evaluation),
 //                           volatility tracker, counters, the training guard's
 //                           state (rollbacks, LR scale, skipped batches), the fingerprint of
 //                           what must not change on resume, and the SHA-256 of
@@ -56,6 +58,9 @@ struct TrainingState {
   // What a resumed run must agree on (method, adapter, data, batch, schedule,
   // ...): compared key by key, the first difference named in the error.
   nlohmann::json fingerprint;
+  // trainer::ToJson(CheckpointMetrics) (metrics_events.h); null in checkpoints
+  // written before it. Not part of what a resume must agree on.
+  nlohmann::json metrics;
 };
 
 // The checkpoint directory for `step` under `checkpoints_dir`.

@@ -479,6 +479,66 @@ TEST(TrainJob, FreshRunRefusesOutputDirWithFiles) {
   EXPECT_EQ((*ok)["status"], "completed");
 }
 
+double FirstStepLoss(const std::string& out) {
+  for (const json& e : ReadJsonLines(out + "/metrics.jsonl")) {
+    if (e["event"] == "step" && e["step"] == 1) return e["loss"].get<double>();
+  }
+  ADD_FAILURE() << out << ": no step 1";
+  return 0;
+}
+
+// init.adapter: a run starts from an earlier run's adapter (its output
+// directory names adapter/), so its first batch already has the lower loss;
+// a resumed run reads its checkpoint, not the init (gone by then).
+TEST(TrainJob, InitAdapterStartsFromAnEarlierRun) {
+  TempDir tmp;
+  WriteFile(tmp.file("train.jsonl"), McJsonl(32, 0));
+  JobSpec earlier = BaseSpec(tmp.file("train.jsonl"), "", tmp.file("earlier"));
+  earlier.method = TrainingMethod::kLora;
+  earlier.adapter.method = AdapterMethod::kLora;
+  earlier.train.max_steps = 16;
+  earlier.train.lr = 1e-2;
+  earlier.output.merge = false;
+  auto first = RunJob(earlier);
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  JobSpec fresh = earlier;
+  fresh.train.max_steps = 3;
+  fresh.train.checkpoint_every = 1;
+  fresh.output.dir = tmp.file("fresh");
+  ASSERT_TRUE(RunJob(fresh).ok());
+  JobSpec from = fresh;
+  from.output.dir = tmp.file("from");
+  from.init.adapter = tmp.file("earlier");
+  std::atomic<bool> stop{false};
+  StopAtStep stopper(&stop, 1);
+  auto started = RunJob(from, "", {&stopper}, &stop);
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ((*started)["status"], "stopped");
+  const json& init = (*started)["init"];
+  EXPECT_EQ(init["adapter"], tmp.file("earlier/adapter"));
+  EXPECT_EQ(init["saved_method"], "lora");
+  EXPECT_GT(init["modules"].get<int64_t>(), 0);
+  EXPECT_EQ(init["fresh_modules"], 0);
+  const double fresh_loss = FirstStepLoss(tmp.file("fresh")), from_loss = FirstStepLoss(tmp.file("from"));
+  EXPECT_LT(from_loss, fresh_loss - 0.1) << "fresh " << fresh_loss << ", from the earlier adapter " << from_loss;
+
+  fs::remove_all(tmp.file("earlier"));
+  auto resumed = RunJob(from, tmp.file("from"));
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ((*resumed)["status"], "completed");
+  EXPECT_EQ((*resumed)["steps"], 3);
+
+  // A job id is the service's to resolve.
+  JobSpec by_job = fresh;
+  by_job.output.dir = tmp.file("by-job");
+  by_job.init.from_job = "j-123";
+  auto refused = RunJob(by_job);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_TRUE(Contains(std::string(refused.status().message()), "init.from_job = j-123")) << refused.status();
+}
+
 TEST(TrainJob, StopAndResumeMatchesUninterruptedRun) {
   TempDir tmp;
   WriteFile(tmp.file("train.jsonl"), McJsonl(24, 0));

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -160,6 +161,46 @@ TEST(TrainerTest, ResumeMatchesAnUninterruptedRun) {
   EXPECT_EQ(MaxParamDiff(*full.trainer, *second.trainer), 0.0);
   EXPECT_EQ(full_result->run_volatility.volatility, resumed->run_volatility.volatility);
   EXPECT_EQ(full_result->last_step->loss, resumed->last_step->loss);
+}
+
+// trainer_state.json records the step's figures and the evaluation at that
+// step (validation runs before a checkpoint at the same step), and a resumed
+// run carries the last evaluation into its next checkpoint.
+TEST(TrainerTest, CheckpointsRecordTheMetricsAtTheirStep) {
+  TempDir tmp;
+  JobSpec spec = TinySpec(TrainingMethod::kLora);
+  spec.train.checkpoint_every = 5;
+  spec.train.keep_checkpoints = 10;
+  spec.eval.every = 10;
+  spec.train.max_steps = 20;
+  auto group = CreateSingleProcessGroup();
+  ValidationSet val;
+  val.examples = CountingExamples(8, 12, 99);
+  struct Record : TrainingCallback {
+    std::map<int64_t, double> losses, eval_losses;
+    void OnStep(const StepMetrics& m) override { losses[m.step] = m.loss; }
+    void OnEval(const EvalMetrics& m) override { eval_losses[m.step] = *m.loss; }
+  } record;
+  Session s = MakeSession(spec, group.get(), tmp.file("ck"), val, {&record});
+  auto result = s.trainer->Run();
+  ASSERT_TRUE(result.ok()) << result.status();
+  for (int64_t step : {5, 10, 15, 20}) {
+    auto state = ReadTrainingCheckpoint(CheckpointPath(tmp.file("ck"), step));
+    ASSERT_TRUE(state.ok()) << state.status();
+    const trainer::CheckpointMetrics m = trainer::CheckpointMetricsFromJson(state->metrics);
+    ASSERT_TRUE(m.train.has_value()) << step;
+    EXPECT_EQ(m.train->step, step);
+    EXPECT_EQ(m.train->loss, record.losses.at(step));
+    if (step == 5) {
+      EXPECT_FALSE(m.eval.has_value());
+    } else {
+      // Step 20's final evaluation comes after its checkpoint: it records step 10's.
+      ASSERT_TRUE(m.eval.has_value()) << step;
+      const int64_t eval_step = step == 15 || step == 20 ? 10 : step;
+      EXPECT_EQ(m.eval->step, eval_step) << step;
+      EXPECT_EQ(*m.eval->loss, record.eval_losses.at(eval_step)) << step;
+    }
+  }
 }
 
 TEST(TrainerTest, ResumeRefusesAMismatchedCheckpoint) {
