@@ -21,6 +21,7 @@ const std::map<std::string, Role, std::less<>>& Policies() {
       {"d2lora.v1.JobService/ResumeJob", Role::kFull},
       {"d2lora.v1.JobService/WatchJob", Role::kReadOnly},
       {"d2lora.v1.JobService/ListArtifacts", Role::kReadOnly},
+      {"d2lora.v1.JobService/ListCheckpoints", Role::kReadOnly},
       {"d2lora.v1.JobService/DownloadArtifact", Role::kReadOnly},
       {"d2lora.v1.JobService/UploadFile", Role::kFull},
       // Workers use the full token: they write job state and artifacts.

@@ -29,6 +29,8 @@ google::protobuf::Timestamp Now() { return TimeUtil::NanosecondsToTimestamp(absl
 v1::Job RequestPart(const v1::Job& job) {
   v1::Job part;
   *part.mutable_spec() = job.spec();
+  // The copy of init.from_job's adapter is the coordinator's, not the request's.
+  if (!part.spec().init().from_job().empty()) part.mutable_spec()->mutable_init()->clear_adapter();
   part.set_world_size(job.world_size());
   part.set_priority(job.priority());
   part.set_max_retries(job.max_retries());
@@ -278,8 +280,23 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::SubmitJobRequest& request)
   auto checked = CheckSubmitRequest(request, *artifacts_, options_.default_max_retries);
   if (!checked.ok()) return checked.status();
   v1::Job job = *std::move(checked);
+  std::string init_note;
+  if (!job.spec().init().from_job().empty()) {
+    // A retried request answers with its job before anything is copied.
+    bool known = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      known = !job.idempotency_key().empty() && idempotency_.count(job.idempotency_key()) > 0;
+    }
+    if (!known) {
+      auto note = ResolveInitFromJob(job);
+      if (!note.ok()) return note.status();
+      init_note = *std::move(note);
+    }
+  }
   v1::Job answer;
   uint64_t ticket = 0;
+  bool duplicate = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = job.idempotency_key().empty() ? idempotency_.end() : idempotency_.find(job.idempotency_key());
@@ -292,15 +309,20 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::SubmitJobRequest& request)
       }
       answer = existing;
       ticket = Visible();
+      duplicate = true;
     } else {
       job.set_id(NewJobId());
       *job.mutable_create_time() = Now();
       StoreMutation m;
       v1::Job& staged = m.jobs.emplace_back(job);
-      SetState(m, staged, v1::QUEUED, "submitted");
+      SetState(m, staged, v1::QUEUED, "submitted" + init_note);
       answer = staged;
       ticket = Stage(m);
     }
+  }
+  if (duplicate && !init_note.empty()) {
+    // The same request won the race while this one copied: drop the copy.
+    (void)artifacts_->Delete(absl::StrCat("uploads/", job.spec().init().adapter().substr(sizeof(kUploadScheme) - 1)));
   }
   if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return answer;

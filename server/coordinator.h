@@ -81,6 +81,8 @@ class Coordinator {
   absl::StatusOr<v1::Job> Resume(const std::string& id);
   // Events after `after_seq`, waiting up to `wait` for the first one.
   absl::StatusOr<EventBatch> WaitEvents(const std::string& job_id, int64_t after_seq, absl::Duration wait);
+  // coordinator_checkpoints.cc: the job's stored checkpoints with their metrics.
+  absl::StatusOr<v1::ListCheckpointsResponse> ListCheckpoints(const std::string& id);
   // NOT_FOUND unless the job exists (artifact calls).
   absl::Status CheckJobExists(const std::string& id);
 
@@ -160,6 +162,10 @@ class Coordinator {
   void ReapWorkers(StoreMutation& m);
   void PlaceQueued(StoreMutation& m);
   absl::Status CheckSubmit(const v1::SubmitJobRequest& request, v1::Job& job);
+  // A new job's spec.init.from_job: copies the source's adapter into a new
+  // upload, points spec.init.adapter at it and returns what the job's first
+  // event says of it. mu_ NOT held.
+  absl::StatusOr<std::string> ResolveInitFromJob(v1::Job& job);
   void UpdateGauges();
   StoredAssignment* FindAssignment(const std::string& id);
   // The worker, its heartbeat clock reset; NOT_FOUND when it is not registered.

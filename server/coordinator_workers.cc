@@ -14,6 +14,7 @@
 #include "common/trainer/output_names.h"
 #include "server/coordinator.h"
 #include "server/coordinator_metrics.h"
+#include "server/job_checkpoints.h"
 #include "server/job_ids.h"
 #include "server/job_summary.h"
 #include "server/scheduler.h"

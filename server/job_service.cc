@@ -139,6 +139,19 @@ grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* context, const v
   return grpc::Status::OK;
 }
 
+grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext* context, const v1::ListCheckpointsRequest* request,
+                                             v1::ListCheckpointsResponse* response) {
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/ListCheckpoints"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  if (absl::Status s = CheckId("job_id", request->job_id()); !s.ok()) return ToGrpcStatus(s);
+  if (request->job_id().empty()) return ToGrpcStatus(absl::InvalidArgumentError("job_id: required"));
+  auto listed = coordinator_->ListCheckpoints(request->job_id());
+  if (!listed.ok()) return ToGrpcStatus(listed.status());
+  *response = *std::move(listed);
+  return grpc::Status::OK;
+}
+
 grpc::Status JobServiceImpl::DownloadArtifact(grpc::ServerContext* context, const v1::DownloadArtifactRequest* request,
                                               grpc::ServerWriter<v1::FileChunk>* writer) {
   if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.JobService/DownloadArtifact"); !s.ok()) return ToGrpcStatus(s);

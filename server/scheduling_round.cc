@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "common/spec/job_spec.h"
 #include "common/trainer/output_names.h"
+#include "server/job_checkpoints.h"
 #include "server/submit_check.h"
 
 namespace d2lora::server {
@@ -57,52 +58,33 @@ absl::Status RewriteUpload(const std::string& field, std::string* path, Artifact
 // resumes, naming a damaged newer checkpoint it passed over.
 absl::Status AddCheckpoint(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a, std::string* note) {
   const std::string job_dir = absl::StrCat("jobs/", job.id(), "/");
-  auto all = artifacts.List(absl::StrCat(job_dir, trainer::kCheckpointsDir, "/"));
-  if (!all.ok()) return all.status();
-  std::map<int64_t, std::vector<const ArtifactInfo*>> by_step;
-  std::set<int64_t> complete;
-  std::map<int64_t, std::string> damaged;  // step -> the first damaged file and what changed
-  for (const ArtifactInfo& f : *all) {
-    const std::string relative = f.key.substr(job_dir.size());
-    const std::optional<int64_t> step = CheckpointStepOf(relative);
-    if (!step.has_value() || *step > job.checkpoint_step()) continue;
-    by_step[*step].push_back(&f);
-    if (trainer::CompleteCheckpointStep(relative).has_value()) complete.insert(*step);
-    if (!f.damaged.empty() && !damaged.count(*step)) damaged[*step] = absl::StrCat(relative, ": ", f.damaged);
-  }
+  auto stored = StoredCheckpoints(artifacts, job.id());
+  if (!stored.ok()) return stored.status();
+  std::map<int64_t, StoredCheckpoint>& checkpoints = *stored;
+  checkpoints.erase(checkpoints.upper_bound(job.checkpoint_step()), checkpoints.end());
   // The job's own checkpoint counts as complete (its trainer_state.json made it so).
-  if (by_step.count(job.checkpoint_step())) complete.insert(job.checkpoint_step());
-  std::vector<int64_t> usable;  // newest first
-  for (auto it = complete.rbegin(); it != complete.rend(); ++it) {
-    if (damaged.count(*it)) continue;
-    usable.push_back(*it);
-    if (usable.size() == 2) break;
+  if (auto own = checkpoints.find(job.checkpoint_step()); own != checkpoints.end()) own->second.complete = true;
+  std::vector<const StoredCheckpoint*> usable;  // newest first
+  const StoredCheckpoint* newest_damaged = nullptr;
+  for (auto it = checkpoints.rbegin(); it != checkpoints.rend(); ++it) {
+    const StoredCheckpoint& c = it->second;
+    if (!c.damaged.empty() && newest_damaged == nullptr) newest_damaged = &c;
+    if (!c.complete || !c.damaged.empty() || usable.size() == 2) continue;
+    usable.push_back(&c);
   }
-  if (!usable.empty()) *note = absl::StrCat(", resuming from step ", usable.front());
-  if (!damaged.empty() && (usable.empty() || damaged.rbegin()->first > usable.front())) {
+  if (!usable.empty()) *note = absl::StrCat(", resuming from step ", usable.front()->step);
+  if (newest_damaged != nullptr && (usable.empty() || newest_damaged->step > usable.front()->step)) {
     absl::StrAppend(note, usable.empty() ? ", starting over" : "", " (passed over a damaged checkpoint: ",
-                    damaged.rbegin()->second, ")");
+                    newest_damaged->damaged, ")");
   }
   for (size_t i = 0; i < usable.size(); ++i) {
-    const std::string dir = trainer::CheckpointName(usable[i]);
-    for (const ArtifactInfo* f : by_step[usable[i]]) AddInput(a, *f, absl::StrCat("resume/", f->key.substr(job_dir.size())));
-    if (i == 0) a.set_resume_from(absl::StrCat("resume/", dir));
+    for (const ArtifactInfo& f : usable[i]->files) AddInput(a, f, absl::StrCat("resume/", f.key.substr(job_dir.size())));
+    if (i == 0) a.set_resume_from(absl::StrCat("resume/", trainer::CheckpointName(usable[i]->step)));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
-
-std::optional<int64_t> CheckpointStepOf(absl::string_view relative) {
-  const std::string prefix = absl::StrCat(trainer::kCheckpointsDir, "/", trainer::kCheckpointPrefix);
-  if (!absl::ConsumePrefix(&relative, prefix)) return std::nullopt;
-  int64_t step = 0;
-  const size_t slash = relative.find('/');
-  if (slash == absl::string_view::npos || !absl::SimpleAtoi(relative.substr(0, slash), &step) || step <= 0) {
-    return std::nullopt;
-  }
-  return step;
-}
 
 std::vector<std::string> LostWorkers(const std::vector<WorkerView>& workers, absl::Time now, absl::Duration timeout) {
   std::vector<std::string> lost;
@@ -194,6 +176,12 @@ absl::Status AddAssignmentInputs(const v1::Job& job, ArtifactStore& artifacts, v
   note->clear();
   v1::JobSpec& spec = *a.mutable_spec();
   if (absl::Status s = RewriteUpload("spec.model", spec.mutable_model(), artifacts, a); !s.ok()) return s;
+  if (spec.init().has_adapter()) {
+    if (absl::Status s = RewriteUpload("spec.init.adapter", spec.mutable_init()->mutable_adapter(), artifacts, a);
+        !s.ok()) {
+      return s;
+    }
+  }
   if (absl::Status s = RewriteUpload("spec.data.train", spec.mutable_data()->mutable_train(), artifacts, a); !s.ok()) {
     return s;
   }

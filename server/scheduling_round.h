@@ -10,7 +10,7 @@
 //   PickPort         a rendezvous port on rank 0's host
 //   AssignmentBase   what every rank of a placed attempt starts from
 //   AddAssignmentInputs  the files a rank downloads: uploads, the checkpoint
-//   CheckpointStepOf     the step of a stored checkpoint's file
+//                        (job_checkpoints.h reads the stored checkpoints)
 #pragma once
 
 #include <cstdint>
@@ -87,16 +87,12 @@ v1::Assignment AssignmentBase(const v1::Job& job, const Placement& placement, co
                               std::string* elastic_note);
 
 // Adds the files a rank downloads to `a` and points its spec at them: each
-// "upload:ID[/NAME]" path becomes inputs/ID[/NAME]; when the job has a
+// "upload:ID[/NAME]" path (model, init.adapter, data) becomes inputs/ID[/NAME]; when the job has a
 // checkpoint, its folder (and the previous complete one, the trainer's
 // fallback) under resume/, with resume_from set; `*note` is what the placement
 // message says of it (", resuming from step N"). A checkpoint with a file the
 // store finds damaged is passed over for an older one, and the note says so.
 // FAILED_PRECONDITION when an upload is gone.
-// N for a file of a stored checkpoint, "checkpoints/step-N/<file>" (relative to
-// the job's folder; N > 0), complete or not; nullopt for any other name.
-std::optional<int64_t> CheckpointStepOf(absl::string_view relative);
-
 absl::Status AddAssignmentInputs(const v1::Job& job, ArtifactStore& artifacts, v1::Assignment& a,
                                  std::string* note);
 

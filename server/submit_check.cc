@@ -60,7 +60,10 @@ absl::Status CheckFieldValues(const google::protobuf::Message& message, const st
   return absl::OkStatus();
 }
 
-absl::Status CheckPath(const std::string& field, const std::string& path, ArtifactStore& artifacts, bool model) {
+// `folder_file`: for an upload of a whole folder, the file it must hold
+// (config.json for a model, adapter_config.json for an adapter); nullptr = any.
+absl::Status CheckPath(const std::string& field, const std::string& path, ArtifactStore& artifacts,
+                       const char* folder_file) {
   auto ref = ParseUploadRef(field, path);
   if (!ref.ok()) return ref.status();
   if (!ref->has_value()) {
@@ -81,10 +84,13 @@ absl::Status CheckPath(const std::string& field, const std::string& path, Artifa
   auto files = artifacts.List(prefix);
   if (!files.ok()) return files.status();
   if (files->empty()) return Invalid(field, absl::StrCat("upload ", r.upload_id, " not found"));
-  if (model) {
-    bool has_config = false;
-    for (const ArtifactInfo& f : *files) has_config |= f.key == prefix + "config.json";
-    if (!has_config) return Invalid(field, absl::StrCat("upload ", r.upload_id, " has no config.json: not a model directory"));
+  if (folder_file != nullptr) {
+    bool has_file = false;
+    for (const ArtifactInfo& f : *files) has_file |= f.key == prefix + folder_file;
+    if (!has_file) {
+      return Invalid(field, absl::StrCat("upload ", r.upload_id, " has no ", folder_file, ": not ",
+                                         field == "spec.model" ? "a model" : "an adapter", " directory"));
+    }
   }
   return absl::OkStatus();
 }
@@ -98,6 +104,10 @@ absl::Status CheckSpecPathRoots(const v1::SubmitJobRequest& request, const PathR
   for (const auto& [field, path] : paths) {
     if (path->empty() || absl::StartsWith(*path, kUploadScheme)) continue;  // CheckSubmitRequest's to judge
     if (absl::Status s = roots.Check(field, *path); !s.ok()) return s;
+  }
+  if (spec.init().has_adapter() && !spec.init().adapter().empty() &&
+      !absl::StartsWith(spec.init().adapter(), kUploadScheme)) {
+    if (absl::Status s = roots.Check("spec.init.adapter", spec.init().adapter()); !s.ok()) return s;
   }
   if (spec.data().has_validation() && !spec.data().validation().empty() &&
       !absl::StartsWith(spec.data().validation(), kUploadScheme)) {
@@ -155,11 +165,22 @@ absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, 
     if (v.size() > 256) return Invalid(absl::StrCat("labels[\"", k, "\"]"), "value longer than 256 bytes");
   }
 
-  const std::vector<std::pair<std::string, std::string>> paths = {
-      {"spec.model", spec.model}, {"spec.data.train", spec.data.train}, {"spec.data.validation", spec.data.validation}};
-  for (const auto& [field, path] : paths) {
-    if (field == "spec.data.validation" && path.empty()) continue;
-    if (absl::Status s = CheckPath(field, path, artifacts, field == "spec.model"); !s.ok()) return s;
+  struct PathField {
+    const char* field;
+    const std::string& path;
+    const char* folder_file;
+  };
+  const PathField paths[] = {{"spec.model", spec.model, "config.json"},
+                             {"spec.init.adapter", spec.init.adapter, "adapter_config.json"},
+                             {"spec.data.train", spec.data.train, nullptr},
+                             {"spec.data.validation", spec.data.validation, nullptr}};
+  for (const PathField& p : paths) {
+    if (p.path.empty()) continue;  // optional (model and data.train are required by the spec's own check)
+    if (absl::Status s = CheckPath(p.field, p.path, artifacts, p.folder_file); !s.ok()) return s;
+  }
+  if (!spec.init.adapter.empty() && !spec.init.from_job.empty()) {
+    return Invalid("spec.init", "give init.adapter or init.from_job, not both (the service fills init.adapter in "
+                                "from init.from_job)");
   }
 
   v1::Job job;

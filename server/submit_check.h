@@ -37,7 +37,7 @@ absl::StatusOr<v1::Job> CheckSubmitRequest(const v1::SubmitJobRequest& request, 
                                            int default_max_retries);
 
 // The paths of `request.spec` that are not upload references (model,
-// data.train, data.validation), each checked against `roots` (absolute, no
+// init.adapter, data.train, data.validation), each checked against `roots` (absolute, no
 // "..", inside a root when roots are configured, symlinks followed):
 // INVALID_ARGUMENT naming the spec field. The service calls this before the
 // coordinator's CheckSubmitRequest.

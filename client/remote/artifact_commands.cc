@@ -1,4 +1,5 @@
 // d2lora artifacts ID [--prefix P]
+// d2lora checkpoints ID
 // d2lora download ID NAME [--out PATH]
 // d2lora upload PATH [--upload-id ID]
 //
@@ -100,6 +101,19 @@ absl::Status DownloadJobArtifact(const ConnectionFlags& flags, const std::string
 }
 
 namespace {
+
+absl::StatusOr<int> RunCheckpoints(const ArtifactFlags& f) {
+  D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
+  grpc::ClientContext context;
+  remote.Prepare(context);
+  v1::ListCheckpointsRequest request;
+  request.set_job_id(f.id);
+  v1::ListCheckpointsResponse response;
+  const grpc::Status status = remote.stub->ListCheckpoints(&context, request, &response);
+  if (!status.ok()) return ServerError(status);
+  std::cout << (remote.json ? MessageToJson(response) + "\n" : FormatCheckpointTable(response)) << std::flush;
+  return kExitOk;
+}
 
 absl::StatusOr<int> RunArtifacts(const ArtifactFlags& f) {
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
@@ -218,6 +232,16 @@ void AddArtifactCommands(CLI::App& app, int* exit_code) {
   AddConnectionFlags(cmd, &artifacts->connection);
   cmd->callback([artifacts, exit_code]() {
     RunCommand("artifacts", exit_code, [&artifacts]() { return RunArtifacts(*artifacts); });
+  });
+
+  auto checkpoints = std::make_shared<ArtifactFlags>();
+  cmd = app.add_subcommand("checkpoints",
+                           "List a job's stored checkpoints with their metrics (a spec's init.from_job + init.step "
+                           "starts a job from one)");
+  cmd->add_option("id", checkpoints->id, "Job id")->required();
+  AddConnectionFlags(cmd, &checkpoints->connection);
+  cmd->callback([checkpoints, exit_code]() {
+    RunCommand("checkpoints", exit_code, [&checkpoints]() { return RunCheckpoints(*checkpoints); });
   });
 
   auto download = std::make_shared<ArtifactFlags>();

@@ -251,4 +251,30 @@ std::string FormatArtifactTable(const std::vector<v1::Artifact>& artifacts) {
   return FormatTable(rows);
 }
 
+std::string FormatCheckpointTable(const v1::ListCheckpointsResponse& checkpoints) {
+  std::vector<std::vector<std::string>> rows = {{"STEP", "STATE", "LOSS", "VOLATILITY", "EVAL", "SIZE", "ADAPTER"}};
+  for (const v1::Checkpoint& c : checkpoints.checkpoints()) {
+    const std::string state = !c.damaged().empty() ? "damaged" : c.complete() ? "complete" : "incomplete";
+    const bool has_metrics = c.has_metrics();
+    std::string eval = "-";
+    if (c.has_eval()) {
+      const v1::EvalResult& e = c.eval();
+      std::vector<std::string> parts;
+      if (e.has_loss()) parts.push_back("loss " + FormatNumber(e.loss()));
+      if (e.has_accuracy()) parts.push_back("acc " + FormatNumber(e.accuracy()));
+      if (e.has_rouge_l()) parts.push_back("rouge-l " + FormatNumber(e.rouge_l()));
+      eval = absl::StrCat(absl::StrJoin(parts, " "), e.step() != c.step() ? absl::StrCat(" @", e.step()) : "");
+    }
+    rows.push_back({absl::StrCat(c.step()), state, has_metrics ? FormatNumber(c.metrics().loss()) : "-",
+                    has_metrics && c.metrics().has_volatility() ? FormatNumber(c.metrics().volatility()) : "-", eval,
+                    FormatBytes(c.bytes()), c.has_adapter() ? "yes" : "no"});
+    if (!c.damaged().empty()) rows.back()[1] = "damaged: " + c.damaged();
+  }
+  std::string out = FormatTable(rows);
+  if (checkpoints.final_adapter_step() > 0) {
+    absl::StrAppend(&out, "final adapter: step ", checkpoints.final_adapter_step(), "\n");
+  }
+  return out;
+}
+
 }  // namespace d2lora::cli

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "common/text_format.h"
 #include "d2lora/v1/job.pb.h"
+#include "d2lora/v1/job_service.pb.h"
 
 namespace d2lora::cli {
 
@@ -46,6 +47,9 @@ std::string FormatStateLine(const v1::StateChange& state);
 
 // NAME SIZE SHA256.
 std::string FormatArtifactTable(const std::vector<v1::Artifact>& artifacts);
+// ListCheckpoints as a table (STEP, STATE, LOSS, VOLATILITY, EVAL, SIZE,
+// ADAPTER) and a line naming the final adapter's step when there is one.
+std::string FormatCheckpointTable(const v1::ListCheckpointsResponse& checkpoints);
 
 // A failed or cancelled job's error, with its log tail indented; "" if none.
 std::string FormatJobError(const v1::JobError& error);

@@ -5,7 +5,9 @@
 // Sends a job spec to the coordinator. The spec is loaded and checked like
 // `d2lora train` loads it, its paths made absolute (workers read them from a
 // shared volume). --upload-inputs sends the model folder and the data files
-// first and rewrites the spec to "upload:ID" / "upload:ID/NAME" (noting each
+// first (and init.adapter's adapter folder: the folder itself, or the adapter/
+// of a checkpoint or output folder) and rewrites the spec to "upload:ID" /
+// "upload:ID/NAME" (noting each
 // upload on stderr, except with --json). Prints the job id (--json: the Job);
 // --wait then follows the job like `watch`. --world-size N sets both the
 // request's world size and the spec's resources.world_size.
@@ -53,6 +55,19 @@ absl::Status UploadInputs(const Remote& remote, spec::JobSpec& spec) {
       std::cerr << "uploaded model " << spec.model << " (" << model.files.size() << " files, "
                 << FormatBytes(model.bytes) << ") as upload:" << model.upload_id << std::endl;
     spec.model = "upload:" + model.upload_id;
+  }
+  if (!spec.init.adapter.empty() && !IsUploadReference(spec.init.adapter)) {
+    std::string folder = spec.init.adapter;
+    std::error_code ec;
+    if (!fs::is_regular_file(fs::path(folder) / "adapter_config.json", ec) &&
+        fs::is_regular_file(fs::path(folder) / "adapter" / "adapter_config.json", ec)) {
+      folder = (fs::path(folder) / "adapter").string();
+    }
+    D2_ASSIGN_OR_RETURN(UploadedFolder adapter, UploadFolder(remote, folder, ""));
+    if (!remote.json)
+      std::cerr << "uploaded adapter " << folder << " (" << adapter.files.size() << " files, "
+                << FormatBytes(adapter.bytes) << ") as upload:" << adapter.upload_id << std::endl;
+    spec.init.adapter = "upload:" + adapter.upload_id;
   }
   std::string data_upload;
   std::set<std::string> names;

@@ -24,6 +24,7 @@ absl::StatusOr<spec::JobSpec> LoadSubmitSpec(const std::string& path, const std:
   D2_ASSIGN_OR_RETURN(spec::JobSpec spec, spec::LoadJobSpec(path, overrides));
   const std::string dir = spec::SpecDirectory(path);
   spec.model = AbsoluteSpecPath(dir, spec.model);
+  spec.init.adapter = AbsoluteSpecPath(dir, spec.init.adapter);
   spec.data.train = AbsoluteSpecPath(dir, spec.data.train);
   spec.data.validation = AbsoluteSpecPath(dir, spec.data.validation);
   return spec;

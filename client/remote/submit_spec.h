@@ -18,7 +18,7 @@ bool IsUploadReference(const std::string& path);
 std::string AbsoluteSpecPath(const std::string& base_dir, const std::string& path);
 
 // Loads the spec at `path` with `overrides` ("key.path=value") and resolves
-// model, data.train and data.validation against the spec file's folder.
+// model, init.adapter, data.train and data.validation against the spec file's folder.
 absl::StatusOr<spec::JobSpec> LoadSubmitSpec(const std::string& path, const std::vector<std::string>& overrides);
 
 }  // namespace d2lora::cli

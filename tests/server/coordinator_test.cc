@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 
 #include "server/artifact_store_memory.h"
@@ -666,6 +667,94 @@ TEST_F(CoordinatorTest, UploadReferencesBecomeAssignmentInputs) {
   EXPECT_EQ(a.inputs(0).path(), "inputs/up-model/config.json");
   EXPECT_EQ(a.inputs(2).path(), "inputs/up-data/train.jsonl");
   EXPECT_FALSE(a.inputs(2).sha256().empty());
+}
+
+// init.from_job: the source's adapter is copied into an upload of the new
+// job's at submission (a retry with the same key copies nothing more), the
+// first event names the step, and the ranks download the copy.
+TEST_F(CoordinatorTest, InitFromJobCopiesTheSourcesAdapter) {
+  const std::string source = Submit(Request());
+  const std::string ck = "jobs/" + source + "/checkpoints/step-2/";
+  Put(artifacts_, ck + "trainer_state.json", R"({"metrics": {"train": {"step": 2, "loss": 1.5}}})");
+  Put(artifacts_, ck + "adapter/adapter_config.json", "{\"peft_type\": \"LORA\"}");
+  Put(artifacts_, ck + "adapter/adapter_model.safetensors", "weights");
+  Put(artifacts_, "jobs/" + source + "/checkpoints/step-4/parameters.safetensors", "incomplete");
+
+  auto listed = coordinator_->ListCheckpoints(source);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->checkpoints_size(), 2);
+  EXPECT_TRUE(listed->checkpoints(0).has_adapter());
+  EXPECT_EQ(listed->checkpoints(0).metrics().loss(), 1.5);
+  EXPECT_FALSE(listed->checkpoints(1).complete());
+  EXPECT_EQ(listed->final_adapter_step(), 0);
+  EXPECT_EQ(coordinator_->ListCheckpoints("nope").status().code(), absl::StatusCode::kNotFound);
+
+  auto r = Request();
+  r.mutable_spec()->mutable_init()->set_from_job(source);
+  r.set_idempotency_key("from-source");
+  auto job = coordinator_->Submit(r);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string copy = job->spec().init().adapter();
+  ASSERT_TRUE(absl::StartsWith(copy, "upload:")) << copy;
+  EXPECT_EQ(job->spec().init().from_job(), source);
+  auto uploads = artifacts_.List("uploads/");
+  ASSERT_TRUE(uploads.ok());
+  ASSERT_EQ(uploads->size(), 2u);
+  EXPECT_EQ((*uploads)[1].key, "uploads/" + copy.substr(7) + "/adapter_model.safetensors");
+  EXPECT_EQ((*uploads)[1].sha256, artifacts_.Stat(ck + "adapter/adapter_model.safetensors")->sha256);
+  auto events = coordinator_->WaitEvents(job->id(), 0, absl::ZeroDuration());
+  ASSERT_TRUE(events.ok() && !events->events.empty());
+  EXPECT_EQ(events->events[0].state().message(),
+            "submitted; starts from job " + source + "'s checkpoint at step 2 (copied as " + copy + ")");
+  auto again = coordinator_->Submit(r);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id(), job->id());
+  EXPECT_EQ(artifacts_.List("uploads/")->size(), 2u);  // no second copy
+
+  // The final adapter, once stored, is what step 0 starts from.
+  Put(artifacts_, "jobs/" + source + "/adapter/adapter_config.json", "{}");
+  Put(artifacts_, "jobs/" + source + "/adapter/adapter_model.safetensors", "final");
+  auto latest = Request();
+  latest.mutable_spec()->mutable_init()->set_from_job(source);
+  auto from_final = coordinator_->Submit(latest);
+  ASSERT_TRUE(from_final.ok()) << from_final.status();
+  auto final_events = coordinator_->WaitEvents(from_final->id(), 0, absl::ZeroDuration());
+  EXPECT_NE(final_events->events[0].state().message().find("'s final adapter at step 2"), std::string::npos)
+      << final_events->events[0].state().message();
+
+  auto refused = [&](const std::string& from_job, int64_t step, const std::string& adapter) {
+    auto bad = Request();
+    bad.mutable_spec()->mutable_init()->set_from_job(from_job);
+    if (step > 0) bad.mutable_spec()->mutable_init()->set_step(step);
+    if (!adapter.empty()) bad.mutable_spec()->mutable_init()->set_adapter(adapter);
+    return coordinator_->Submit(bad).status();
+  };
+  const absl::Status unknown = refused("nope", 0, "");
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(unknown.message(), "spec.init.from_job: job nope not found");
+  const absl::Status no_step = refused(source, 3, "");
+  EXPECT_EQ(no_step.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(no_step.message().find("no usable checkpoint at step 3 (stored with an adapter: 2)"), std::string::npos)
+      << no_step;
+  const absl::Status incomplete = refused(source, 4, "");
+  EXPECT_NE(incomplete.message().find("at step 4: it is not complete"), std::string::npos) << incomplete;
+  const absl::Status both = refused(source, 0, copy);
+  EXPECT_EQ(both.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(both.message().find("give init.adapter or init.from_job, not both"), std::string::npos) << both;
+
+  // The ranks download the copy (the source job, queued first, takes the only slot first).
+  const std::string w = AddWorker(2);
+  coordinator_->ScheduleNow();
+  std::vector<v1::Assignment> leased = {Lease(w), Lease(w)};
+  const v1::Assignment* mine = nullptr;
+  for (const v1::Assignment& a : leased) {
+    if (a.job_id() == job->id()) mine = &a;
+  }
+  ASSERT_NE(mine, nullptr);
+  EXPECT_EQ(mine->spec().init().adapter(), "inputs/" + copy.substr(7));
+  std::set<std::string> paths;
+  for (const v1::InputFile& in : mine->inputs()) paths.insert(in.path());
+  EXPECT_EQ(paths.count("inputs/" + copy.substr(7) + "/adapter_model.safetensors"), 1u);
 }
 
 // Every job ID the coordinator lists, newest first (pages of 1000).

@@ -134,6 +134,8 @@ TEST(SchedulingRoundTest, InputsAreTheUploadsAndTheCheckpointWithItsFallback) {
   Put(store, "uploads/up1/config.json", "{}");
   Put(store, "uploads/up1/model.safetensors", "m");
   Put(store, "uploads/up2/train.jsonl", "t");
+  Put(store, "uploads/up3/adapter_config.json", "{}");
+  Put(store, "uploads/up3/adapter_model.safetensors", "a");
   for (int step : {2, 4}) {
     const std::string dir = "jobs/j/checkpoints/step-" + std::to_string(step) + "/";
     Put(store, dir + "parameters.safetensors", "p");
@@ -143,6 +145,7 @@ TEST(SchedulingRoundTest, InputsAreTheUploadsAndTheCheckpointWithItsFallback) {
   job.set_checkpoint_step(4);
   v1::Assignment a;
   a.mutable_spec()->set_model("upload:up1");
+  a.mutable_spec()->mutable_init()->set_adapter("upload:up3");
   a.mutable_spec()->mutable_data()->set_train("upload:up2/train.jsonl");
   a.mutable_spec()->mutable_data()->set_validation("/shared/val.jsonl");
   std::string note;
@@ -150,6 +153,7 @@ TEST(SchedulingRoundTest, InputsAreTheUploadsAndTheCheckpointWithItsFallback) {
   EXPECT_EQ(note, ", resuming from step 4");
   EXPECT_EQ(a.spec().model(), "inputs/up1");
   EXPECT_EQ(a.spec().data().train(), "inputs/up2/train.jsonl");
+  EXPECT_EQ(a.spec().init().adapter(), "inputs/up3");
   EXPECT_EQ(a.spec().data().validation(), "/shared/val.jsonl");  // a shared path stays
   EXPECT_EQ(a.resume_from(), "resume/checkpoints/step-4");
   std::set<std::string> paths;
@@ -159,7 +163,9 @@ TEST(SchedulingRoundTest, InputsAreTheUploadsAndTheCheckpointWithItsFallback) {
     EXPECT_EQ(in.sha256().size(), 64u);
   }
   EXPECT_EQ(paths, (std::set<std::string>{"inputs/up1/config.json", "inputs/up1/model.safetensors",
-                                          "inputs/up2/train.jsonl", "resume/checkpoints/step-4/parameters.safetensors",
+                                          "inputs/up2/train.jsonl", "inputs/up3/adapter_config.json",
+                                          "inputs/up3/adapter_model.safetensors",
+                                          "resume/checkpoints/step-4/parameters.safetensors",
                                           "resume/checkpoints/step-4/trainer_state.json",
                                           "resume/checkpoints/step-2/parameters.safetensors",
                                           "resume/checkpoints/step-2/trainer_state.json"}));

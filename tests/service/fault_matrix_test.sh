@@ -12,7 +12,7 @@
 #
 # CASE: worker_sigstop | network_partition | worker_lost_elastic | rank_death | rank_hang | coordinator_kill_scheduling |
 #       coordinator_kill_upload | store_full | checkpoint_corrupt | nonfinite | pause_resume (not a fault: an
-#       interruption the operator asks for)
+#       interruption the operator asks for) | init_from_job (not a fault: starting from earlier work)
 # Exit 77 (skipped) when the case cannot run here (store_full without mounts,
 # network_partition without network namespaces).
 #
@@ -522,6 +522,74 @@ pause_resume)
     grep -q "resumed; continuing from the checkpoint at step $CK" watch.txt &&
     pass "the job's events: pausing, paused at step $CK, resumed" || fail "events: $(grep -i "paus\|resum" watch.txt | head -5)"
   verify_artifacts "$J" && pass "every artifact verifies" || fail "artifacts of $J do not verify"
+  ;;
+
+# Not a fault: starting from earlier work. ListCheckpoints shows a finished
+# job's checkpoints with their metrics; a new job starts from one of them
+# (init.from_job + init.step, copied at submission) and from a local adapter
+# folder (init.adapter, uploaded by --upload-inputs); its first batch then has a
+# lower loss than the same job started fresh.
+init_from_job)
+  start_coordinator || exit 1
+  start_worker a || exit 1
+  first_loss() {  # JOB: the loss of step 1 in its metrics.jsonl
+    cli download "$1" metrics.jsonl --out "m-$1.jsonl" >/dev/null 2>&1
+    jq -r 'select(.event == "step" and .step == 1) | .loss' "m-$1.jsonl" 2>/dev/null
+  }
+  J=$(submit short.yaml --set method=lora --set train.max_steps=24 --set train.keep_checkpoints=3 --set eval.every=4)
+  until_true 120 is_state "$J" SUCCEEDED && pass "source job $J SUCCEEDED" || fail "source: $(cli get "$J" 2>&1 | tail -5)"
+  cli checkpoints "$J" >ck.txt 2>&1 && cli checkpoints "$J" --json >ck.json 2>&1 || fail "checkpoints: $(cat ck.txt)"
+  # The uploader sends the newest checkpoint when several are waiting, so which steps are stored varies.
+  STEPS=$(jq -r '[.checkpoints[].step | tonumber] | map(tostring) | join(", ")' ck.json)
+  S=$(jq -r '.checkpoints[0].step' ck.json)
+  [ "$(jq -r '.checkpoints[-1].step' ck.json)" == 24 ] && [ "$S" -lt 24 ] 2>/dev/null &&
+    pass "ListCheckpoints: steps $STEPS (the last and an earlier one)" || fail "steps: $STEPS"
+  [ "$(jq '[.checkpoints[] | select(.complete and .has_adapter and .metrics.loss > 0 and .metrics.step == .step
+        and (.eval.step | tonumber) > 0)] | length' ck.json)" == "$(jq '.checkpoints | length' ck.json)" ] &&
+    pass "each is complete with an adapter, its step's loss and an evaluation: $(sed -n 2p ck.txt)" || fail "checkpoints: $(cat ck.json)"
+  [ "$(jq -r ".checkpoints[0].eval.step" ck.json)" == "$S" ] &&
+    pass "step $S recorded its own evaluation (validation runs before a checkpoint of the same step)" ||
+    fail "step $S: $(jq -c '.checkpoints[0] | {metrics, eval}' ck.json)"
+  grep -q "final adapter: step 24" ck.txt && pass "the table names the final adapter" || fail "table: $(cat ck.txt)"
+
+  F=$(submit short.yaml --set method=lora)  # fresh: the same job without init
+  K=$(submit short.yaml --set method=lora --set init.from_job="$J" --set init.step="$S")
+  [ -n "$K" ] || fail "submit from_job: $(cat "$T/submit.err")"
+  until_true 120 is_state "$K" SUCCEEDED && until_true 120 is_state "$F" SUCCEEDED &&
+    pass "the job started from $J's checkpoint SUCCEEDED" || fail "job: $(cli get "$K" 2>&1 | tail -5)"
+  cli watch "$K" >watch.txt 2>&1
+  grep -q "starts from job $J's checkpoint at step $S (copied as upload:" watch.txt &&
+    pass "its first event names the source: $(grep -o "starts from job.*" watch.txt | head -1)" || fail "events: $(head -3 watch.txt)"
+  copy=$(field "$K" .spec.init.adapter)
+  [ "$(cli artifacts - --prefix "uploads/${copy#upload:}/" --json | jq -r '.artifacts[].sha256' | sort)" == \
+    "$(cli artifacts "$J" --prefix "checkpoints/step-$S/adapter/" --json | jq -r '.artifacts[].sha256' | sort)" ] &&
+    pass "$copy holds the source checkpoint's adapter, byte for byte" || fail "copy $copy differs"
+  cli download "$K" summary.json --out summary-k.json >/dev/null 2>&1
+  [ "$(jq -r '.init.saved_method' summary-k.json)" == lora ] && [ "$(jq '.init.modules' summary-k.json)" -gt 0 ] &&
+    pass "the rank loaded it: $(jq -c .init summary-k.json | head -c 200)" || fail "summary: $(jq -c .init summary-k.json)"
+  lf=$(first_loss "$F") lk=$(first_loss "$K")
+  awk -v f="$lf" -v k="$lk" 'BEGIN { exit !(k != "" && f != "" && k < f - 0.05) }' &&
+    pass "first-step loss $lk, started fresh $lf" || fail "first-step loss from the checkpoint $lk, fresh $lf"
+
+  # A local adapter folder (an output directory's adapter/, here downloaded) through --upload-inputs.
+  mkdir -p out-j/adapter
+  for f in adapter_config.json adapter_model.safetensors; do cli download "$J" "adapter/$f" --out "out-j/adapter/$f" >/dev/null; done
+  U=$(submit short.yaml --upload-inputs --set init.adapter=./out-j)
+  [ -n "$U" ] && [[ "$(field "$U" .spec.init.adapter)" == upload:* ]] && pass "init.adapter ./out-j was uploaded" ||
+    fail "submit --upload-inputs: $(cat "$T/submit.err")"
+  until_true 120 is_state "$U" SUCCEEDED && pass "a d2lora job started from the lora adapter SUCCEEDED" ||
+    fail "job: $(cli get "$U" 2>&1 | tail -5)"
+  cli download "$U" summary.json --out summary-u.json >/dev/null 2>&1
+  jq -r '.init.notes[]' summary-u.json 2>/dev/null | grep -q "negative branch starts fresh" &&
+    pass "its summary notes the fresh negative branch" || fail "summary: $(jq -c .init summary-u.json)"
+
+  expect 3 "FAILED_PRECONDITION.*no usable checkpoint at step 5 (stored with an adapter: $STEPS)" -- \
+    cli submit short.yaml --set init.from_job="$J" --set init.step=5
+  expect 3 "INVALID_ARGUMENT.*spec.init.from_job: job job-nope not found" -- cli submit short.yaml --set init.from_job=job-nope
+  expect 3 "INVALID_ARGUMENT.*give init.adapter or init.from_job, not both" -- \
+    cli submit short.yaml --set init.from_job="$J" --set init.adapter="$copy"
+  expect 1 "init: starts an adapter, and method full" -- cli submit short.yaml --set method=full --set init.from_job="$J"
+  expect 3 "NOT_FOUND" -- cli checkpoints job-nope
   ;;
 
 *)

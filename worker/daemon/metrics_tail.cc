@@ -1,21 +1,11 @@
 #include "worker/daemon/metrics_tail.h"
 
-#include <cmath>
 #include <utility>
 
+#include "common/rpc/metrics_convert.h"
 #include "common/trainer/metrics_events.h"
 
 namespace d2lora::worker {
-namespace {
-
-// An optional figure goes on the wire when it is a finite number.
-template <typename Setter>
-void SetOptional(const std::optional<double>& v, Setter set) {
-  if (v.has_value() && std::isfinite(*v)) set(*v);
-}
-
-}  // namespace
-
 MetricsTail::MetricsTail(std::string path) : lines_(std::move(path)) {}
 
 MetricsUpdate MetricsTail::Read() {
@@ -28,22 +18,7 @@ void MetricsTail::Apply(absl::string_view line, MetricsUpdate& update) {
   std::optional<trainer::MetricsEvent> event = trainer::ParseEventLine(line);
   if (!event.has_value()) return;
   if (const auto* step = std::get_if<trainer::StepMetrics>(&event->body)) {
-    v1::TrainingMetrics m;
-    m.set_step(step->step);
-    m.set_total_steps(step->total_steps);
-    m.set_epoch(step->epoch);
-    m.set_loss(step->loss);
-    m.set_lr(step->lr);
-    m.set_grad_norm(step->grad_norm);
-    m.set_tokens_per_second(step->tokens_per_second);
-    m.set_elapsed_seconds(step->elapsed_seconds);
-    m.set_spikes_total(step->volatility.spikes_total);
-    m.set_rollbacks_total(step->rollbacks);
-    SetOptional(step->volatility.loss_ema, [&](double v) { m.set_loss_ema(v); });
-    SetOptional(step->volatility.volatility, [&](double v) { m.set_volatility(v); });
-    SetOptional(step->volatility.loss_cv, [&](double v) { m.set_loss_cv(v); });
-    if (step->tau.has_value()) SetOptional(step->tau->mean, [&](double v) { m.set_tau_mean(v); });
-    SetOptional(step->eta_seconds, [&](double v) { m.set_eta_seconds(v); });
+    v1::TrainingMetrics m = rpc::TrainingMetricsToProto(*step);
     if (step->skipped) ++skipped_;
     m.set_skipped_steps(skipped_);
     tokens_ += step->tokens;
@@ -57,14 +32,7 @@ void MetricsTail::Apply(absl::string_view line, MetricsUpdate& update) {
     update.has_metrics = true;
     update.metrics = latest_;
   } else if (const auto* eval = std::get_if<trainer::EvalMetrics>(&event->body)) {
-    v1::EvalResult e;
-    e.set_step(eval->step);
-    e.set_final(eval->final);
-    SetOptional(eval->loss, [&](double v) { e.set_loss(v); });
-    SetOptional(eval->perplexity, [&](double v) { e.set_perplexity(v); });
-    SetOptional(eval->accuracy, [&](double v) { e.set_accuracy(v); });
-    SetOptional(eval->rouge_l, [&](double v) { e.set_rouge_l(v); });
-    e.set_scoring(eval->scoring);
+    v1::EvalResult e = rpc::EvalResultToProto(*eval);
     // An evaluation replaces the previous one's figures (a field it lacks is cleared).
     if (e.has_loss()) latest_.set_eval_loss(e.loss()); else latest_.clear_eval_loss();
     if (e.has_accuracy()) latest_.set_eval_accuracy(e.accuracy()); else latest_.clear_eval_accuracy();

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 
 namespace d2lora::cli {
@@ -194,6 +195,36 @@ TEST(FormatArtifactTableTest, Columns) {
             "NAME                SIZE  SHA256  DAMAGED\n"
             "summary.json        512   ab12    -\n"
             "merged/config.json  512   ab12    changed on disk after it was stored\n");
+}
+
+TEST(FormatCheckpointTableTest, StepsStatesFiguresAndTheFinalAdapter) {
+  v1::ListCheckpointsResponse r;
+  v1::Checkpoint* ten = r.add_checkpoints();
+  ten->set_step(10);
+  ten->set_complete(true);
+  ten->set_has_adapter(true);
+  ten->set_bytes(1536);
+  ten->mutable_metrics()->set_loss(2.5);
+  ten->mutable_metrics()->set_volatility(0.25);
+  ten->mutable_eval()->set_step(10);
+  ten->mutable_eval()->set_loss(1.75);
+  ten->mutable_eval()->set_accuracy(0.5);
+  v1::Checkpoint* twenty = r.add_checkpoints();
+  twenty->set_step(20);
+  twenty->set_bytes(512);
+  twenty->mutable_eval()->set_step(10);  // an evaluation from an earlier step says which
+  twenty->mutable_eval()->set_accuracy(0.5);
+  v1::Checkpoint* thirty = r.add_checkpoints();
+  thirty->set_step(30);
+  thirty->set_complete(true);
+  thirty->set_damaged("checkpoints/step-30/x: changed");
+  EXPECT_EQ(FormatCheckpointTable(r),
+            "STEP  STATE                                    LOSS  VOLATILITY  EVAL               SIZE     ADAPTER\n"
+            "10    complete                                 2.5   0.25        loss 1.75 acc 0.5  1.5 KiB  yes\n"
+            "20    incomplete                               -     -           acc 0.5 @10        512 B    no\n"
+            "30    damaged: checkpoints/step-30/x: changed  -     -           -                  0 B      no\n");
+  r.set_final_adapter_step(30);
+  EXPECT_TRUE(absl::EndsWith(FormatCheckpointTable(r), "\nfinal adapter: step 30\n"));
 }
 
 }  // namespace
