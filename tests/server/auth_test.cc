@@ -42,11 +42,11 @@ std::string FullName(const google::protobuf::MethodDescriptor* m) {
 
 TEST(AuthTest, EveryMethodOfOurServicesHasAPolicy) {
   const auto methods = AllMethods();
-  ASSERT_EQ(methods.size(), 18u);
+  ASSERT_EQ(methods.size(), 19u);
   for (const auto* m : methods) EXPECT_TRUE(RpcRole(FullName(m)).has_value()) << FullName(m) << " has no policy";
   EXPECT_FALSE(RpcRole("d2lora.v1.JobService/NoSuchMethod").has_value());
   // What the read-only token may do, spelled out.
-  for (const char* read : {"GetJob", "ListJobs", "WatchJob", "ListArtifacts", "DownloadArtifact"}) {
+  for (const char* read : {"GetJob", "ListJobs", "WatchJob", "ListArtifacts", "ListCheckpoints", "DownloadArtifact"}) {
     EXPECT_EQ(RpcRole(std::string("d2lora.v1.JobService/") + read), Role::kReadOnly) << read;
   }
   for (const char* write : {"SubmitJob", "CancelJob", "PauseJob", "ResumeJob", "UploadFile"}) {

@@ -361,6 +361,16 @@ TEST_F(MalformedRequestsTest, QueriesAndCancel) {
       return stub_->ListArtifacts(&context, r, &response);
     };
   };
+  auto checkpoints = [this](std::string job_id) {
+    return [this, job_id] {
+      grpc::ClientContext context;
+      Prepare(context);
+      v1::ListCheckpointsRequest r;
+      r.set_job_id(job_id);
+      v1::ListCheckpointsResponse response;
+      return stub_->ListCheckpoints(&context, r, &response);
+    };
+  };
   v1::UploadHeader header;
   header.set_name("a.txt");
   header.set_size(3);
@@ -400,6 +410,9 @@ TEST_F(MalformedRequestsTest, QueriesAndCancel) {
       {"artifacts: prefix with ..", artifacts("", "uploads/../"), kInvalid, "prefix"},
       {"artifacts: absolute prefix", artifacts("", "/etc"), kInvalid, "prefix"},
       {"artifacts: unknown job", artifacts("job-000000000000", ""), grpc::StatusCode::NOT_FOUND, "job-000000000000"},
+      {"checkpoints: no job id", checkpoints(""), kInvalid, "job_id: required"},
+      {"checkpoints: 1 MB job id", checkpoints(huge), kInvalid, "job_id: 1048576 bytes"},
+      {"checkpoints: unknown job", checkpoints("job-000000000000"), grpc::StatusCode::NOT_FOUND, "job-000000000000"},
   };
   RunRows(rows);
 }
