@@ -63,6 +63,7 @@ struct Config {
   bool quick = false;
   std::string json;
   double heartbeat_interval = 2;  // the coordinator's default (d2lora-coordinator --heartbeat-interval)
+  int lease_wait_ms = 10000;      // the worker's default long poll (d2lora-worker --lease-wait-seconds)
   int run_time_ms = 200;
   int gap_ms = 100;
   bool keep_data = false;
@@ -354,9 +355,12 @@ std::string Ms(double seconds) { return absl::StrFormat("%8.1f", seconds * 1000)
 void PrintTable(const Bench& b, double seconds, const SubmitResult& s, const std::vector<LatencyResult>& lat,
                 const Accounting& a) {
   std::cout << absl::StrFormat(
-      "coordinator_bench: %d worker daemons with simulated ranks (1 slot each, heartbeat every %.1f s), %d submit clients, "
-      "gRPC over loopback, SQLite (WAL, synchronous=FULL) in %s%s\n\n",
-      b.config.workers, b.config.heartbeat_interval, b.config.clients, b.cluster->data_dir(),
+      "coordinator_bench: %d worker daemons with simulated ranks (1 slot each, heartbeat every %.1f s, %s), %d submit "
+      "clients, gRPC over loopback, SQLite (WAL, synchronous=FULL) in %s%s\n\n",
+      b.config.workers, b.config.heartbeat_interval,
+      b.config.lease_wait_ms > 0 ? absl::StrFormat("leases long-polled up to %d ms", b.config.lease_wait_ms)
+                                 : std::string("leases at heartbeats"),
+      b.config.clients, b.cluster->data_dir(),
       b.config.keep_data ? "" : " (removed at the end)");
   std::cout << absl::StrFormat(
       "1. submissions (%.1f s, %d clients, workers running what gets scheduled)\n"
@@ -394,6 +398,7 @@ nlohmann::json ToJson(const Bench& b, double seconds, const SubmitResult& s, con
                  {"seconds", seconds},
                  {"quick", b.config.quick},
                  {"heartbeat_interval_s", b.config.heartbeat_interval},
+                 {"worker_lease_poll_ms", b.config.lease_wait_ms},
                  {"run_time_ms", b.config.run_time_ms},
                  {"gap_ms", b.config.gap_ms},
                  {"workers_are", "worker daemons, simulated ranks"},
@@ -444,6 +449,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   app.add_option("--heartbeat-interval", config.heartbeat_interval, "seconds; the coordinator's default is 2")
       ->capture_default_str()->check(CLI::Range(0.05, 60.0));
+  app.add_option("--lease-wait-ms", config.lease_wait_ms,
+                 "the workers' LeaseAssignment long poll (0: lease when a heartbeat says there is work)")
+      ->capture_default_str()->check(CLI::Range(0, 30000));
   app.add_option("--run-time-ms", config.run_time_ms, "how long a simulated rank runs")->capture_default_str()
       ->check(CLI::Range(0, 600000));
   app.add_option("--gap-ms", config.gap_ms, "latency phase: between submissions, per rank")->capture_default_str()
@@ -460,6 +468,7 @@ int Main(int argc, char** argv) {
   SimClusterOptions options;
   options.workers = config.workers;
   options.heartbeat_interval = absl::Seconds(config.heartbeat_interval);
+  options.lease_wait = absl::Milliseconds(config.lease_wait_ms);
   options.run_time = absl::Milliseconds(config.run_time_ms);
   options.keep_data = config.keep_data;
   options.on_lease = [t = &b.tracker](const LeaseEvent& e) { t->Leased(e); };

@@ -79,6 +79,7 @@ absl::Status SimCluster::StartWorker(int index) {
   o.trainer = "d2lora";  // argv[0] for the simulated launcher
   o.launcher = launcher_;
   o.report_interval = options_.report_interval;
+  o.lease_wait = options_.lease_wait;
   o.stop_grace = absl::Seconds(5);
   o.clean_work_dirs = true;
   Worker* raw = w.get();

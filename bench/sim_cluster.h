@@ -42,6 +42,7 @@ struct SimClusterOptions {
   absl::Duration heartbeat_interval = absl::Seconds(2);  // the coordinator's default
   absl::Duration run_time = absl::Milliseconds(200);     // of a simulated rank
   absl::Duration report_interval = absl::Seconds(1);     // the daemon's default
+  absl::Duration lease_wait = absl::Seconds(10);         // the daemon's default long poll; 0 = lease at heartbeats
   bool keep_data = false;                                // keep the data directory
   // Called on the daemons' threads; thread-safe and quick.
   std::function<void(const LeaseEvent&)> on_lease;

@@ -66,6 +66,7 @@ Coordinator::~Coordinator() {
   }
   wake_.notify_all();
   events_cv_.notify_all();
+  work_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   commits_.reset();  // what is queued is written (and Recover may still run)
 }
@@ -208,7 +209,12 @@ void Coordinator::ApplyStaged(const StoreMutation& m) {
     wake = true;
   }
   for (const std::string& id : m.deleted_workers) workers_.erase(id);
-  for (const StoredAssignment& a : m.assignments) assignments_[a.assignment.id()] = a;
+  bool work = false;
+  for (const StoredAssignment& a : m.assignments) {
+    assignments_[a.assignment.id()] = a;
+    work |= a.state == AssignmentState::kPending;
+  }
+  if (work) work_cv_.notify_all();  // long-polling leases
   for (const std::string& id : m.deleted_assignments) {
     if (assignments_.erase(id)) wake = true;  // a slot came free
   }

@@ -89,7 +89,11 @@ class Coordinator {
   // --- workers
   absl::StatusOr<v1::RegisterWorkerResponse> Register(const v1::RegisterWorkerRequest& request);
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
-  absl::StatusOr<v1::LeaseAssignmentResponse> Lease(const v1::LeaseAssignmentRequest& request);
+  // One pending assignment of the worker's, or none; when none is pending,
+  // waits up to `wait` for one to be placed (the service's long poll calls
+  // this in slices, checking for a cancelled call between them).
+  absl::StatusOr<v1::LeaseAssignmentResponse> Lease(const v1::LeaseAssignmentRequest& request,
+                                                    absl::Duration wait = absl::ZeroDuration());
   absl::StatusOr<v1::ReportProgressResponse> Report(const v1::ReportProgressRequest& request);
   // The assignment, if it belongs to `worker_id` (uploads, downloads).
   absl::StatusOr<v1::Assignment> CheckAssignment(const std::string& worker_id, const std::string& assignment_id);
@@ -180,6 +184,7 @@ class Coordinator {
 
   std::mutex mu_;
   std::condition_variable events_cv_;  // a job got an event
+  std::condition_variable work_cv_;    // an assignment became pending (long-polling leases)
   std::condition_variable wake_;       // the scheduler has work
   bool stopping_ = false;
   bool wake_pending_ = false;

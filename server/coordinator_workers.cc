@@ -114,20 +114,27 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
   return response;
 }
 
-absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAssignmentRequest& request) {
+absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAssignmentRequest& request,
+                                                               absl::Duration wait) {
   v1::LeaseAssignmentResponse response;
   uint64_t ticket = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
-    for (const auto& [id, a] : assignments_) {
-      if (a.worker_id != request.worker_id() || a.state != AssignmentState::kPending) continue;
-      StoreMutation m;
-      StoredAssignment& staged = m.assignments.emplace_back(a);
-      staged.state = AssignmentState::kLeased;
-      *response.mutable_assignment() = a.assignment;
-      ticket = Stage(m);
-      break;
+    const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(wait);
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      // Checked again after every wait: the worker may have been declared lost meanwhile.
+      if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
+      for (const auto& [id, a] : assignments_) {
+        if (a.worker_id != request.worker_id() || a.state != AssignmentState::kPending) continue;
+        StoreMutation m;
+        StoredAssignment& staged = m.assignments.emplace_back(a);
+        staged.state = AssignmentState::kLeased;
+        *response.mutable_assignment() = a.assignment;
+        ticket = Stage(m);
+        break;
+      }
+      if (response.has_assignment() || stopping_ || std::chrono::steady_clock::now() >= deadline) break;
+      work_cv_.wait_until(lock, deadline);
     }
   }
   if (absl::Status s = Durable(ticket); !s.ok()) return s;

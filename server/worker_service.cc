@@ -1,14 +1,19 @@
 #include "server/worker_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/rpc/status_convert.h"
 #include "common/trainer/output_names.h"
 #include "server/artifact_streaming.h"
 
 namespace d2lora::server {
 namespace {
+
+constexpr int kMaxLeaseWaitMs = 30000;  // LeaseAssignmentRequest.wait_ms
 
 using rpc::ToGrpcStatus;
 
@@ -66,7 +71,23 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context, const v1
 grpc::Status WorkerServiceImpl::LeaseAssignment(grpc::ServerContext* context, const v1::LeaseAssignmentRequest* request,
                                                 v1::LeaseAssignmentResponse* response) {
   return Unary(*auth_, *context, "d2lora.v1.WorkerService/LeaseAssignment", response,
-               [&] { return coordinator_->Lease(*request); });
+               [&]() -> absl::StatusOr<v1::LeaseAssignmentResponse> {
+                 if (request->wait_ms() < 0 || request->wait_ms() > kMaxLeaseWaitMs) {
+                   return absl::InvalidArgumentError(
+                       absl::StrCat("wait_ms = ", request->wait_ms(), ": must be in [0, ", kMaxLeaseWaitMs, "]"));
+                 }
+                 // A long poll in slices of at most a second, so that a cancelled
+                 // call (the worker went away, the server shuts down) ends soon.
+                 const absl::Time deadline = absl::Now() + absl::Milliseconds(request->wait_ms());
+                 while (true) {
+                   const absl::Duration slice = std::min(deadline - absl::Now(), absl::Seconds(1));
+                   auto leased = coordinator_->Lease(*request, std::max(slice, absl::ZeroDuration()));
+                   if (!leased.ok() || leased->has_assignment() || absl::Now() >= deadline ||
+                       context->IsCancelled()) {
+                     return leased;
+                   }
+                 }
+               });
 }
 
 grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* context, const v1::ReportProgressRequest* request,

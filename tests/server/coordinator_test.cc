@@ -669,6 +669,40 @@ TEST_F(CoordinatorTest, UploadReferencesBecomeAssignmentInputs) {
   EXPECT_FALSE(a.inputs(2).sha256().empty());
 }
 
+// LeaseAssignment's long poll: a lease waiting for work answers as soon as a
+// job is placed on the worker (long before its wait is over), an idle one
+// answers empty when its wait is over, and a lost worker's gets NOT_FOUND.
+TEST_F(CoordinatorTest, ALongPollLeaseAnswersWhenWorkIsPlaced) {
+  const std::string w = AddWorker(1);
+  v1::LeaseAssignmentRequest r;
+  r.set_worker_id(w);
+  auto idle = coordinator_->Lease(r, absl::Milliseconds(200));
+  ASSERT_TRUE(idle.ok()) << idle.status();
+  EXPECT_FALSE(idle->has_assignment());
+
+  absl::StatusOr<v1::LeaseAssignmentResponse> leased;
+  absl::Time answered;
+  const absl::Time start = absl::Now();
+  std::thread poll([&] {
+    leased = coordinator_->Lease(r, absl::Seconds(30));
+    answered = absl::Now();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string id = Submit(Request());
+  coordinator_->ScheduleNow();
+  poll.join();
+  ASSERT_TRUE(leased.ok()) << leased.status();
+  ASSERT_TRUE(leased->has_assignment());
+  EXPECT_EQ(leased->assignment().job_id(), id);
+  EXPECT_LT(answered - start, absl::Seconds(15)) << "the lease waited out its poll instead of waking";
+
+  options_.heartbeat_timeout = absl::Milliseconds(100);
+  Open();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  coordinator_->ScheduleNow();  // the worker, silent since the restart, is lost
+  EXPECT_EQ(coordinator_->Lease(r, absl::Milliseconds(100)).status().code(), absl::StatusCode::kNotFound);
+}
+
 // init.from_job: the source's adapter is copied into an upload of the new
 // job's at submission (a retry with the same key copies nothing more), the
 // first event names the step, and the ranks download the copy.

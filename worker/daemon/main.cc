@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   std::string token_file, metrics_listen, rendezvous_ports = "29500-29999", trainer;
   double stop_grace_seconds = 30;
   int64_t report_interval_ms = 1000;
+  double lease_wait_seconds = 10;
   std::vector<std::string> labels;
   app.add_option("--coordinator", options.coordinator.endpoint, "Coordinator HOST:PORT")->required();
   app.add_option("--slots", options.slots, "Ranks this worker runs at once")->required();
@@ -90,6 +91,9 @@ int main(int argc, char** argv) {
   app.add_option("--report-interval-ms", report_interval_ms, "Progress reports per rank")->capture_default_str();
   app.add_option("--label", labels, "KEY=VALUE label sent at registration (repeatable)");
   app.add_flag("--clean-work-dirs", options.clean_work_dirs, "Remove an assignment's directory once reported");
+  app.add_option("--lease-wait-seconds", lease_wait_seconds,
+                 "LeaseAssignment's long poll: an assignment starts as soon as it is placed (0: lease at heartbeats)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -113,10 +117,13 @@ int main(int argc, char** argv) {
     }
     options.labels[label.substr(0, eq)] = label.substr(eq + 1);
   }
-  if (stop_grace_seconds < 0 || report_interval_ms < 10) {
-    std::cerr << "d2lora-worker: error: --stop-grace-seconds must be >= 0 and --report-interval-ms >= 10" << std::endl;
+  if (stop_grace_seconds < 0 || report_interval_ms < 10 || !(lease_wait_seconds >= 0 && lease_wait_seconds <= 30)) {
+    std::cerr << "d2lora-worker: error: --stop-grace-seconds must be >= 0, --report-interval-ms >= 10 and "
+                 "--lease-wait-seconds in [0, 30]"
+              << std::endl;
     return 2;
   }
+  options.lease_wait = absl::Seconds(lease_wait_seconds);
   options.stop_grace = absl::Seconds(stop_grace_seconds);
   options.report_interval = absl::Milliseconds(report_interval_ms);
   if (!token_file.empty()) {

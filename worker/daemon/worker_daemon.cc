@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include <grpcpp/client_context.h>
@@ -95,7 +96,9 @@ std::string WorkerDaemon::worker_id() const {
 void WorkerDaemon::Shutdown() {
   std::lock_guard<std::mutex> lock(mu_);
   shutdown_ = true;
+  if (lease_context_ != nullptr) lease_context_->TryCancel();
   cv_.notify_all();
+  lease_cv_.notify_all();
 }
 
 bool WorkerDaemon::shutting_down() const {
@@ -106,7 +109,22 @@ bool WorkerDaemon::shutting_down() const {
 void WorkerDaemon::Wake() {
   std::lock_guard<std::mutex> lock(mu_);
   wake_ = true;
+  lease_wake_ = true;  // a slot may have come free
   cv_.notify_all();
+  lease_cv_.notify_all();
+}
+
+void WorkerDaemon::WaitLease(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  lease_cv_.wait_for(lock, absl::ToChronoMilliseconds(std::max(timeout, absl::Milliseconds(1))),
+                     [this] { return lease_wake_ || shutdown_; });
+  lease_wake_ = false;
+}
+
+absl::Duration JitteredInterval(absl::Duration interval, double jitter, std::mt19937_64& rng) {
+  const double j = std::clamp(jitter, 0.0, 0.5);
+  std::uniform_real_distribution<double> u(1.0 - j, 1.0 + j);
+  return interval * u(rng);
 }
 
 void WorkerDaemon::WaitFor(absl::Duration timeout) {
@@ -159,6 +177,9 @@ absl::Status WorkerDaemon::Run(const std::function<void(const std::string&)>& on
   Backoff backoff(absl::Milliseconds(500), absl::Seconds(10));
   bool ever_registered = false;
   std::string last_error;
+  const bool long_poll = options_.lease_wait > absl::ZeroDuration();
+  std::thread lease_thread;
+  if (long_poll) lease_thread = std::thread([this] { LeaseLoop(); });
   while (!shutting_down()) {
     if (worker_id().empty()) {
       absl::Status status = Register();
@@ -185,8 +206,9 @@ absl::Status WorkerDaemon::Run(const std::function<void(const std::string&)>& on
       std::lock_guard<std::mutex> lock(mu_);
       interval = heartbeat_interval_;
     }
-    if (!worker_id().empty()) WaitFor(interval);
+    if (!worker_id().empty()) WaitFor(JitteredInterval(interval, options_.heartbeat_jitter, jitter_rng_));
   }
+  if (lease_thread.joinable()) lease_thread.join();  // Shutdown cancelled its long poll
 
   // Shutting down: stop every rank, keep heartbeating while they report.
   const absl::Time give_up = absl::Now() + options_.stop_grace + kShutdownReportTime;
@@ -250,7 +272,73 @@ void WorkerDaemon::Heartbeat(bool lease) {
     Log(absl::StrCat("STOP ", command.assignment_id(), command.reason().empty() ? "" : ": ", command.reason()));
     it->second->Stop(command.reason().empty() ? "stopped by the coordinator" : command.reason());
   }
-  if (lease && response.work_available()) Lease();
+  if (lease && response.work_available()) {
+    if (options_.lease_wait > absl::ZeroDuration()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      lease_wake_ = true;  // the lease thread asks at once (a coordinator without the long poll)
+      lease_cv_.notify_all();
+    } else {
+      Lease();
+    }
+  }
+}
+
+void WorkerDaemon::LeaseLoop() {
+  while (!shutting_down()) {
+    const std::string id = worker_id();
+    if (id.empty() || ActiveRunners() >= options_.slots) {
+      WaitLease(absl::Milliseconds(200));
+      continue;
+    }
+    const absl::Time start = absl::Now();
+    switch (LeaseOnce(id)) {
+      case LeaseResult::kLeased:
+        break;  // at once again: another slot may be free
+      case LeaseResult::kNone:
+        // An empty answer long before the wait: this coordinator does not long
+        // poll; a heartbeat's work_available (or a freed slot) wakes us.
+        if (absl::Now() - start < options_.lease_wait / 2) WaitLease(absl::Seconds(5));
+        break;
+      case LeaseResult::kFailed:
+        WaitLease(absl::Seconds(1));
+        break;
+    }
+  }
+}
+
+WorkerDaemon::LeaseResult WorkerDaemon::LeaseOnce(const std::string& id) {
+  v1::LeaseAssignmentRequest request;
+  request.set_worker_id(id);
+  request.set_wait_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.lease_wait)));
+  grpc::ClientContext context;
+  client_.Prepare(context, options_.lease_wait + kCallTimeout);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutdown_) return LeaseResult::kFailed;
+    lease_context_ = &context;
+  }
+  v1::LeaseAssignmentResponse response;
+  const absl::Status status = rpc::FromGrpcStatus(client_.stub->LeaseAssignment(&context, request, &response));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    lease_context_ = nullptr;
+    if (shutdown_) return LeaseResult::kFailed;
+    const bool was_failing = lease_failing_;
+    lease_failing_ = !status.ok();
+    if (status.ok() && was_failing) Log("lease answered again");
+    if (!status.ok() && !was_failing && status.code() != absl::StatusCode::kNotFound) {
+      Log(absl::StrCat("lease failed: ", rpc::StatusCodeName(status.code()), ": ", status.message(), " (retrying)"));
+    }
+  }
+  if (status.code() == absl::StatusCode::kNotFound) {
+    Wake();  // the heartbeat finds out whether this worker is gone, and registers again
+    return LeaseResult::kFailed;
+  }
+  if (!status.ok()) return LeaseResult::kFailed;
+  if (!response.has_assignment() || response.assignment().id().empty()) return LeaseResult::kNone;
+  if (worker_id() != id) return LeaseResult::kFailed;  // registered again meanwhile: not ours any more
+  StartRunner(response.assignment());
+  return LeaseResult::kLeased;
 }
 
 void WorkerDaemon::Lease() {

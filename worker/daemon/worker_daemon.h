@@ -5,9 +5,14 @@
 //   - Registration is retried with backoff while the coordinator is
 //     unreachable; a first registration refused outright (bad token, bad
 //     request) ends Run with that error.
-//   - Heartbeat every heartbeat_interval_ms with the assignments in progress
-//     (from lease to their final report). STOP stops one; work_available
-//     leases until a call comes back empty or every slot is busy.
+//   - Heartbeat every heartbeat_interval_ms (± heartbeat_jitter, so that a
+//     fleet's heartbeats spread out) with the assignments in progress (from
+//     lease to their final report). STOP stops one.
+//   - Leases on a thread of its own while a slot is free: LeaseAssignment as a
+//     long poll (lease_wait), so an assignment starts as soon as the
+//     coordinator places it, not at the next heartbeat. A coordinator that
+//     answers at once (no long poll) is asked again when a heartbeat says
+//     work_available; with lease_wait 0 the heartbeat thread leases that way.
 //   - NOT_FOUND from the coordinator (it declared this worker dead): every
 //     rank is killed, its assignment dropped unreported, and the worker
 //     registers again. UNAVAILABLE / DEADLINE_EXCEEDED: the ranks keep running
@@ -21,9 +26,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
+#include <grpcpp/client_context.h>
 #include <prometheus/registry.h>
 
 #include "absl/status/status.h"
@@ -37,6 +44,10 @@
 #include "worker/daemon/worker_metrics.h"
 
 namespace d2lora::worker {
+
+// `interval` x a uniform factor in [1 - jitter, 1 + jitter] (jitter clamped to
+// [0, 0.5]): heartbeats of workers started together drift apart.
+absl::Duration JitteredInterval(absl::Duration interval, double jitter, std::mt19937_64& rng);
 
 class WorkerDaemon {
  public:
@@ -57,6 +68,8 @@ class WorkerDaemon {
     absl::Duration report_interval = absl::Seconds(1);
     bool clean_work_dirs = false;  // remove an assignment's directory once reported
     std::map<std::string, std::string> labels;
+    absl::Duration lease_wait = absl::Seconds(10);  // LeaseAssignment's long poll; 0 = lease on heartbeats
+    double heartbeat_jitter = 0.1;                  // each wait is the interval x (1 ± this), uniform
     // Observers (benchmarks, tests), called on the daemon's threads; quick and
     // thread-safe: an assignment as its lease returns (not one leased again
     // while it runs, which is ignored), and once it is reported
@@ -91,6 +104,11 @@ class WorkerDaemon {
   absl::Status Register();
   void Heartbeat(bool lease);
   void Lease();
+  // The lease thread (lease_wait > 0): long polls while a slot is free.
+  enum class LeaseResult { kLeased, kNone, kFailed };
+  void LeaseLoop();
+  LeaseResult LeaseOnce(const std::string& worker_id);
+  void WaitLease(absl::Duration timeout);  // until then, Wake() or Shutdown()
   void StartRunner(const v1::Assignment& assignment);
   void Forget(const std::string& why);  // NOT_FOUND: drop everything, register again
   void ReapFinished();
@@ -112,6 +130,11 @@ class WorkerDaemon {
   std::condition_variable cv_;
   bool shutdown_ = false;
   bool wake_ = false;
+  std::condition_variable lease_cv_;
+  bool lease_wake_ = false;
+  grpc::ClientContext* lease_context_ = nullptr;  // the long poll in flight (Shutdown cancels it)
+  bool lease_failing_ = false;
+  std::mt19937_64 jitter_rng_{std::random_device{}()};
   std::string worker_id_;
   absl::Duration heartbeat_interval_ = absl::Seconds(5);
   bool heartbeat_failing_ = false;

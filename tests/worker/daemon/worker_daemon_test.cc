@@ -128,6 +128,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   void Queue(const v1::Assignment& a) {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(a);
+    cv_.notify_all();  // a long-polling lease
   }
   void Command(const v1::WorkerCommand& c) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -158,7 +159,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     heartbeats_ = 0;  // counts the heartbeats of the latest registration
     last_running_.clear();
     response->set_worker_id(id);
-    response->set_heartbeat_interval_ms(100);
+    response->set_heartbeat_interval_ms(heartbeat_interval_ms_);
     response->set_heartbeat_timeout_ms(1000);
     cv_.notify_all();
     return grpc::Status::OK;
@@ -176,10 +177,21 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     cv_.notify_all();
     return grpc::Status::OK;
   }
-  grpc::Status LeaseAssignment(grpc::ServerContext*, const v1::LeaseAssignmentRequest* request,
+  grpc::Status LeaseAssignment(grpc::ServerContext* context, const v1::LeaseAssignmentRequest* request,
                                v1::LeaseAssignmentResponse* response) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!workers_.count(request->worker_id())) return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown worker");
+    if (request->wait_ms() > 0) {
+      ++long_polls_;
+      cv_.notify_all();
+    }
+    if (long_poll_ && request->wait_ms() > 0) {
+      // As the coordinator does: answer as soon as there is work, or after the wait (or a cancel).
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(request->wait_ms());
+      while (queue_.empty() && !context->IsCancelled() && std::chrono::steady_clock::now() < deadline) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+      }
+    }
     if (!queue_.empty()) {
       *response->mutable_assignment() = queue_.front();
       queue_.pop_front();
@@ -259,6 +271,9 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   int heartbeats_ = 0;
   std::set<std::string> ever_running_;
   std::vector<std::string> last_running_;
+  int heartbeat_interval_ms_ = 100;
+  bool long_poll_ = false;  // LeaseAssignment waits for work (wait_ms) as the coordinator does
+  int long_polls_ = 0;      // LeaseAssignment calls with wait_ms > 0
   std::vector<v1::ReportProgressRequest> reports_;
   std::set<std::string> started_;
   std::set<std::string> stop_on_report_;
@@ -402,6 +417,51 @@ TEST_F(WorkerDaemonTest, RegistersItsSlots) {
   EXPECT_EQ(r.rendezvous_port_last(), 29999);
   EXPECT_FALSE(r.version().empty());
   EXPECT_EQ(daemon_->worker_id(), "w-1");
+}
+
+TEST(JitteredIntervalTest, SpreadsWithinItsBounds) {
+  std::mt19937_64 rng(7);
+  absl::Duration lo = absl::InfiniteDuration(), hi = absl::ZeroDuration();
+  for (int i = 0; i < 2000; ++i) {
+    const absl::Duration d = JitteredInterval(absl::Seconds(2), 0.1, rng);
+    lo = std::min(lo, d);
+    hi = std::max(hi, d);
+  }
+  EXPECT_GE(lo, absl::Milliseconds(1800));
+  EXPECT_LE(hi, absl::Milliseconds(2200));
+  EXPECT_LT(lo, absl::Milliseconds(1850));  // spread over the range, not a constant
+  EXPECT_GT(hi, absl::Milliseconds(2150));
+  EXPECT_EQ(JitteredInterval(absl::Seconds(2), 0, rng), absl::Seconds(2));
+  EXPECT_LE(JitteredInterval(absl::Seconds(2), 9, rng), absl::Seconds(3));  // clamped to 0.5
+}
+
+// With heartbeats a minute apart, work placed after the first one is leased
+// within seconds only through the long poll; with lease_wait 0 the worker
+// leases at its heartbeats (the behaviour before the long poll), and against a
+// coordinator that answers at once the lease thread falls back to them too.
+TEST_F(WorkerDaemonTest, TheLongPollLeasesWorkAsSoonAsItIsPlaced) {
+  fake_.heartbeat_interval_ms_ = 60000;
+  fake_.long_poll_ = true;
+  StartDaemon();
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.heartbeats_ >= 1 && fake_.long_polls_ >= 1; }));
+  fake_.Queue(Assignment("lp", "succeed"));
+  EXPECT_TRUE(fake_.WaitFor([&] { return fake_.started_.count("lp") > 0; }, absl::Seconds(20)))
+      << "not leased before the next heartbeat";
+  std::lock_guard<std::mutex> lock(fake_.mu_);
+  EXPECT_EQ(fake_.heartbeats_, 1);
+}
+
+TEST_F(WorkerDaemonTest, WithoutTheLongPollWorkWaitsForAHeartbeat) {
+  fake_.heartbeat_interval_ms_ = 60000;
+  fake_.long_poll_ = true;
+  WorkerDaemon::Options options = Options();
+  options.lease_wait = absl::ZeroDuration();
+  StartDaemon(options);
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.heartbeats_ >= 1; }));
+  fake_.Queue(Assignment("hb", "succeed"));
+  EXPECT_FALSE(fake_.WaitFor([&] { return fake_.started_.count("hb") > 0; }, absl::Seconds(2)));
+  std::lock_guard<std::mutex> lock(fake_.mu_);
+  EXPECT_EQ(fake_.long_polls_, 0);
 }
 
 TEST_F(WorkerDaemonTest, CudaSlotsNameTheirDevice) {
