@@ -56,14 +56,10 @@ class RecordingReader : public grpc::ClientReaderInterface<v1::FileChunk> {
 
 absl::StatusOr<std::vector<v1::Artifact>> ListArtifacts(const Remote& remote, const std::string& job_id,
                                                         const std::string& prefix) {
-  grpc::ClientContext context;
-  remote.Prepare(context);
   v1::ListArtifactsRequest request;
   request.set_job_id(job_id);
   request.set_prefix(prefix);
-  v1::ListArtifactsResponse response;
-  const grpc::Status status = remote.stub->ListArtifacts(&context, request, &response);
-  if (!status.ok()) return ServerError(status);
+  D2_ASSIGN_OR_RETURN(v1::ListArtifactsResponse response, Call(remote, &v1::JobService::Stub::ListArtifacts, request));
   return std::vector<v1::Artifact>(response.artifacts().begin(), response.artifacts().end());
 }
 
@@ -104,13 +100,10 @@ namespace {
 
 absl::StatusOr<int> RunCheckpoints(const ArtifactFlags& f) {
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
-  grpc::ClientContext context;
-  remote.Prepare(context);
   v1::ListCheckpointsRequest request;
   request.set_job_id(f.id);
-  v1::ListCheckpointsResponse response;
-  const grpc::Status status = remote.stub->ListCheckpoints(&context, request, &response);
-  if (!status.ok()) return ServerError(status);
+  D2_ASSIGN_OR_RETURN(v1::ListCheckpointsResponse response,
+                      Call(remote, &v1::JobService::Stub::ListCheckpoints, request));
   std::cout << (remote.json ? MessageToJson(response) + "\n" : FormatCheckpointTable(response)) << std::flush;
   return kExitOk;
 }

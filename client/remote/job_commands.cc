@@ -48,11 +48,7 @@ absl::StatusOr<int> RunList(const ListFlags& f) {
   for (;;) {
     // --all: pages of --limit (or 1000) until the last; else one page of --limit.
     request.set_page_size(f.all ? (f.limit > 0 ? std::min(f.limit, 1000) : 1000) : std::min(f.limit, 1000));
-    grpc::ClientContext context;
-    remote.Prepare(context);
-    v1::ListJobsResponse page;
-    const grpc::Status status = remote.stub->ListJobs(&context, request, &page);
-    if (!status.ok()) return ServerError(status);
+    D2_ASSIGN_OR_RETURN(v1::ListJobsResponse page, Call(remote, &v1::JobService::Stub::ListJobs, request));
     for (v1::Job& job : *page.mutable_jobs()) *all.add_jobs() = std::move(job);
     if (!f.all || page.next_page_token().empty()) {
       all.set_next_page_token(page.next_page_token());
@@ -71,13 +67,9 @@ absl::StatusOr<int> RunList(const ListFlags& f) {
 
 absl::StatusOr<int> RunGet(const JobFlags& f) {
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
-  grpc::ClientContext context;
-  remote.Prepare(context);
   v1::GetJobRequest request;
   request.set_id(f.id);
-  v1::Job job;
-  const grpc::Status status = remote.stub->GetJob(&context, request, &job);
-  if (!status.ok()) return ServerError(status);
+  D2_ASSIGN_OR_RETURN(v1::Job job, Call(remote, &v1::JobService::Stub::GetJob, request));
   std::cout << (remote.json ? MessageToJson(job) + "\n" : FormatJobSummary(job, absl::Now())) << std::flush;
   return kExitOk;
 }
@@ -96,14 +88,10 @@ void PrintJobAnswer(const Remote& remote, const v1::Job& job, v1::JobState on_th
 
 absl::StatusOr<int> RunCancel(const JobFlags& f) {
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
-  grpc::ClientContext context;
-  remote.Prepare(context);
   v1::CancelJobRequest request;
   request.set_id(f.id);
   request.set_reason(f.reason);
-  v1::Job job;
-  const grpc::Status status = remote.stub->CancelJob(&context, request, &job);
-  if (!status.ok()) return ServerError(status);
+  D2_ASSIGN_OR_RETURN(v1::Job job, Call(remote, &v1::JobService::Stub::CancelJob, request));
   if (remote.json) {
     std::cout << MessageToJson(job) << std::endl;
   } else if (IsTerminal(job.state())) {
@@ -116,25 +104,16 @@ absl::StatusOr<int> RunCancel(const JobFlags& f) {
 
 absl::StatusOr<int> RunPause(const JobFlags& f) {
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
-  v1::Job job;
-  {
-    grpc::ClientContext context;
-    remote.Prepare(context);
-    v1::PauseJobRequest request;
-    request.set_id(f.id);
-    request.set_reason(f.reason);
-    const grpc::Status status = remote.stub->PauseJob(&context, request, &job);
-    if (!status.ok()) return ServerError(status);
-  }
+  v1::PauseJobRequest pause;
+  pause.set_id(f.id);
+  pause.set_reason(f.reason);
+  D2_ASSIGN_OR_RETURN(v1::Job job, Call(remote, &v1::JobService::Stub::PauseJob, pause));
   // --wait: until the ranks have checkpointed and freed their slots.
+  v1::GetJobRequest get;
+  get.set_id(f.id);
   while (f.wait && job.state() == v1::PAUSING) {
     absl::SleepFor(absl::Milliseconds(500));
-    grpc::ClientContext context;
-    remote.Prepare(context);
-    v1::GetJobRequest request;
-    request.set_id(f.id);
-    const grpc::Status status = remote.stub->GetJob(&context, request, &job);
-    if (!status.ok()) return ServerError(status);
+    D2_ASSIGN_OR_RETURN(job, Call(remote, &v1::JobService::Stub::GetJob, get));
   }
   PrintJobAnswer(remote, job, v1::PAUSING, "pausing");
   return kExitOk;
@@ -142,13 +121,9 @@ absl::StatusOr<int> RunPause(const JobFlags& f) {
 
 absl::StatusOr<int> RunResume(const JobFlags& f) {
   D2_ASSIGN_OR_RETURN(Remote remote, Connect(f.connection));
-  grpc::ClientContext context;
-  remote.Prepare(context);
   v1::ResumeJobRequest request;
   request.set_id(f.id);
-  v1::Job job;
-  const grpc::Status status = remote.stub->ResumeJob(&context, request, &job);
-  if (!status.ok()) return ServerError(status);
+  D2_ASSIGN_OR_RETURN(v1::Job job, Call(remote, &v1::JobService::Stub::ResumeJob, request));
   PrintJobAnswer(remote, job, v1::JOB_STATE_UNSPECIFIED, "");
   return kExitOk;
 }

@@ -24,14 +24,9 @@ bool Retryable(const grpc::Status& status) {
 }
 
 absl::StatusOr<v1::Job> GetJob(const Remote& remote, const std::string& id) {
-  grpc::ClientContext context;
-  remote.Prepare(context);
   v1::GetJobRequest request;
   request.set_id(id);
-  v1::Job job;
-  const grpc::Status status = remote.stub->GetJob(&context, request, &job);
-  if (!status.ok()) return ServerError(status);
-  return job;
+  return Call(remote, &v1::JobService::Stub::GetJob, request);
 }
 
 }  // namespace

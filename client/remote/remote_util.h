@@ -49,6 +49,21 @@ absl::Status ServerError(const grpc::Status& status, const std::string& context 
 absl::Status MarkServerError(absl::Status status);
 bool IsServerError(const absl::Status& status);
 
+// One unary JobService call with the token and deadline: its answer, or the
+// ServerError. `Call(remote, &v1::JobService::Stub::GetJob, request)`.
+template <typename Request, typename Response>
+absl::StatusOr<Response> Call(const Remote& remote,
+                              grpc::Status (v1::JobService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                                          Response*),
+                              const Request& request) {
+  grpc::ClientContext context;
+  remote.Prepare(context);
+  Response response;
+  const grpc::Status status = ((*remote.stub).*method)(&context, request, &response);
+  if (!status.ok()) return ServerError(status);
+  return response;
+}
+
 // Prints "d2lora COMMAND: error: CODE_NAME: message" (server) or
 // "d2lora COMMAND: error: message" (local) and returns kExitServer / kExitError.
 int ReportError(const std::string& command, const absl::Status& status);

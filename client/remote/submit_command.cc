@@ -112,11 +112,7 @@ absl::StatusOr<int> RunSubmit(const SubmitFlags& f) {
   if (f.max_retries >= 0) request.set_max_retries(f.max_retries);
   request.mutable_labels()->insert(labels.begin(), labels.end());
   request.set_idempotency_key(f.idempotency_key);
-  grpc::ClientContext context;
-  remote.Prepare(context);
-  v1::Job job;
-  const grpc::Status status = remote.stub->SubmitJob(&context, request, &job);
-  if (!status.ok()) return ServerError(status);
+  D2_ASSIGN_OR_RETURN(v1::Job job, Call(remote, &v1::JobService::Stub::SubmitJob, request));
   std::cout << (remote.json ? MessageToJson(job) : job.id()) << std::endl;
   if (!f.wait) return kExitOk;
   return WatchUntilEnd(remote, job.id(), 0);

@@ -21,24 +21,10 @@ using d2lora::testing::TempDir;
 using testing::TinyNet;
 
 AdapterOptions Options(AdapterMethod method, int64_t r = 3, double alpha = 6) {
-  AdapterOptions o;
-  o.method = method;
-  o.r = r;
-  o.alpha = alpha;
-  o.target_modules = {"q_proj", "up_proj"};
-  return o;
+  return testing::SmallAdapterOptions(method, r, alpha);
 }
 
-// A trained-looking adapter saved to `dir`; returns the model it came from.
-TinyNet SaveTrained(const AdapterOptions& o, const std::string& dir) {
-  TinyNet net(6, 2);
-  EXPECT_TRUE(InjectAdapters(*net, o).ok());
-  for (auto& [path, linear] : LinearLayers(*net)) {
-    if (linear->adapter()) testing::RandomizeAdapter(*linear->adapter());
-  }
-  EXPECT_TRUE(SaveAdapter(*net, o, dir, "models/tiny").ok());
-  return net;
-}
+TinyNet SaveTrained(const AdapterOptions& o, const std::string& dir) { return testing::SaveTrainedAdapter(o, dir); }
 
 // A run's model: the same base weights (same seed), adapters injected fresh.
 TinyNet FreshRun(const AdapterOptions& o) {

@@ -21,25 +21,11 @@ using d2lora::testing::TempDir;
 using d2lora::testing::WriteFile;
 using testing::TinyNet;
 
-AdapterOptions Options(AdapterMethod method) {
-  AdapterOptions o;
-  o.method = method;
-  o.r = 3;
-  o.alpha = 6;
-  o.target_modules = {"q_proj", "up_proj"};
-  return o;
+AdapterOptions Options(AdapterMethod method, int64_t r = 3, double alpha = 6) {
+  return testing::SmallAdapterOptions(method, r, alpha);
 }
 
-// A trained-looking adapter saved to `dir`; returns the model it came from.
-TinyNet SaveTrained(const AdapterOptions& o, const std::string& dir) {
-  TinyNet net(6, 2);
-  EXPECT_TRUE(InjectAdapters(*net, o).ok());
-  for (auto& [path, linear] : LinearLayers(*net)) {
-    if (linear->adapter()) testing::RandomizeAdapter(*linear->adapter());
-  }
-  D2_EXPECT_OK(SaveAdapter(*net, o, dir, "models/tiny"));
-  return net;
-}
+TinyNet SaveTrained(const AdapterOptions& o, const std::string& dir) { return testing::SaveTrainedAdapter(o, dir); }
 
 std::string Message(const absl::Status& s) { return std::string(s.message()); }
 

@@ -4,8 +4,14 @@
 
 #include <torch/torch.h>
 
+#include <gtest/gtest.h>
+
+#include <string>
+
 #include "worker/engine/adapters/adapted_linear.h"
 #include "worker/engine/adapters/adapted_linear_d2lora.h"
+#include "worker/engine/adapters/adapter_io.h"
+#include "worker/engine/adapters/inject.h"
 #include "worker/engine/adapters/linear.h"
 
 namespace d2lora::engine::testing {
@@ -76,6 +82,28 @@ inline torch::Tensor ReferenceD2LoraWeight(D2LoraLinearImpl& layer) {
   torch::Tensor g = (w0.pow(2).sum(1).sqrt() / w.pow(2).sum(1).sqrt()).pow(o.projection_strength);
   torch::Tensor projected = w * g.unsqueeze(1);
   return o.residual ? projected + dw : projected;
+}
+
+// The adapter tests' options: rank 3, alpha 6, on q_proj and up_proj.
+inline AdapterOptions SmallAdapterOptions(AdapterMethod method, int64_t r = 3, double alpha = 6) {
+  AdapterOptions o;
+  o.method = method;
+  o.r = r;
+  o.alpha = alpha;
+  o.target_modules = {"q_proj", "up_proj"};
+  return o;
+}
+
+// A TinyNet(6, 2) with a trained-looking adapter (RandomizeAdapter), saved to `dir`.
+inline TinyNet SaveTrainedAdapter(const AdapterOptions& o, const std::string& dir) {
+  TinyNet net(6, 2);
+  EXPECT_TRUE(InjectAdapters(*net, o).ok());
+  for (auto& [path, linear] : LinearLayers(*net)) {
+    if (linear->adapter()) RandomizeAdapter(*linear->adapter());
+  }
+  const absl::Status saved = SaveAdapter(*net, o, dir, "models/tiny");
+  EXPECT_TRUE(saved.ok()) << saved;
+  return net;
 }
 
 }  // namespace d2lora::engine::testing
