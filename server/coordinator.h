@@ -90,10 +90,13 @@ class Coordinator {
   absl::StatusOr<v1::RegisterWorkerResponse> Register(const v1::RegisterWorkerRequest& request);
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
   // One pending assignment of the worker's, or none; when none is pending,
-  // waits up to `wait` for one to be placed (the service's long poll calls
-  // this in slices, checking for a cancelled call between them).
+  // waits up to `wait` for one to be placed (the long poll), ending early when
+  // `cancelled` says so (checked at least every second). The call counts as
+  // the worker's sign of life once, when it arrives: only heartbeats keep a
+  // worker alive while its lease waits.
   absl::StatusOr<v1::LeaseAssignmentResponse> Lease(const v1::LeaseAssignmentRequest& request,
-                                                    absl::Duration wait = absl::ZeroDuration());
+                                                    absl::Duration wait = absl::ZeroDuration(),
+                                                    const std::function<bool()>& cancelled = {});
   absl::StatusOr<v1::ReportProgressResponse> Report(const v1::ReportProgressRequest& request);
   // The assignment, if it belongs to `worker_id` (uploads, downloads).
   absl::StatusOr<v1::Assignment> CheckAssignment(const std::string& worker_id, const std::string& assignment_id);

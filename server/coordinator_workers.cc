@@ -115,15 +115,18 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
 }
 
 absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAssignmentRequest& request,
-                                                               absl::Duration wait) {
+                                                               absl::Duration wait,
+                                                               const std::function<bool()>& cancelled) {
   v1::LeaseAssignmentResponse response;
   uint64_t ticket = 0;
   {
     const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(wait);
     std::unique_lock<std::mutex> lock(mu_);
+    if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
     while (true) {
-      // Checked again after every wait: the worker may have been declared lost meanwhile.
-      if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
+      // Checked again after every wait: the worker may have been declared lost
+      // meanwhile. A waiting call does not keep it alive: that is the heartbeats'.
+      if (workers_.find(request.worker_id()) == workers_.end()) return UnknownWorker(request.worker_id());
       for (const auto& [id, a] : assignments_) {
         if (a.worker_id != request.worker_id() || a.state != AssignmentState::kPending) continue;
         StoreMutation m;
@@ -133,8 +136,10 @@ absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAs
         ticket = Stage(m);
         break;
       }
-      if (response.has_assignment() || stopping_ || std::chrono::steady_clock::now() >= deadline) break;
-      work_cv_.wait_until(lock, deadline);
+      const auto now = std::chrono::steady_clock::now();
+      if (response.has_assignment() || stopping_ || now >= deadline || (cancelled && cancelled())) break;
+      // In slices of at most a second, so that a cancelled call ends soon.
+      work_cv_.wait_until(lock, std::min(deadline, now + std::chrono::seconds(1)));
     }
   }
   if (absl::Status s = Durable(ticket); !s.ok()) return s;

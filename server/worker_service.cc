@@ -1,11 +1,8 @@
 #include "server/worker_service.h"
 
-#include <algorithm>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
 #include "common/rpc/status_convert.h"
 #include "common/trainer/output_names.h"
 #include "server/artifact_streaming.h"
@@ -76,17 +73,8 @@ grpc::Status WorkerServiceImpl::LeaseAssignment(grpc::ServerContext* context, co
                    return absl::InvalidArgumentError(
                        absl::StrCat("wait_ms = ", request->wait_ms(), ": must be in [0, ", kMaxLeaseWaitMs, "]"));
                  }
-                 // A long poll in slices of at most a second, so that a cancelled
-                 // call (the worker went away, the server shuts down) ends soon.
-                 const absl::Time deadline = absl::Now() + absl::Milliseconds(request->wait_ms());
-                 while (true) {
-                   const absl::Duration slice = std::min(deadline - absl::Now(), absl::Seconds(1));
-                   auto leased = coordinator_->Lease(*request, std::max(slice, absl::ZeroDuration()));
-                   if (!leased.ok() || leased->has_assignment() || absl::Now() >= deadline ||
-                       context->IsCancelled()) {
-                     return leased;
-                   }
-                 }
+                 return coordinator_->Lease(*request, absl::Milliseconds(request->wait_ms()),
+                                            [context] { return context->IsCancelled(); });
                });
 }
 

@@ -696,11 +696,18 @@ TEST_F(CoordinatorTest, ALongPollLeaseAnswersWhenWorkIsPlaced) {
   EXPECT_EQ(leased->assignment().job_id(), id);
   EXPECT_LT(answered - start, absl::Seconds(15)) << "the lease waited out its poll instead of waking";
 
-  options_.heartbeat_timeout = absl::Milliseconds(100);
+  // A waiting lease is not a heartbeat: a worker silent for longer than the
+  // timeout is lost while its lease waits, and the lease answers NOT_FOUND.
+  options_.heartbeat_timeout = absl::Milliseconds(1200);
   Open();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  coordinator_->ScheduleNow();  // the worker, silent since the restart, is lost
-  EXPECT_EQ(coordinator_->Lease(r, absl::Milliseconds(100)).status().code(), absl::StatusCode::kNotFound);
+  const std::string silent = AddWorker(1);
+  r.set_worker_id(silent);
+  absl::StatusOr<v1::LeaseAssignmentResponse> waiting;
+  std::thread wait_thread([&] { waiting = coordinator_->Lease(r, absl::Seconds(5)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  coordinator_->ScheduleNow();
+  wait_thread.join();
+  EXPECT_EQ(waiting.status().code(), absl::StatusCode::kNotFound) << waiting.status();
 }
 
 // init.from_job: the source's adapter is copied into an upload of the new
