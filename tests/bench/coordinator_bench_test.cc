@@ -180,7 +180,16 @@ TEST(SimClusterTest, RunsAGangJobToSucceededThroughARealCoordinator) {
                          "UploadArtifact", "CompleteAssignment"}) {
     ASSERT_TRUE(ops.count(op)) << op;
     EXPECT_GT(ops.at(op).ok, 0) << op;
-    EXPECT_TRUE(ops.at(op).errors.empty()) << op;
+    if (std::string(op) == "LeaseAssignment") {
+      // Each worker's long poll still waiting when it stopped was cancelled by
+      // the worker itself: that, at most once per worker, and nothing else.
+      for (const auto& [code, n] : ops.at(op).errors) {
+        EXPECT_EQ(code, "CANCELLED") << n;
+        EXPECT_LE(n, 2) << code;
+      }
+    } else {
+      EXPECT_TRUE(ops.at(op).errors.empty()) << op;
+    }
   }
   EXPECT_EQ(ops.at("DownloadInput").ok, 4);  // config.json and train.jsonl, per rank
   EXPECT_EQ(ops.at("CompleteAssignment").ok, 2);
