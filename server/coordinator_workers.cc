@@ -256,20 +256,14 @@ absl::Status Coordinator::ArtifactStored(const v1::Assignment& assignment, const
   }
   // The job names the new checkpoint durably before older ones go.
   if (absl::Status s = Durable(ticket); !s.ok()) return s;
-  // Keep the newest `keep` stored checkpoints.
-  const std::string job_dir = absl::StrCat("jobs/", assignment.job_id(), "/");
-  const std::string root = absl::StrCat(job_dir, trainer::kCheckpointsDir, "/");
-  auto files = artifacts_->List(root);
-  if (!files.ok()) return files.status();
-  std::set<int64_t> steps;
-  for (const ArtifactInfo& f : *files) {
-    const std::optional<int64_t> s = CheckpointStepOf(f.key.substr(job_dir.size()));  // complete or not
-    if (s.has_value()) steps.insert(*s);
-  }
-  while (static_cast<int64_t>(steps.size()) > keep && *steps.begin() < step) {
-    if (absl::Status s = artifacts_->Delete(absl::StrCat(root, trainer::kCheckpointPrefix, *steps.begin())); !s.ok()) {
-      return s;
-    }
+  // Keep the newest `keep` stored checkpoints (complete or not).
+  auto stored = StoredCheckpoints(*artifacts_, assignment.job_id());
+  if (!stored.ok()) return stored.status();
+  std::map<int64_t, StoredCheckpoint>& steps = *stored;
+  while (static_cast<int64_t>(steps.size()) > keep && steps.begin()->first < step) {
+    const std::string folder =
+        absl::StrCat("jobs/", assignment.job_id(), "/", trainer::CheckpointName(steps.begin()->first));
+    if (absl::Status s = artifacts_->Delete(folder); !s.ok()) return s;
     steps.erase(steps.begin());
   }
   return absl::OkStatus();
