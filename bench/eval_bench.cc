@@ -117,7 +117,7 @@ void RandomiseAdapters(engine::CausalLMImpl& model) {
 // The model of one variant on the bench's device. `method` empty: the base
 // model. Unmerged: base weights in the compute dtype and fp32 adapters, as a
 // training job holds them. Merged: merged in fp32, then cast, as `d2lora merge`.
-CausalLM BuildModel(const engine::ModelConfig& config, const std::string& method, bool merged, int64_t r,
+CausalLM BuildModel(const model::ModelConfig& config, const std::string& method, bool merged, int64_t r,
                     const torch::Device& device, torch::ScalarType dtype) {
   CausalLM model = OrDie(engine::InitRandomModel(config, kModelSeed));
   if (!method.empty()) {
@@ -251,7 +251,7 @@ int Main(int argc, char** argv) {
   const torch::Device device = BenchDevice(args);
   const torch::ScalarType dtype = BenchDtype(args);
   const int reps = args.reps > 0 ? args.reps : (args.quick ? 5 : 7);
-  const engine::ModelConfig config = OrDie(engine::ModelPreset(f.preset));
+  const model::ModelConfig config = OrDie(engine::ModelPreset(f.preset));
 
   std::vector<Variant> variants;
   variants.push_back({"base", "", false, BuildModel(config, "", false, f.r, device, dtype), {}});

@@ -50,7 +50,7 @@ FlopSplit AdapterLinearFlops(StepMethod method, int64_t tokens, int64_t in, int6
   return f;
 }
 
-StepFlops CountTrainStepFlops(const engine::ModelConfig& config, StepMethod method, const StepShape& shape) {
+StepFlops CountTrainStepFlops(const model::ModelConfig& config, StepMethod method, const StepShape& shape) {
   const int64_t tokens = shape.batch * shape.seq;
   const int64_t hidden = config.hidden_size, inter = config.intermediate_size;
   const int64_t heads = config.num_attention_heads;

@@ -31,7 +31,7 @@
 #include <cstdint>
 #include <string>
 
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 namespace d2lora::bench {
 
@@ -83,6 +83,6 @@ struct StepFlops {
 // One training step (forward, loss, backward; the optimizer update has no
 // GEMMs) of a model with `config`, adapters on every decoder projection
 // unless method is kFull (everything trainable).
-StepFlops CountTrainStepFlops(const engine::ModelConfig& config, StepMethod method, const StepShape& shape);
+StepFlops CountTrainStepFlops(const model::ModelConfig& config, StepMethod method, const StepShape& shape);
 
 }  // namespace d2lora::bench

@@ -95,7 +95,13 @@ def rows_adapter(j):
             yield ("one layer D2-LoRA / LoRA (adapter_bench)", b.get("name", ""), b["d2lora_over_lora"], "")
 
 
-ROWS = {"train_step": rows_train_step, "eval": rows_eval, "dp": rows_dp, "coordinator": rows_coordinator,
+def rows_memory_plan(j):
+    for r in j.get("results", []):
+        yield ("memory plan |measured / predicted - 1|", f"{r['preset']} seq {r['seq']} {r['method']}",
+               abs(r["measured_over_predicted"] - 1), "<= 0.15")
+
+
+ROWS = {"memory_plan": rows_memory_plan, "train_step": rows_train_step, "eval": rows_eval, "dp": rows_dp, "coordinator": rows_coordinator,
         "coordinator_load": rows_coordinator_load, "adapter": rows_adapter}
 
 

@@ -134,7 +134,7 @@ struct Trainee {
   std::unique_ptr<engine::AdamW> optimizer;
 };
 
-absl::StatusOr<std::unique_ptr<Trainee>> MakeTrainee(const engine::ModelConfig& config, StepMethod method,
+absl::StatusOr<std::unique_ptr<Trainee>> MakeTrainee(const model::ModelConfig& config, StepMethod method,
                                                      const Options& o, const torch::Device& device,
                                                      torch::ScalarType dtype) {
   auto t = std::make_unique<Trainee>();
@@ -225,7 +225,7 @@ int MemChild(const BenchArgs& args, const Options& o) {
   engine::ConfigureThreads(args.threads);
   const torch::Device device = BenchDevice(args);
   auto status = engine::GuardTorch("memory child", [&]() -> absl::Status {
-    D2_ASSIGN_OR_RETURN(engine::ModelConfig config, engine::ModelPreset(o.presets.at(0)));
+    D2_ASSIGN_OR_RETURN(model::ModelConfig config, engine::ModelPreset(o.presets.at(0)));
     const int64_t seq = o.seqs.at(0);
     D2_ASSIGN_OR_RETURN(auto trainee, MakeTrainee(config, ParseStepMethod(o.method), o, device, BenchDtype(args)));
     torch::Tensor ids = RandomIds(BatchFor(o, seq), seq, config.vocab_size, o.seed, device);
@@ -334,7 +334,7 @@ struct Shape {
   int count = 0;  // per decoder layer
 };
 
-std::vector<Shape> DecoderShapes(const engine::ModelConfig& c) {
+std::vector<Shape> DecoderShapes(const model::ModelConfig& c) {
   const int64_t hd = c.head_dim > 0 ? c.head_dim : c.hidden_size / c.num_attention_heads;
   const int64_t q = c.num_attention_heads * hd;
   const int64_t kv = (c.num_key_value_heads > 0 ? c.num_key_value_heads : c.num_attention_heads) * hd;
@@ -399,7 +399,7 @@ void ClearGrads(torch::nn::Module& m) {
 // gradient) of: the frozen base alone, LoRA (r and 2r), D2-LoRA, DoRA, and the
 // row-norm part of D2-LoRA and DoRA alone. Returns the JSON and prints a table.
 absl::StatusOr<json> Breakdown(const BenchArgs& args, const Options& o, const std::string& preset,
-                               const engine::ModelConfig& config, double lora_step_s, double d2_step_s,
+                               const model::ModelConfig& config, double lora_step_s, double d2_step_s,
                                double dora_step_s) {
   const torch::Device device = BenchDevice(args);
   const torch::ScalarType dtype = BenchDtype(args);
@@ -525,7 +525,7 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
   std::vector<std::string> table;
   std::vector<std::string> ratio_table, ckpt_table;
   for (const std::string& preset : o.presets) {
-    D2_ASSIGN_OR_RETURN(engine::ModelConfig config, engine::ModelPreset(preset));
+    D2_ASSIGN_OR_RETURN(model::ModelConfig config, engine::ModelPreset(preset));
     std::cerr << "[" << preset << "] building models\n";
     std::map<StepMethod, std::unique_ptr<Trainee>> trainees;
     for (StepMethod m : {StepMethod::kLora, StepMethod::kD2Lora, StepMethod::kDora}) {

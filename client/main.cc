@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   int exit_code = kExitOk;
   AddInitModelCommand(app, &exit_code);
   AddTrainCommand(app, &exit_code);
+  AddPlanCommand(app, &exit_code);
   AddMergeCommand(app, &exit_code);
   AddExportAdapterCommand(app, &exit_code);
   AddEvalCommand(app, &exit_code);

@@ -54,6 +54,13 @@ class TableTest(unittest.TestCase):
         self.assertFalse(verdicts["submit -> last lease, world size 4, p99 ms"])
         self.assertIsNone(verdicts["submit -> last lease, world size 1, p50 ms"])
 
+    def test_memory_plan_rows_judge_each_run(self):
+        rows = list(summarize.rows_memory_plan({"results": [
+            {"preset": "tiny", "seq": 128, "method": "lora", "measured_over_predicted": 0.9},
+            {"preset": "base", "seq": 512, "method": "d2lora", "measured_over_predicted": 1.2}]}))
+        self.assertEqual([r[1] for r in rows], ["tiny seq 128 lora", "base seq 512 d2lora"])
+        self.assertEqual([summarize.judge(r[2], r[3]) for r in rows], [True, False])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -19,8 +19,8 @@ using nlohmann::json;
 // vocab 100, hidden 8, intermediate 16, 2 layers, 2 heads of 4, 1 KV head, untied.
 // Per layer: q 8->8, k 8->4, v 8->4, o 8->8, gate 8->16, up 8->16, down 16->8:
 // sum(in*out) = 576, sum(in+out) = 128; q, k, v: in*out 128, in 24, out 16.
-engine::ModelConfig HandConfig() {
-  engine::ModelConfig c;
+model::ModelConfig HandConfig() {
+  model::ModelConfig c;
   c.model_type = "llama";
   c.vocab_size = 100;
   c.hidden_size = 8;

@@ -48,6 +48,29 @@ grep -q '"event":"step"' err.log && grep -q '"event":"end"' out/metrics.jsonl &&
 [ "$(ls out/checkpoints)" == "$(printf 'step-32\nstep-36\nstep-40')" ] && pass "checkpoints kept" || fail "checkpoints: $(ls out/checkpoints)"
 reference=$(sha out/adapter/adapter_model.safetensors)
 
+# The memory plan: `d2lora plan` before the run, and summary.json's predicted
+# peak beside the measured one (the tiny model: mostly the runtime term).
+if "$D2" plan --config spec.yaml >plan.txt 2>&1 && grep -q "^  peak " plan.txt && grep -q "activations" plan.txt; then
+  pass "plan"
+else
+  fail "plan: $(cat plan.txt)"
+fi
+"$D2" plan --config spec.yaml --json >plan.json 2>&1 &&
+  python3 -c 'import json,sys; j=json.load(open("plan.json")); sys.exit(0 if j["peak_bytes"] > j["weights_bytes"] > 0 and j["data_is_bound"] else 1)' &&
+  pass "plan --json" || fail "plan --json: $(head -c 400 plan.json)"
+python3 - out/summary.json <<'PY' && pass "summary.json: predicted and measured peak" || fail "summary memory: $(grep -A8 '"memory"' out/summary.json)"
+import json, sys
+m = json.load(open(sys.argv[1]))["memory"]
+ratio = m["measured_peak_bytes"] / m["predicted_peak_bytes"]
+print("measured/predicted", round(ratio, 3), file=sys.stderr)
+# The plan undercounts (bench/memory_plan_bench.sh measures by how much): a
+# gross error, or a peak not recorded, fails here.
+sys.exit(0 if m["plan"]["data_is_bound"] is False and m["measured_peak_bytes"] > m["measured_runtime_bytes"] > 0
+         and 0.7 <= ratio <= 2.5 else 1)
+PY
+expect 1 "adapter.target_modules: no linear layer of the model matches" -- \
+  "$D2" plan --config spec.yaml --set 'adapter.target_modules=[nothing_here]'
+
 # The merged model is a plain model the other subcommands use.
 "$D2" merge --model m --adapter out/adapter --out merged2 --dtype fp32 >/dev/null 2>&1 &&
   "$D2" eval --model merged2 --data val.jsonl --task multiple_choice --json >/dev/null 2>&1 &&

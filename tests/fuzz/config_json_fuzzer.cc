@@ -1,19 +1,20 @@
 // The JSON files of a model directory on arbitrary bytes: config.json
-// (ParseModelConfig) and tokenizer_config.json (ParseTokenizerConfig). A
+// (model::ParseModelConfig) and tokenizer_config.json (ParseTokenizerConfig). A
 // config that parses writes back (ToJson) to JSON that parses to the same config.
 #include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
 #include "tests/fuzz/fuzz_check.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 #include "worker/engine/tokenizer/tokenizer_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace d2lora::engine;
+  namespace model = d2lora::model;
   const std::string text(reinterpret_cast<const char*>(data), size);
 
-  auto config = ParseModelConfig(text, "config.json");
+  auto config = model::ParseModelConfig(text, "config.json");
   if (!config.ok()) {
     FUZZ_CHECK(config.status().message().rfind("config.json", 0) == 0);
   } else {
@@ -27,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const nlohmann::json::exception&) {
       FUZZ_CHECK(false && "ToJson() produced JSON that cannot be written");
     }
-    auto again = ParseModelConfig(dumped, "config.json (written back)");
+    auto again = model::ParseModelConfig(dumped, "config.json (written back)");
     if (!again.ok()) std::fprintf(stderr, "%s\n", std::string(again.status().message()).c_str());
     FUZZ_CHECK(again.ok());
     FUZZ_CHECK(again->ToJson() == written);

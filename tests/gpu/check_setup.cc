@@ -16,7 +16,7 @@
 
 namespace d2lora::gpucheck {
 
-absl::StatusOr<engine::ModelConfig> TinyConfig(const TinyShape& shape) {
+absl::StatusOr<model::ModelConfig> TinyConfig(const TinyShape& shape) {
   const nlohmann::json j = {
       {"architectures", {"LlamaForCausalLM"}},
       {"model_type", "llama"},
@@ -35,10 +35,10 @@ absl::StatusOr<engine::ModelConfig> TinyConfig(const TinyShape& shape) {
       {"torch_dtype", "float32"},
       {"hidden_act", "silu"},
   };
-  return engine::ParseModelConfig(j.dump(), "gpu_checks/tiny config.json");
+  return model::ParseModelConfig(j.dump(), "gpu_checks/tiny config.json");
 }
 
-absl::StatusOr<engine::CausalLM> RandomModel(const engine::ModelConfig& config, torch::ScalarType dtype,
+absl::StatusOr<engine::CausalLM> RandomModel(const model::ModelConfig& config, torch::ScalarType dtype,
                                              uint64_t seed) {
   return engine::GuardTorch("building a random tiny model", [&]() -> absl::StatusOr<engine::CausalLM> {
     engine::CausalLM model(config, torch::TensorOptions().dtype(dtype));

@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/model/llama.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 namespace d2lora::gpucheck {
 
@@ -26,13 +26,13 @@ struct TinyShape {
 };
 
 // A Llama config of that shape (untied, no biases, rope 10000, max 512 positions).
-absl::StatusOr<engine::ModelConfig> TinyConfig(const TinyShape& shape);
+absl::StatusOr<model::ModelConfig> TinyConfig(const TinyShape& shape);
 
 // A model in `dtype` (on the CPU) whose every parameter is random: norms near 1,
 // embeddings N(0, 1), projections N(0, 1.5^2 / in). The values are drawn in fp32
 // from `seed` and rounded to bf16 first, so that an fp32 and a bf16 model built
 // from the same seed hold exactly the same weights.
-absl::StatusOr<engine::CausalLM> RandomModel(const engine::ModelConfig& config, torch::ScalarType dtype,
+absl::StatusOr<engine::CausalLM> RandomModel(const model::ModelConfig& config, torch::ScalarType dtype,
                                              uint64_t seed);
 
 // The synthetic task the trainer tests use: count upwards, token t+1 follows

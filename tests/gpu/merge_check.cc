@@ -96,7 +96,7 @@ absl::StatusOr<nlohmann::json> RunMergeCheck(const MergeCheckOptions& o) {
   shape.vocab = 256;
   shape.hidden = 128;
   shape.intermediate = 256;
-  D2_ASSIGN_OR_RETURN(engine::ModelConfig config, TinyConfig(shape));
+  D2_ASSIGN_OR_RETURN(model::ModelConfig config, TinyConfig(shape));
   const engine::AdapterOptions adapter = CheckAdapter(o.seed);
 
   D2_ASSIGN_OR_RETURN(engine::CausalLM reference, RandomModel(config, torch::kFloat32, o.seed));

@@ -123,7 +123,7 @@ absl::StatusOr<nlohmann::json> RunTrainStepCheck(const TrainStepCheckOptions& o)
   D2_ASSIGN_OR_RETURN(const engine::ValidJobSpec valid, engine::ValidJobSpec::Check(CheckSpec(o)));
   const engine::JobSpec& spec = valid;
   TinyShape shape;
-  D2_ASSIGN_OR_RETURN(engine::ModelConfig config, TinyConfig(shape));
+  D2_ASSIGN_OR_RETURN(model::ModelConfig config, TinyConfig(shape));
   D2_ASSIGN_OR_RETURN(engine::CausalLM model, RandomModel(config, o.dtype, kSeed));
   D2_ASSIGN_OR_RETURN(engine::InjectionReport report, engine::InjectAdapters(*model, spec.adapter));
   D2_RETURN_IF_ERROR(engine::GuardTorch("moving the model to " + o.device.str(), [&]() -> absl::Status {

@@ -1,6 +1,5 @@
 #include "worker/engine/adapters/inject.h"
 
-#include <re2/re2.h>
 #include <torch/torch.h>
 
 #include <map>
@@ -10,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/spec/target_modules.h"
 #include "common/status_macros.h"
 #include "worker/engine/adapters/adapted_linear.h"
 #include "worker/engine/adapters/linear.h"
@@ -18,17 +18,6 @@
 namespace d2lora::engine {
 
 namespace {
-constexpr absl::string_view kAllLinear = "all-linear";
-constexpr absl::string_view kOutputHead = "lm_head";
-
-bool IsRegex(absl::string_view pattern) {
-  return pattern.find_first_of("^$*+?()[]{}|\\") != absl::string_view::npos;
-}
-
-bool SuffixMatch(absl::string_view path, absl::string_view name) {
-  return path == name || absl::EndsWith(path, absl::StrCat(".", name));
-}
-
 std::string WithCommas(int64_t n) {
   std::string digits = std::to_string(n), out;
   for (size_t i = 0; i < digits.size(); ++i) {
@@ -50,24 +39,6 @@ std::vector<std::pair<std::string, std::shared_ptr<LinearImpl>>> LinearLayers(to
     if (auto linear = std::dynamic_pointer_cast<LinearImpl>(item.value())) out.emplace_back(item.key(), linear);
   }
   return out;
-}
-
-absl::StatusOr<bool> MatchesTargetModules(const std::string& path, const std::vector<std::string>& patterns) {
-  for (const std::string& pattern : patterns) {
-    if (pattern == kAllLinear) {
-      if (!SuffixMatch(path, kOutputHead)) return true;
-    } else if (IsRegex(pattern)) {
-      RE2 re(pattern, RE2::Quiet);
-      if (!re.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("adapter.target_modules: invalid regex '", pattern, "': ", re.error()));
-      }
-      if (RE2::FullMatch(path, re)) return true;
-    } else if (SuffixMatch(path, pattern)) {
-      return true;
-    }
-  }
-  return false;
 }
 
 ParameterCount CountParameters(const torch::nn::Module& root) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/spec/target_modules.h"
 #include "worker/engine/spec_types.h"
 
 namespace d2lora::engine {
@@ -28,9 +29,8 @@ struct InjectionReport {
 // Engine Linear layers under `root` with their module paths, in tree order.
 std::vector<std::pair<std::string, std::shared_ptr<LinearImpl>>> LinearLayers(torch::nn::Module& root);
 
-// Does `path` match one of `patterns` (see AdapterOptions::target_modules)?
-// An invalid regex is an error naming it.
-absl::StatusOr<bool> MatchesTargetModules(const std::string& path, const std::vector<std::string>& patterns);
+// Which layers match: spec::MatchesTargetModules (common/spec/target_modules.h).
+using spec::MatchesTargetModules;
 
 // Freezes every parameter of `root`, then hosts an adapter on each Linear whose
 // path matches options.target_modules. Refuses when nothing matches or a

@@ -43,7 +43,7 @@ std::string JoinPath(const std::string& dir, const std::string& name) { return (
 std::string ShapeString(const std::vector<int64_t>& shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
 
 // Tensors a checkpoint may carry that the model has no use for.
-bool IsIgnorable(const std::string& name, const ModelConfig& config) {
+bool IsIgnorable(const std::string& name, const model::ModelConfig& config) {
   if (absl::EndsWith(name, "rotary_emb.inv_freq")) return true;
   return config.tie_word_embeddings && name == "lm_head.weight";
 }
@@ -136,7 +136,7 @@ absl::StatusOr<WeightSource> OpenWeights(const std::string& dir) {
 }
 
 // Checks names, shapes and dtypes against the config before anything is allocated.
-absl::Status CheckWeights(const WeightSource& src, const ModelConfig& config, const std::string& dir) {
+absl::Status CheckWeights(const WeightSource& src, const model::ModelConfig& config, const std::string& dir) {
   const auto expected = ExpectedTensorShapes(config);
   std::set<std::string> expected_names;
   for (const auto& [name, shape] : expected) {
@@ -176,7 +176,7 @@ absl::Status CheckWeights(const WeightSource& src, const ModelConfig& config, co
 
 // Parameters of `model` by Hugging Face name, checked against the config.
 absl::StatusOr<std::vector<std::pair<std::string, torch::Tensor>>> ModelTensors(CausalLMImpl& model,
-                                                                                const ModelConfig& config) {
+                                                                                const model::ModelConfig& config) {
   auto params = model.named_parameters(/*recurse=*/true);
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& [name, shape] : ExpectedTensorShapes(config)) {
@@ -218,7 +218,7 @@ absl::StatusOr<std::string> ModelDtypeName(c10::ScalarType dtype) {
 
 absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, c10::ScalarType dtype, const c10::Device& device) {
   D2_RETURN_IF_ERROR(CheckWeightDtype(dtype));
-  D2_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  D2_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(dir));
   D2_ASSIGN_OR_RETURN(WeightSource src, OpenWeights(dir));
   D2_RETURN_IF_ERROR(CheckWeights(src, config, dir));
   return GuardTorch(absl::StrCat("loading ", dir), [&]() -> absl::StatusOr<LoadedModel> {
@@ -236,7 +236,7 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, c10::ScalarType dt
   });
 }
 
-absl::Status SaveModel(CausalLMImpl& model, const ModelConfig& config, const std::string& out_dir,
+absl::Status SaveModel(CausalLMImpl& model, const model::ModelConfig& config, const std::string& out_dir,
                        const SaveModelOptions& options) {
   D2_ASSIGN_OR_RETURN(std::string dtype_name, ModelDtypeName(options.dtype));
   if (options.max_shard_bytes == 0) return absl::InvalidArgumentError("max_shard_bytes must be positive");
@@ -291,7 +291,7 @@ absl::Status SaveModel(CausalLMImpl& model, const ModelConfig& config, const std
     D2_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(staged.path(), kWeightsIndexFile), index.dump(2) + "\n"));
   }
 
-  ModelConfig saved = config;
+  model::ModelConfig saved = config;
   saved.dtype = dtype_name;
   D2_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(staged.path(), kModelConfigFile), saved.ToJson().dump(2) + "\n"));
 
@@ -321,7 +321,7 @@ absl::Status SaveModel(CausalLMImpl& model, const ModelConfig& config, const std
   return staged.Commit(options.overwrite);
 }
 
-absl::StatusOr<CausalLM> InitRandomModel(const ModelConfig& config, uint64_t seed, c10::ScalarType dtype,
+absl::StatusOr<CausalLM> InitRandomModel(const model::ModelConfig& config, uint64_t seed, c10::ScalarType dtype,
                                          const c10::Device& device) {
   D2_RETURN_IF_ERROR(CheckWeightDtype(dtype));
   return GuardTorch("initialising a random model", [&]() -> absl::StatusOr<CausalLM> {

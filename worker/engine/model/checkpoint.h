@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "worker/engine/model/llama.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 namespace d2lora::engine {
 
@@ -21,7 +21,7 @@ inline constexpr char kSingleWeightsFile[] = "model.safetensors";
 inline constexpr char kWeightsIndexFile[] = "model.safetensors.index.json";
 
 struct LoadedModel {
-  ModelConfig config;
+  model::ModelConfig config;
   CausalLM model{nullptr};
 };
 
@@ -54,13 +54,13 @@ struct SaveModelOptions {
 // Writes `model`'s weights with `config` (dtype and torch_dtype set to options.dtype) as a
 // Hugging Face checkpoint. The directory appears complete or not at all. A
 // model still hosting unmerged adapters is refused (merge them first).
-absl::Status SaveModel(CausalLMImpl& model, const ModelConfig& config, const std::string& out_dir,
+absl::Status SaveModel(CausalLMImpl& model, const model::ModelConfig& config, const std::string& out_dir,
                        const SaveModelOptions& options = {});
 
 // A model with transformers' initialisation: weights normal(0,
 // initializer_range), biases 0, norms 1, the pad_token_id embedding row 0.
 // Deterministic in `seed` (drawn in fp32 on the CPU, then cast and moved).
-absl::StatusOr<CausalLM> InitRandomModel(const ModelConfig& config, uint64_t seed,
+absl::StatusOr<CausalLM> InitRandomModel(const model::ModelConfig& config, uint64_t seed,
                                          c10::ScalarType dtype = c10::ScalarType::Float,
                                          const c10::Device& device = c10::Device(c10::DeviceType::CPU));
 

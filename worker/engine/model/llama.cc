@@ -41,15 +41,15 @@ void KvCache::clear() {
   next_positions = torch::Tensor();
 }
 
-torch::Tensor RopeInverseFrequencies(const ModelConfig& config) {
+torch::Tensor RopeInverseFrequencies(const model::ModelConfig& config) {
   const int64_t dim = config.head_dim;
   // transformers: 1 / base ** (arange(0, dim, 2).float() / dim), in fp32.
   torch::Tensor exponent = torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(dim);
   torch::Tensor inv_freq = 1.0 / torch::pow(torch::scalar_tensor(config.rope_theta, torch::kFloat32), exponent);
-  const RopeScaling& rs = config.rope_scaling;
-  if (rs.type == RopeScalingType::kLinear) {
+  const model::RopeScaling& rs = config.rope_scaling;
+  if (rs.type == model::RopeScalingType::kLinear) {
     inv_freq = inv_freq / rs.factor;
-  } else if (rs.type == RopeScalingType::kLlama3) {
+  } else if (rs.type == model::RopeScalingType::kLlama3) {
     const double old_len = static_cast<double>(rs.original_max_position_embeddings);
     const double low_freq_wavelen = old_len / rs.low_freq_factor;
     const double high_freq_wavelen = old_len / rs.high_freq_factor;
@@ -85,7 +85,7 @@ torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::e
 
 // ---------------------------------------------------------------------------
 
-AttentionImpl::AttentionImpl(const ModelConfig& c, const torch::TensorOptions& options)
+AttentionImpl::AttentionImpl(const model::ModelConfig& c, const torch::TensorOptions& options)
     : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
   q_proj = register_module("q_proj", Linear(c.hidden_size, c.q_size(), c.qkv_bias(), options));
   k_proj = register_module("k_proj", Linear(c.hidden_size, c.kv_size(), c.qkv_bias(), options));
@@ -130,7 +130,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   return o_proj(out);
 }
 
-MlpImpl::MlpImpl(const ModelConfig& c, const torch::TensorOptions& options) {
+MlpImpl::MlpImpl(const model::ModelConfig& c, const torch::TensorOptions& options) {
   gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, options));
   up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, options));
   down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, c.mlp_bias, options));
@@ -140,7 +140,7 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
 }
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t index, const torch::TensorOptions& options)
+DecoderLayerImpl::DecoderLayerImpl(const model::ModelConfig& c, int64_t index, const torch::TensorOptions& options)
     : sliding_(c.layer_uses_sliding_window(index)) {
   self_attn = register_module("self_attn", Attention(c, options));
   mlp = register_module("mlp", Mlp(c, options));
@@ -156,7 +156,7 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
   return h + mlp(post_attention_layernorm(h));
 }
 
-DecoderImpl::DecoderImpl(const ModelConfig& c, const torch::TensorOptions& options) {
+DecoderImpl::DecoderImpl(const model::ModelConfig& c, const torch::TensorOptions& options) {
   embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, options));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c, i, options));
@@ -165,7 +165,7 @@ DecoderImpl::DecoderImpl(const ModelConfig& c, const torch::TensorOptions& optio
 
 // ---------------------------------------------------------------------------
 
-CausalLMImpl::CausalLMImpl(ModelConfig config, const torch::TensorOptions& options) : config_(std::move(config)) {
+CausalLMImpl::CausalLMImpl(model::ModelConfig config, const torch::TensorOptions& options) : config_(std::move(config)) {
   model = register_module("model", Decoder(config_, options));
   if (!config_.tie_word_embeddings) {
     lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, false, options));
@@ -285,7 +285,7 @@ std::vector<std::pair<std::string, std::shared_ptr<LinearImpl>>> DecoderLinearLa
   return out;
 }
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensorShapes(const ModelConfig& c) {
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensorShapes(const model::ModelConfig& c) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
   out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {

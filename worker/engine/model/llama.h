@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "worker/engine/adapters/linear.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 namespace d2lora::engine {
 
@@ -51,7 +51,7 @@ struct KvCache {
 };
 
 // The rotary inverse frequencies [head_dim / 2] (fp32) with rope_scaling applied.
-torch::Tensor RopeInverseFrequencies(const ModelConfig& config);
+torch::Tensor RopeInverseFrequencies(const model::ModelConfig& config);
 
 class RmsNormImpl : public torch::nn::Module {
  public:
@@ -85,7 +85,7 @@ struct AttentionInputs {
 
 class AttentionImpl : public torch::nn::Module {
  public:
-  AttentionImpl(const ModelConfig& config, const torch::TensorOptions& options);
+  AttentionImpl(const model::ModelConfig& config, const torch::TensorOptions& options);
   // x [B, T, hidden]; cos/sin [B, T, head_dim]; allowed [B, 1, T, S] where
   // S = cached + T. Appends this step's keys/values to *k_cache/*v_cache when given.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
@@ -101,7 +101,7 @@ TORCH_MODULE(Attention);
 
 class MlpImpl : public torch::nn::Module {
  public:
-  MlpImpl(const ModelConfig& config, const torch::TensorOptions& options);
+  MlpImpl(const model::ModelConfig& config, const torch::TensorOptions& options);
   torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
 
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
@@ -110,7 +110,7 @@ TORCH_MODULE(Mlp);
 
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  DecoderLayerImpl(const ModelConfig& config, int64_t index, const torch::TensorOptions& options);
+  DecoderLayerImpl(const model::ModelConfig& config, int64_t index, const torch::TensorOptions& options);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& allowed, torch::Tensor* k_cache = nullptr,
                         torch::Tensor* v_cache = nullptr);
@@ -128,7 +128,7 @@ TORCH_MODULE(DecoderLayer);
 // "model" in Hugging Face's naming: embeddings, decoder layers, final norm.
 class DecoderImpl : public torch::nn::Module {
  public:
-  DecoderImpl(const ModelConfig& config, const torch::TensorOptions& options);
+  DecoderImpl(const model::ModelConfig& config, const torch::TensorOptions& options);
 
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
@@ -140,7 +140,7 @@ class CausalLMImpl : public torch::nn::Module {
  public:
   // Parameters are allocated with `options` (dtype, device) and hold
   // placeholder values: load a checkpoint or call InitRandomModel.
-  explicit CausalLMImpl(ModelConfig config, const torch::TensorOptions& options = {});
+  explicit CausalLMImpl(model::ModelConfig config, const torch::TensorOptions& options = {});
 
   // input_ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = padding; right
   // or left padding; undefined = all tokens); cache: see KvCache, where the
@@ -160,7 +160,7 @@ class CausalLMImpl : public torch::nn::Module {
   void set_gradient_checkpointing(bool enabled) { gradient_checkpointing_ = enabled; }
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
 
-  const ModelConfig& config() const { return config_; }
+  const model::ModelConfig& config() const { return config_; }
   // The tensor the head multiplies with: lm_head.weight, or the embeddings when tied.
   torch::Tensor& output_weight();
 
@@ -171,7 +171,7 @@ class CausalLMImpl : public torch::nn::Module {
   AttentionInputs PrepareAttention(const torch::Tensor& attention_mask, int64_t batch, int64_t steps,
                                    KvCache* cache, const torch::TensorOptions& compute);
 
-  ModelConfig config_;
+  model::ModelConfig config_;
   torch::Tensor inv_freq_;  // fp32 [head_dim / 2], not a parameter or buffer
   bool gradient_checkpointing_ = false;
 };
@@ -184,6 +184,6 @@ std::vector<std::pair<std::string, std::shared_ptr<LinearImpl>>> DecoderLinearLa
 
 // Hugging Face tensor names and shapes of a model with this config, in
 // checkpoint order (lm_head.weight only when untied).
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensorShapes(const ModelConfig& config);
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensorShapes(const model::ModelConfig& config);
 
 }  // namespace d2lora::engine

@@ -36,7 +36,7 @@ constexpr Preset kPresets[] = {
 
 }  // namespace
 
-absl::StatusOr<ModelConfig> ModelPreset(const std::string& name) {
+absl::StatusOr<model::ModelConfig> ModelPreset(const std::string& name) {
   for (const Preset& p : kPresets) {
     if (name != p.name) continue;
     nlohmann::json j = {
@@ -61,7 +61,7 @@ absl::StatusOr<ModelConfig> ModelPreset(const std::string& name) {
         {"pad_token_id", p.vocab - 1},
         {"torch_dtype", "float32"},
     };
-    return ParseModelConfig(j.dump(), absl::StrCat("preset ", name));
+    return model::ParseModelConfig(j.dump(), absl::StrCat("preset ", name));
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown preset '", name, "' (expected tiny, small or base)"));
 }
@@ -107,7 +107,7 @@ absl::StatusOr<std::vector<std::string>> ReadCorpus(const std::string& path) {
 
 absl::StatusOr<InitModelResult> InitModel(const InitModelOptions& options) {
   if (options.out_dir.empty()) return absl::InvalidArgumentError("init-model: --out is required");
-  D2_ASSIGN_OR_RETURN(ModelConfig config, ModelPreset(options.preset));
+  D2_ASSIGN_OR_RETURN(model::ModelConfig config, ModelPreset(options.preset));
   std::error_code ec;
   if (std::filesystem::exists(options.out_dir, ec) && !options.overwrite) {
     return absl::AlreadyExistsError(absl::StrCat(options.out_dir, " already exists"));

@@ -7,12 +7,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 namespace d2lora::engine {
 
 // tiny (~0.3M parameters), small (~11M), base (~96M); an unknown name is an error.
-absl::StatusOr<ModelConfig> ModelPreset(const std::string& name);
+absl::StatusOr<model::ModelConfig> ModelPreset(const std::string& name);
 
 struct InitModelOptions {
   std::string preset = "tiny";
@@ -25,7 +25,7 @@ struct InitModelOptions {
 };
 
 struct InitModelResult {
-  ModelConfig config;
+  model::ModelConfig config;
   int64_t parameters = 0;
   int64_t tokenizer_vocab = 0;
 };

@@ -20,7 +20,7 @@ absl::StatusOr<c10::ScalarType> ParseDtypeFlag(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "' (expected bf16, fp16 or fp32)"));
 }
 
-absl::StatusOr<c10::ScalarType> DefaultMergedDtype(const ModelConfig& config) {
+absl::StatusOr<c10::ScalarType> DefaultMergedDtype(const model::ModelConfig& config) {
   if (config.dtype.empty()) return c10::ScalarType::Float;
   return ParseModelDtype(config.dtype);
 }

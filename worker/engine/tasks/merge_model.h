@@ -52,7 +52,7 @@ inline constexpr int64_t kMergeProbeLength = 32;
 
 // The dtype a merged model is written in by default: the base model's
 // dtype (`dtype` or `torch_dtype`), or fp32 when config.json does not say.
-absl::StatusOr<c10::ScalarType> DefaultMergedDtype(const ModelConfig& config);
+absl::StatusOr<c10::ScalarType> DefaultMergedDtype(const model::ModelConfig& config);
 
 // "bf16" | "fp16" | "fp32" (also "bfloat16", "float16", "float32").
 absl::StatusOr<c10::ScalarType> ParseDtypeFlag(const std::string& name);

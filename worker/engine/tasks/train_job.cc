@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/model/memory_plan.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "worker/engine/adapters/adapter_init.h"
@@ -158,7 +159,7 @@ absl::StatusOr<c10::ScalarType> TrainingDtype(const JobSpec& spec) {
   return c10::ScalarType::Float;
 }
 
-absl::StatusOr<c10::ScalarType> MergedDtype(const JobSpec& spec, const ModelConfig& config) {
+absl::StatusOr<c10::ScalarType> MergedDtype(const JobSpec& spec, const model::ModelConfig& config) {
   if (spec.output.merge_dtype != MergeDtype::kAuto) return ParseDtypeFlag(MergeDtypeName(spec.output.merge_dtype));
   return DefaultMergedDtype(config);
 }
@@ -231,6 +232,21 @@ absl::StatusOr<MergeReport> MergeAndCheck(const JobSpec& spec, CausalLMImpl& mod
   return report;
 }
 
+// summary.json's memory: the plan, and this process's measured peak beside it
+// (CPU: the resident high-water mark, which covers every phase of the run).
+nlohmann::json MemorySummary(const model::MemoryPlan& plan, int64_t runtime_bytes, bool cuda) {
+  nlohmann::json j = {{"plan", plan.ToJson()}, {"predicted_peak_bytes", plan.peak}};
+  if (cuda) {
+    j["measured_peak_bytes"] = nullptr;  // the device's peak is not read yet (host memory is not the plan's)
+    return j;
+  }
+  const int64_t peak = model::PeakResidentBytes();
+  j["measured_peak_bytes"] = peak > 0 ? nlohmann::json(peak) : nlohmann::json(nullptr);
+  j["measured_runtime_bytes"] = runtime_bytes > 0 ? nlohmann::json(runtime_bytes) : nlohmann::json(nullptr);
+  if (peak > 0 && plan.peak > 0) j["measured_over_predicted"] = static_cast<double>(peak) / static_cast<double>(plan.peak);
+  return j;
+}
+
 // summary.json's merge_check: the report's headline plus the figures it has
 // always had (training form = "unmerged").
 nlohmann::json MergeCheckSummary(const MergeReport& r) {
@@ -285,6 +301,28 @@ absl::StatusOr<std::optional<AdapterInitResult>> InitAdapters(const JobSpec& spe
   }
   D2_ASSIGN_OR_RETURN(AdapterInitResult r, InitAdaptersFrom(model, init.adapter));
   return std::optional<AdapterInitResult>(std::move(r));
+}
+
+// The memory plan's inputs that only the loaded data and checkpoint know:
+// tokens and examples held in memory, the weight files' bytes.
+model::MemoryPlanInputs PlanInputs(const JobSpec& spec, const PreparedData& data) {
+  model::MemoryPlanInputs in;
+  in.data_tokens = 0;
+  auto add = [&](const std::vector<int64_t>& ids) { in.data_tokens += static_cast<int64_t>(ids.size()); };
+  for (const Example& e : *data.train) add(e.ids);
+  for (const Example& e : data.validation.examples) add(e.ids);
+  for (const ChoiceExample& c : data.validation.choices) {
+    add(c.prompt_ids);
+    for (const auto& ids : c.choice_ids) add(ids);
+    for (const auto& ids : c.letter_ids) add(ids);
+  }
+  in.data_examples = static_cast<int64_t>(data.train->size() + data.validation.examples.size() +
+                                          data.validation.choices.size());
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(spec.model, ec)) {
+    if (entry.path().extension() == ".safetensors") in.checkpoint_bytes += static_cast<int64_t>(entry.file_size(ec));
+  }
+  return in;
 }
 
 // This rank's part of the setup; the caller agrees on it across ranks, so a
@@ -382,7 +420,7 @@ absl::Status SaveAdapters(const JobSpec& spec, CausalLMImpl& model, bool rank0, 
 
 // What the merge needs besides the model.
 struct MergeInputs {
-  const ModelConfig* config;
+  const model::ModelConfig* config;
   const Tokenizer* tokenizer;
   Trainer* trainer;
   const TrainResult* result;
@@ -435,6 +473,7 @@ absl::Status MergeOutputs(const JobSpec& spec, CausalLMImpl& model, const MergeI
 absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const TrainJobOptions& options,
                                            ProcessGroup& group) {
   const auto wall_start = Clock::now();
+  const int64_t runtime_bytes = model::ResidentBytes();  // before the model: the plan's runtime term
   const JobSpec& spec = valid;
   const bool rank0 = group.rank() == 0;
   const bool resuming = !options.resume.empty();
@@ -465,6 +504,16 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const Trai
     callbacks.insert(callbacks.begin(), jsonl.get());
   }
   const ParameterCount counts = CountParameters(*model);
+  D2_ASSIGN_OR_RETURN(const model::MemoryPlan plan,
+                      model::PlanMemory(setup.loaded.config, spec, PlanInputs(spec, setup.data)));
+  if (rank0) {
+    std::fprintf(stderr, "%s", plan.Format().c_str());
+    const int64_t available = model::AvailableMemoryBytes();
+    if (spec.resources.device == DeviceKind::kCpu && available > 0 && plan.peak > available) {
+      std::fprintf(stderr, "warning: the predicted peak (%s) is more than this machine has available (%s)\n",
+                   model::FormatBytes(plan.peak).c_str(), model::FormatBytes(available).c_str());
+    }
+  }
   if (rank0 && setup.init) {
     const AdapterInitResult& init = *setup.init;
     std::fprintf(stderr, "init: %lld adapted modules start from %s (%s, r=%lld), %lld start fresh\n",
@@ -497,6 +546,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const Trai
     }
   }
   summary["paths"] = paths;
+  summary["memory"] = MemorySummary(plan, runtime_bytes, spec.resources.device == DeviceKind::kCuda);
   summary["train_seconds"] = result.train_seconds;
   summary["wall_seconds"] = std::chrono::duration<double>(Clock::now() - wall_start).count();
   summary["spec"] = JobSpecToJson(spec);

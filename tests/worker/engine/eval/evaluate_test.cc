@@ -5,13 +5,13 @@
 
 #include "tests/worker/engine/model/tiny_model.h"
 #include "worker/engine/model/checkpoint.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 namespace d2lora::engine {
 namespace {
 
 CausalLM TinyModel() {
-  auto config = ParseModelConfig(testing::TinyLlamaJson().dump(), "tiny");
+  auto config = model::ParseModelConfig(testing::TinyLlamaJson().dump(), "tiny");
   EXPECT_TRUE(config.ok()) << config.status();
   auto model = InitRandomModel(*config, 7);
   EXPECT_TRUE(model.ok()) << model.status();

@@ -35,7 +35,7 @@ void ExpectSameWeights(CausalLMImpl& a, CausalLMImpl& b) {
 struct Checkpoint {
   TempDir tmp;
   std::string dir;
-  ModelConfig config;
+  model::ModelConfig config;
   explicit Checkpoint(const json& config_json, uint64_t max_shard_bytes = 5'000'000'000ull) {
     dir = tmp.file("ckpt");
     config = ConfigFrom(config_json);
@@ -73,7 +73,7 @@ void ExpectLoadError(const std::string& dir, const std::vector<std::string>& wor
 TEST(CheckpointTest, SaveLoadSaveIsBitExact) {
   for (const json& j : {testing::TinyLlamaJson(), testing::TinyQwen2Json(), testing::TinyLlama3Json()}) {
     TempDir tmp;
-    ModelConfig config = ConfigFrom(j);
+    model::ModelConfig config = ConfigFrom(j);
     CausalLM model = RandomTinyModel(config, 2);
     SaveModelOptions options;
     options.dtype = torch::kFloat32;
@@ -93,7 +93,7 @@ TEST(CheckpointTest, SaveLoadSaveIsBitExact) {
 
 TEST(CheckpointTest, LowPrecisionSaveAndLoad) {
   TempDir tmp;
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model = RandomTinyModel(config, 3);
   SaveModelOptions options;  // bfloat16 by default
   ASSERT_TRUE(SaveModel(*model, config, tmp.file("bf16"), options).ok());
@@ -118,7 +118,7 @@ TEST(CheckpointTest, LowPrecisionSaveAndLoad) {
 
 TEST(CheckpointTest, ShardedAndSingleFileAgree) {
   TempDir tmp;
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model = RandomTinyModel(config, 4);
   SaveModelOptions options;
   options.dtype = torch::kFloat32;
@@ -165,7 +165,7 @@ TEST(CheckpointTest, ShardedAndSingleFileAgree) {
 
 TEST(CheckpointTest, CopiesTokenizerFilesAndRefusesToClobber) {
   TempDir tmp;
-  ModelConfig config = ConfigFrom(testing::TinyQwen2Json());
+  model::ModelConfig config = ConfigFrom(testing::TinyQwen2Json());
   CausalLM model = RandomTinyModel(config, 5);
   fs::create_directories(tmp.file("src"));
   WriteFile(tmp.file("src/tokenizer.json"), "{\"model\": {}}");
@@ -207,7 +207,7 @@ TEST(CheckpointTest, CopiesTokenizerFilesAndRefusesToClobber) {
 
 TEST(CheckpointTest, RefusesUnmergedAdapters) {
   TempDir tmp;
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model = RandomTinyModel(config, 6);
   AdapterOptions adapter;
   adapter.method = AdapterMethod::kLora;
@@ -346,7 +346,7 @@ TEST(CheckpointTest, MissingFilesAndConfigErrors) {
 }
 
 TEST(CheckpointTest, InitRandomModelIsDeterministicAndHfLike) {
-  ModelConfig config = ConfigFrom(testing::TinyQwen2Json());
+  model::ModelConfig config = ConfigFrom(testing::TinyQwen2Json());
   config.pad_token_id = 0;
   auto a = InitRandomModel(config, 42);
   auto b = InitRandomModel(config, 42);

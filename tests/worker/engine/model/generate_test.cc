@@ -28,7 +28,7 @@ std::vector<int64_t> GreedyWithoutCache(CausalLMImpl& model, std::vector<int64_t
 
 TEST(GenerateTest, GreedyIsDeterministicAndMatchesUncachedDecoding) {
   for (const auto& j : {testing::TinyLlamaJson(), testing::TinyQwen2Json()}) {
-    ModelConfig config = ConfigFrom(j);
+    model::ModelConfig config = ConfigFrom(j);
     CausalLM model = RandomTinyModel(config, 21);
     GenerationOptions options;
     options.max_new_tokens = 12;
@@ -43,7 +43,7 @@ TEST(GenerateTest, GreedyIsDeterministicAndMatchesUncachedDecoding) {
 }
 
 TEST(GenerateTest, StopsAtEos) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model = RandomTinyModel(config, 22);
   GenerationOptions options;
   options.max_new_tokens = 10;
@@ -59,7 +59,7 @@ TEST(GenerateTest, StopsAtEos) {
 }
 
 TEST(GenerateTest, SamplingIsSeededAndTopOneIsGreedy) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model = RandomTinyModel(config, 23);
   GenerationOptions options;
   options.max_new_tokens = 16;
@@ -86,7 +86,7 @@ TEST(GenerateTest, SamplingIsSeededAndTopOneIsGreedy) {
 }
 
 TEST(GenerateTest, ValidatesAndRestoresTrainingMode) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model = RandomTinyModel(config, 24);
   model->train();
   GenerationOptions options;

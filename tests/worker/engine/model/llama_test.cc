@@ -22,15 +22,15 @@ using testing::RandomTinyModel;
 // A per-operation reference in double precision: explicit loops for rotary
 // embeddings and attention, written from the Hugging Face formulas.
 
-std::vector<double> ReferenceInvFreq(const ModelConfig& c) {
+std::vector<double> ReferenceInvFreq(const model::ModelConfig& c) {
   const int64_t d = c.head_dim;
   std::vector<double> inv(d / 2);
   for (int64_t i = 0; i < d / 2; ++i) {
     double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(d));
-    const RopeScaling& rs = c.rope_scaling;
-    if (rs.type == RopeScalingType::kLinear) {
+    const model::RopeScaling& rs = c.rope_scaling;
+    if (rs.type == model::RopeScalingType::kLinear) {
       f /= rs.factor;
-    } else if (rs.type == RopeScalingType::kLlama3) {
+    } else if (rs.type == model::RopeScalingType::kLlama3) {
       const double old_len = static_cast<double>(rs.original_max_position_embeddings);
       const double wavelen = 2 * M_PI / f;
       if (wavelen < old_len / rs.high_freq_factor) {
@@ -64,7 +64,7 @@ torch::Tensor RefRmsNorm(const torch::Tensor& x, const torch::Tensor& weight, do
 }
 
 // One unpadded sequence -> logits [T, V] (double).
-torch::Tensor ReferenceLogits(const ModelConfig& c, CausalLMImpl& model, const std::vector<int64_t>& ids) {
+torch::Tensor ReferenceLogits(const model::ModelConfig& c, CausalLMImpl& model, const std::vector<int64_t>& ids) {
   RefWeights w;
   for (const auto& item : model.named_parameters()) w.w[item.key()] = item.value().detach().to(torch::kFloat64);
   const int64_t T = static_cast<int64_t>(ids.size());
@@ -156,7 +156,7 @@ const Variant kVariants[] = {
 class LlamaVariantTest : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(LlamaVariantTest, ForwardMatchesPerOperationReference) {
-  ModelConfig config = ConfigFrom(GetParam().json());
+  model::ModelConfig config = ConfigFrom(GetParam().json());
   CausalLM model = RandomTinyModel(config, 7);
   model->eval();
   const std::vector<int64_t> ids = {1, 5, 17, 33, 60, 0, 9, 42, 42, 3};
@@ -169,7 +169,7 @@ TEST_P(LlamaVariantTest, ForwardMatchesPerOperationReference) {
 }
 
 TEST_P(LlamaVariantTest, PaddedBatchesMatchOneByOne) {
-  ModelConfig config = ConfigFrom(GetParam().json());
+  model::ModelConfig config = ConfigFrom(GetParam().json());
   CausalLM model = RandomTinyModel(config, 11);
   torch::NoGradGuard no_grad;
   const std::vector<std::vector<int64_t>> seqs = {{4, 8, 15, 16, 23, 42}, {7, 3}, {9, 9, 1, 30}};
@@ -198,7 +198,7 @@ TEST_P(LlamaVariantTest, PaddedBatchesMatchOneByOne) {
 }
 
 TEST_P(LlamaVariantTest, KvCacheIncrementalLogitsEqualFullForward) {
-  ModelConfig config = ConfigFrom(GetParam().json());
+  model::ModelConfig config = ConfigFrom(GetParam().json());
   CausalLM model = RandomTinyModel(config, 13);
   torch::NoGradGuard no_grad;
   const std::vector<int64_t> ids = {3, 14, 15, 9, 26, 53, 5, 8, 9, 7};
@@ -220,7 +220,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, LlamaVariantTest, ::testing::ValuesIn(kVarian
                          [](const ::testing::TestParamInfo<Variant>& info) { return std::string(info.param.name); });
 
 TEST(LlamaTest, LeftPaddedBatchWithKvCacheMatchesFullForward) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model = RandomTinyModel(config, 17);
   torch::NoGradGuard no_grad;
   // Row 0: 2 pads + 3 tokens; row 1: 5 tokens. Then two decoding steps.
@@ -246,7 +246,7 @@ TEST(LlamaTest, LeftPaddedBatchWithKvCacheMatchesFullForward) {
 
 TEST(LlamaTest, ParameterNamesAreHuggingFaces) {
   for (auto json : {testing::TinyLlamaJson(), testing::TinyQwen2Json(), testing::TinyLlama3Json()}) {
-    ModelConfig config = ConfigFrom(json);
+    model::ModelConfig config = ConfigFrom(json);
     CausalLM model(config);
     std::vector<std::string> names;
     std::set<const void*> tensors;
@@ -262,7 +262,7 @@ TEST(LlamaTest, ParameterNamesAreHuggingFaces) {
     EXPECT_EQ(names, expected);
     EXPECT_EQ(static_cast<bool>(model->lm_head), !config.tie_word_embeddings);
   }
-  ModelConfig qwen = ConfigFrom(testing::TinyQwen2Json());
+  model::ModelConfig qwen = ConfigFrom(testing::TinyQwen2Json());
   CausalLM model(qwen);
   auto params = model->named_parameters();
   EXPECT_NE(params.find("model.layers.1.self_attn.k_proj.bias"), nullptr);
@@ -272,7 +272,7 @@ TEST(LlamaTest, ParameterNamesAreHuggingFaces) {
 }
 
 TEST(LlamaTest, DecoderLinearLayersByPath) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model(config);
   auto layers = DecoderLinearLayers(*model);
   ASSERT_EQ(layers.size(), 14u);
@@ -285,7 +285,7 @@ TEST(LlamaTest, DecoderLinearLayersByPath) {
 }
 
 TEST(LlamaTest, HiddenStatesThenLogitsIsForward) {
-  ModelConfig config = ConfigFrom(testing::TinyQwen2Json());
+  model::ModelConfig config = ConfigFrom(testing::TinyQwen2Json());
   CausalLM model = RandomTinyModel(config, 3);
   torch::NoGradGuard no_grad;
   torch::Tensor ids = Ids({1, 2, 3, 4});
@@ -295,7 +295,7 @@ TEST(LlamaTest, HiddenStatesThenLogitsIsForward) {
 }
 
 TEST(LlamaTest, GradientCheckpointingGivesTheSameGradients) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   torch::Tensor ids = torch::tensor({1, 5, 9, 13, 2, 6, 10, 0}, torch::kInt64).view({2, 4});
   torch::Tensor mask = torch::tensor({1, 1, 1, 1, 0, 1, 1, 1}, torch::kInt64).view({2, 4});
   for (bool frozen_embeddings : {false, true}) {
@@ -330,7 +330,7 @@ TEST(LlamaTest, GradientCheckpointingGivesTheSameGradients) {
 }
 
 TEST(LlamaTest, GradientCheckpointingReplaysAdapterDropout) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   torch::Tensor ids = torch::tensor({1, 5, 9, 13, 2, 6, 10, 0}, torch::kInt64).view({2, 4});
   std::map<std::string, torch::Tensor> grads[2];
   for (int checkpointing = 0; checkpointing < 2; ++checkpointing) {
@@ -359,7 +359,7 @@ TEST(LlamaTest, GradientCheckpointingReplaysAdapterDropout) {
 }
 
 TEST(LlamaTest, LowPrecisionForwardIsCloseToFloat32) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM fp32 = RandomTinyModel(config, 19);
   torch::NoGradGuard no_grad;
   torch::Tensor ids = torch::tensor({0, 0, 5, 6, 7, 1, 2, 3, 4, 5}, torch::kInt64).view({2, 5});
@@ -379,7 +379,7 @@ TEST(LlamaTest, LowPrecisionForwardIsCloseToFloat32) {
 }
 
 TEST(LlamaTest, RejectsBadInputs) {
-  ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
+  model::ModelConfig config = ConfigFrom(testing::TinyLlamaJson());
   CausalLM model(config);
   torch::NoGradGuard no_grad;
   EXPECT_THROW(model->forward(torch::zeros({4}, torch::kInt64)), c10::Error);

@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/worker/engine/model/random_weights.h"
 #include "worker/engine/model/llama.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 namespace d2lora::engine::testing {
 
@@ -80,14 +80,14 @@ inline nlohmann::json TinyMistralJson() {
   return j;
 }
 
-inline ModelConfig ConfigFrom(const nlohmann::json& j) {
-  auto config = ParseModelConfig(j.dump(), "test/config.json");
+inline model::ModelConfig ConfigFrom(const nlohmann::json& j) {
+  auto config = model::ParseModelConfig(j.dump(), "test/config.json");
   EXPECT_TRUE(config.ok()) << config.status();
   return *config;
 }
 
 // A tiny model with every parameter random (RandomizeWeights).
-inline CausalLM RandomTinyModel(const ModelConfig& config, uint64_t seed,
+inline CausalLM RandomTinyModel(const model::ModelConfig& config, uint64_t seed,
                                 torch::ScalarType dtype = torch::kFloat32) {
   CausalLM model(config, torch::TensorOptions().dtype(dtype));
   RandomizeWeights(model, seed);

@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace d2lora::engine {
+namespace d2lora::model {
 
 enum class RopeScalingType { kNone, kLinear, kLlama3 };
 
@@ -84,4 +84,4 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text, const 
 // Reads `dir`/config.json.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir);
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::model

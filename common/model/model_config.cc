@@ -1,4 +1,4 @@
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 #include <cmath>
 #include <map>
@@ -9,7 +9,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
-namespace d2lora::engine {
+namespace d2lora::model {
 namespace {
 
 using json = nlohmann::json;
@@ -392,4 +392,4 @@ nlohmann::json ModelConfig::ToJson() const {
   return j;
 }
 
-}  // namespace d2lora::engine
+}  // namespace d2lora::model

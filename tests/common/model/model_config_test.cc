@@ -1,4 +1,4 @@
-#include "worker/engine/model/model_config.h"
+#include "common/model/model_config.h"
 
 #include <string>
 
@@ -6,7 +6,7 @@
 #include "tests/support/test_support.h"
 #include "tests/worker/engine/model/tiny_model.h"
 
-namespace d2lora::engine {
+namespace d2lora::model {
 namespace {
 
 using json = nlohmann::json;
@@ -25,7 +25,7 @@ void ExpectErrorMentions(const json& j, const std::vector<std::string>& words) {
 }
 
 TEST(ModelConfigTest, ParsesLlama) {
-  auto c = ParseModelConfig(testing::TinyLlamaJson().dump(), "x");
+  auto c = ParseModelConfig(engine::testing::TinyLlamaJson().dump(), "x");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model_type, "llama");
   EXPECT_EQ(c->architecture, "LlamaForCausalLM");
@@ -43,7 +43,7 @@ TEST(ModelConfigTest, ParsesLlama) {
 }
 
 TEST(ModelConfigTest, DefaultsAndVariants) {
-  json j = testing::TinyLlamaJson();
+  json j = engine::testing::TinyLlamaJson();
   for (const char* key : {"num_key_value_heads", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "architectures",
                           "eos_token_id", "torch_dtype"}) {
     j.erase(key);
@@ -56,14 +56,14 @@ TEST(ModelConfigTest, DefaultsAndVariants) {
   EXPECT_EQ(c->architecture, "LlamaForCausalLM");
   EXPECT_TRUE(c->eos_token_ids.empty());
 
-  auto q = ParseModelConfig(testing::TinyQwen2Json().dump(), "x");
+  auto q = ParseModelConfig(engine::testing::TinyQwen2Json().dump(), "x");
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_TRUE(q->qkv_bias());
   EXPECT_FALSE(q->o_bias());
   EXPECT_TRUE(q->tie_word_embeddings);
   EXPECT_EQ(q->eos_token_ids, (std::vector<int64_t>{2, 3}));
 
-  auto l3 = ParseModelConfig(testing::TinyLlama3Json().dump(), "x");
+  auto l3 = ParseModelConfig(engine::testing::TinyLlama3Json().dump(), "x");
   ASSERT_TRUE(l3.ok()) << l3.status();
   EXPECT_EQ(l3->rope_scaling.type, RopeScalingType::kLlama3);
   EXPECT_DOUBLE_EQ(l3->rope_scaling.factor, 8.0);
@@ -72,20 +72,20 @@ TEST(ModelConfigTest, DefaultsAndVariants) {
   EXPECT_TRUE(l3->o_bias());
   EXPECT_TRUE(l3->mlp_bias);
 
-  auto m = ParseModelConfig(testing::TinyMistralJson().dump(), "x");
+  auto m = ParseModelConfig(engine::testing::TinyMistralJson().dump(), "x");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->head_dim, 12);
   EXPECT_EQ(m->rope_scaling.type, RopeScalingType::kLinear);
   EXPECT_EQ(m->sliding_window, 4);
   EXPECT_TRUE(m->layer_uses_sliding_window(0));
 
-  json d = testing::TinyLlamaJson();
+  json d = engine::testing::TinyLlamaJson();
   d["rope_scaling"] = {{"rope_type", "default"}};
   auto def = ParseModelConfig(d.dump(), "x");
   ASSERT_TRUE(def.ok()) << def.status();
   EXPECT_EQ(def->rope_scaling.type, RopeScalingType::kNone);
 
-  json w = testing::TinyQwen2Json();
+  json w = engine::testing::TinyQwen2Json();
   w["use_sliding_window"] = true;
   w["sliding_window"] = 16;
   w["max_window_layers"] = 1;
@@ -98,23 +98,23 @@ TEST(ModelConfigTest, DefaultsAndVariants) {
 }
 
 TEST(ModelConfigTest, ErrorsNameFileAndField) {
-  json j = testing::TinyLlamaJson();
+  json j = engine::testing::TinyLlamaJson();
   j["model_type"] = "gpt2";
   j.erase("architectures");
   ExpectErrorMentions(j, {"model_type", "gpt2"});
 
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["architectures"] = {"GPT2LMHeadModel"};
   j.erase("model_type");
   ExpectErrorMentions(j, {"architectures", "GPT2LMHeadModel"});
 
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["architectures"] = {"Qwen2ForCausalLM"};
   ExpectErrorMentions(j, {"architectures", "Qwen2ForCausalLM", "llama"});
 
   for (const char* field : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                             "num_attention_heads"}) {
-    j = testing::TinyLlamaJson();
+    j = engine::testing::TinyLlamaJson();
     j.erase(field);
     ExpectErrorMentions(j, {field, "missing"});
     j[field] = "32";
@@ -124,36 +124,36 @@ TEST(ModelConfigTest, ErrorsNameFileAndField) {
     j[field] = 3.5;
     ExpectErrorMentions(j, {field, "integer"});
   }
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["num_key_value_heads"] = -2;
   ExpectErrorMentions(j, {"num_key_value_heads", "positive"});
   j["num_key_value_heads"] = 3;
   ExpectErrorMentions(j, {"num_key_value_heads", "divisible"});
 
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["num_attention_heads"] = 5;
   j["num_key_value_heads"] = 5;
   ExpectErrorMentions(j, {"num_attention_heads", "hidden_size 32"});
   j["head_dim"] = 8;  // an explicit head_dim lifts the divisibility rule
   EXPECT_TRUE(ParseModelConfig(j.dump(), "x").ok());
 
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["rms_norm_eps"] = "tiny";
   ExpectErrorMentions(j, {"rms_norm_eps", "number"});
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["rope_theta"] = -1.0;
   ExpectErrorMentions(j, {"rope_theta", "positive"});
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["tie_word_embeddings"] = 1;
   ExpectErrorMentions(j, {"tie_word_embeddings", "true or false"});
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["eos_token_id"] = {2, "x"};
   ExpectErrorMentions(j, {"eos_token_id"});
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["hidden_act"] = "gelu";
   ExpectErrorMentions(j, {"hidden_act", "gelu"});
 
-  j = testing::TinyLlamaJson();
+  j = engine::testing::TinyLlamaJson();
   j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
   ExpectErrorMentions(j, {"rope_scaling", "dynamic"});
   j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 2.0}};
@@ -172,8 +172,8 @@ TEST(ModelConfigTest, ErrorsNameFileAndField) {
 }
 
 TEST(ModelConfigTest, ToJsonKeepsUnknownKeysAndRoundTrips) {
-  for (const json& j : {testing::TinyLlamaJson(), testing::TinyQwen2Json(), testing::TinyLlama3Json(),
-                        testing::TinyMistralJson()}) {
+  for (const json& j : {engine::testing::TinyLlamaJson(), engine::testing::TinyQwen2Json(), engine::testing::TinyLlama3Json(),
+                        engine::testing::TinyMistralJson()}) {
     auto c = ParseModelConfig(j.dump(), "x");
     ASSERT_TRUE(c.ok()) << c.status();
     json out = c->ToJson();
@@ -187,7 +187,7 @@ TEST(ModelConfigTest, ToJsonKeepsUnknownKeysAndRoundTrips) {
     EXPECT_EQ(again->eos_token_ids, c->eos_token_ids);
     EXPECT_EQ(again->sliding_window, c->sliding_window);
   }
-  auto c = ParseModelConfig(testing::TinyLlamaJson().dump(), "x");
+  auto c = ParseModelConfig(engine::testing::TinyLlamaJson().dump(), "x");
   c->dtype = "bfloat16";
   c->rope_scaling.type = RopeScalingType::kLinear;
   c->rope_scaling.factor = 4.0;
@@ -201,7 +201,7 @@ TEST(ModelConfigTest, ToJsonKeepsUnknownKeysAndRoundTrips) {
 // transformers >= 4.56 writes `dtype` and prefers it; older files have
 // `torch_dtype`. Either is read; two that disagree are refused.
 TEST(ModelConfigTest, DtypeUnderEitherNameAndNeverTwo) {
-  json j = testing::TinyLlamaJson();
+  json j = engine::testing::TinyLlamaJson();
   j.erase("torch_dtype");
   j["dtype"] = "bfloat16";
   auto only_new = ParseModelConfig(j.dump(), "config.json");
@@ -223,7 +223,7 @@ TEST(ModelConfigTest, DtypeUnderEitherNameAndNeverTwo) {
 // (modeling_rope_utils.py): read, written back consistently, and refused
 // where the model cannot honour it rather than defaulting to theta 10000.
 TEST(ModelConfigTest, RopeParametersOfTransformers5) {
-  json j = testing::TinyLlamaJson();
+  json j = engine::testing::TinyLlamaJson();
   j.erase("rope_theta");
   j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0}, {"factor", 8.0},
                           {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
@@ -251,7 +251,7 @@ TEST(ModelConfigTest, RopeParametersOfTransformers5) {
   EXPECT_EQ(plain->rope_scaling.type, RopeScalingType::kNone);
 
   auto error = [&](const json& parameters) {
-    json k = testing::TinyLlamaJson();
+    json k = engine::testing::TinyLlamaJson();
     k["rope_parameters"] = parameters;
     auto r = ParseModelConfig(k.dump(), "config.json");
     return r.ok() ? std::string("ok") : std::string(r.status().message());
@@ -265,7 +265,7 @@ TEST(ModelConfigTest, RopeParametersOfTransformers5) {
   EXPECT_EQ(error({{"full_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}}}),
             "config.json: rope_parameters: field 'full_attention': rope parameters per layer type are not supported "
             "(one set for every layer)");
-  json k = testing::TinyLlamaJson();
+  json k = engine::testing::TinyLlamaJson();
   k["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
   k["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 4.0}, {"rope_theta", 10000.0}};
   auto disagree = ParseModelConfig(k.dump(), "config.json");
@@ -279,11 +279,11 @@ TEST(ModelConfigTest, RopeParametersOfTransformers5) {
 TEST(ModelConfigTest, LoadModelConfigReadsTheDirectory) {
   d2lora::testing::TempDir dir;
   EXPECT_EQ(LoadModelConfig(dir.path()).status().code(), absl::StatusCode::kNotFound);
-  d2lora::testing::WriteFile(dir.file("config.json"), testing::TinyQwen2Json().dump());
+  d2lora::testing::WriteFile(dir.file("config.json"), engine::testing::TinyQwen2Json().dump());
   auto c = LoadModelConfig(dir.path());
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model_type, "qwen2");
-  json bad = testing::TinyQwen2Json();
+  json bad = engine::testing::TinyQwen2Json();
   bad["hidden_size"] = -1;
   d2lora::testing::WriteFile(dir.file("config.json"), bad.dump());
   absl::Status st = LoadModelConfig(dir.path()).status();
@@ -292,4 +292,4 @@ TEST(ModelConfigTest, LoadModelConfigReadsTheDirectory) {
 }
 
 }  // namespace
-}  // namespace d2lora::engine
+}  // namespace d2lora::model

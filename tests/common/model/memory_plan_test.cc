@@ -1,0 +1,170 @@
+#include "common/model/memory_plan.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/worker/engine/model/tiny_model.h"
+#include "worker/engine/adapters/inject.h"
+#include "worker/engine/tasks/init_model.h"
+
+namespace d2lora::model {
+namespace {
+
+spec::JobSpec SpecFor(spec::TrainingMethod method, std::vector<std::string> targets) {
+  spec::JobSpec s;
+  s.name = "plan";
+  s.model = "/m";
+  s.data.train = "/t.jsonl";
+  s.method = method;
+  s.adapter = spec::DefaultSpecAdapterOptions();
+  s.adapter.method = method == spec::TrainingMethod::kLora   ? spec::AdapterMethod::kLora
+                     : method == spec::TrainingMethod::kDora ? spec::AdapterMethod::kDora
+                                                             : spec::AdapterMethod::kD2Lora;
+  if (method == spec::TrainingMethod::kDora) s.adapter.norm_grad = spec::NormGrad::kDetached;
+  s.adapter.r = 4;
+  s.adapter.target_modules = std::move(targets);
+  s.data.max_seq_len = 128;
+  s.train.micro_batch_size = 4;
+  s.train.batch_size = 4;
+  return s;
+}
+
+// The plan's parameter counts are the engine's: the model built from the same
+// config, adapters injected from the same spec, counted by CountParameters.
+TEST(MemoryPlanTest, CountsTheParametersTheEngineBuilds) {
+  struct Case {
+    nlohmann::json config;
+    spec::TrainingMethod method;
+    std::vector<std::string> targets;
+  };
+  nlohmann::json qwen = engine::testing::TinyQwen2Json();  // q/k/v biases, untied head
+  nlohmann::json tied = engine::testing::TinyLlamaJson();
+  tied["tie_word_embeddings"] = true;
+  const std::vector<Case> cases = {
+      {engine::testing::TinyLlamaJson(), spec::TrainingMethod::kD2Lora, {"all-linear"}},
+      {engine::testing::TinyLlamaJson(), spec::TrainingMethod::kLora, {"q_proj", "v_proj"}},
+      {qwen, spec::TrainingMethod::kDora, {"o_proj", "down_proj"}},
+      {qwen, spec::TrainingMethod::kD2Lora, {"lm_head", "gate_proj"}},
+      {tied, spec::TrainingMethod::kLora, {R"(model\.layers\.[01]\.self_attn\.k_proj)"}},
+      {tied, spec::TrainingMethod::kFull, {"all-linear"}},
+  };
+  for (const Case& c : cases) {
+    const ModelConfig config = engine::testing::ConfigFrom(c.config);
+    spec::JobSpec s = SpecFor(c.method, c.targets);
+    auto plan = PlanMemory(config, s);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    engine::CausalLM m = engine::testing::RandomTinyModel(config, 1);
+    const int64_t base = engine::CountParameters(*m).total;
+    if (c.method == spec::TrainingMethod::kFull) {
+      EXPECT_EQ(plan->trainable, base);
+    } else {
+      auto injected = engine::InjectAdapters(*m, s.adapter);
+      ASSERT_TRUE(injected.ok()) << injected.status();
+      const engine::ParameterCount after = engine::CountParameters(*m);
+      EXPECT_EQ(plan->trainable, after.trainable) << c.targets[0];
+    }
+    EXPECT_EQ(plan->parameters, base) << c.config.dump();
+    EXPECT_EQ(plan->weights, 4 * base);
+    EXPECT_EQ(plan->optimizer, 8 * plan->trainable);
+    EXPECT_EQ(plan->peak, plan->runtime + std::max(plan->load, plan->state() + std::max({plan->step(),
+                                                                                          plan->gradients + plan->gradient_bucket,
+                                                                                          plan->evaluation})));
+  }
+}
+
+TEST(MemoryPlanTest, TermsFollowTheSpec) {
+  auto preset = engine::ModelPreset("small");
+  ASSERT_TRUE(preset.ok());
+  const spec::JobSpec d2 = SpecFor(spec::TrainingMethod::kD2Lora, {"all-linear"});
+  auto p = PlanMemory(*preset, d2);
+  ASSERT_TRUE(p.ok());
+
+  // Activations grow with the tokens of a micro-batch (attention's T x T part faster).
+  spec::JobSpec longer = d2;
+  longer.data.max_seq_len = 256;
+  auto pl = PlanMemory(*preset, longer);
+  EXPECT_GT(pl->activations, 2 * p->activations);
+  spec::JobSpec wider = d2;
+  wider.train.micro_batch_size = 8;
+  wider.train.batch_size = 8;
+  auto pw = PlanMemory(*preset, wider);
+  EXPECT_NEAR(static_cast<double>(pw->activations) / static_cast<double>(p->activations), 2.0, 0.01);
+
+  // D2-LoRA keeps each layer's scaled output for the row norms' gradient; LoRA
+  // does not, and neither does D2-LoRA with the norm detached.
+  auto lora = PlanMemory(*preset, SpecFor(spec::TrainingMethod::kLora, {"all-linear"}));
+  spec::JobSpec detached = d2;
+  detached.adapter.norm_grad = spec::NormGrad::kDetached;
+  auto pd = PlanMemory(*preset, detached);
+  EXPECT_GT(p->activations, pd->activations);
+  EXPECT_GT(pd->activations, lora->activations);  // two branches: twice x A^T, and the stacked copies
+  EXPECT_EQ(p->trainable, 2 * lora->trainable);
+
+  // Activation checkpointing keeps each layer's input only.
+  spec::JobSpec ckpt = d2;
+  ckpt.train.activation_checkpointing = true;
+  auto pc = PlanMemory(*preset, ckpt);
+  EXPECT_LT(pc->activations, p->activations / 3);
+
+  // Accumulating micro-batches keeps the gradients through the next forward.
+  spec::JobSpec accum = d2;
+  accum.train.batch_size = 16;
+  auto pa = PlanMemory(*preset, accum);
+  EXPECT_TRUE(pa->accumulates);
+  EXPECT_EQ(pa->step(), p->step() + p->gradients);
+
+  // The guard's copy; bf16 halves the weights; data by tokens or bounded by bytes.
+  spec::JobSpec guarded = d2;
+  guarded.guard.spike_factor = 3;
+  EXPECT_EQ(PlanMemory(*preset, guarded)->guard, p->trainable * 4 + p->optimizer);
+  spec::JobSpec bf16 = d2;
+  bf16.train.dtype = spec::ComputeDtype::kBf16;
+  EXPECT_EQ(PlanMemory(*preset, bf16)->weights * 2, p->weights);
+  MemoryPlanInputs tokens;
+  tokens.data_tokens = 1000;
+  tokens.data_examples = 10;
+  auto pt = PlanMemory(*preset, d2, tokens);
+  EXPECT_EQ(pt->data, 1000 * 9 + 10 * 96);
+  EXPECT_FALSE(pt->data_is_bound);
+  MemoryPlanInputs bytes;
+  bytes.data_file_bytes = 5000;
+  auto pb = PlanMemory(*preset, d2, bytes);
+  EXPECT_EQ(pb->data, 5000 * 9);
+  EXPECT_TRUE(pb->data_is_bound);
+
+  // Full fine-tuning: every parameter trains, with gradients and moments.
+  auto full = PlanMemory(*preset, SpecFor(spec::TrainingMethod::kFull, {"all-linear"}));
+  EXPECT_EQ(full->trainable, full->parameters);
+  EXPECT_EQ(full->gradients, full->weights);
+  EXPECT_GT(full->peak, p->peak);
+
+  const std::string text = p->Format();
+  for (const char* word : {"weights", "activations", "optimizer", "peak", "runtime"}) {
+    EXPECT_NE(text.find(word), std::string::npos) << word << "\n" << text;
+  }
+  EXPECT_EQ(p->ToJson()["peak_bytes"].get<int64_t>(), p->peak);
+}
+
+TEST(MemoryPlanTest, ATargetNothingMatchesIsAnError) {
+  auto preset = engine::ModelPreset("tiny");
+  ASSERT_TRUE(preset.ok());
+  auto p = PlanMemory(*preset, SpecFor(spec::TrainingMethod::kLora, {"attention"}));
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(p.status().message().find("adapter.target_modules"), std::string::npos) << p.status();
+  auto bad = PlanMemory(*preset, SpecFor(spec::TrainingMethod::kLora, {"q_proj(("}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("invalid regex"), std::string::npos) << bad.status();
+}
+
+TEST(MemoryPlanTest, FormatsBytes) {
+  EXPECT_EQ(FormatBytes(512), "512 B");
+  EXPECT_EQ(FormatBytes(3 << 20), "3.0 MiB");
+  EXPECT_EQ(FormatBytes(int64_t{5} << 30), "5.00 GiB");
+  EXPECT_GT(ResidentBytes(), 0);
+  EXPECT_GE(PeakResidentBytes(), ResidentBytes());
+}
+
+}  // namespace
+}  // namespace d2lora::model
