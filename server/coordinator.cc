@@ -14,6 +14,7 @@
 #include "common/rpc/job_state.h"
 #include "server/job_ids.h"
 #include "server/submit_check.h"
+#include "server/submit_memory.h"
 
 namespace d2lora::server {
 namespace {
@@ -286,14 +287,22 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::SubmitJobRequest& request)
   auto checked = CheckSubmitRequest(request, *artifacts_, options_.default_max_retries);
   if (!checked.ok()) return checked.status();
   v1::Job job = *std::move(checked);
+  auto memory = PlanJobMemory(job.spec(), *artifacts_);
+  if (!memory.ok()) return memory.status();
+  job.set_memory_plan_bytes(memory->bytes);
+  // A retried request answers with its job: nothing is refused or copied again.
+  bool known = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    known = !job.idempotency_key().empty() && idempotency_.count(job.idempotency_key()) > 0;
+    if (!known) {
+      std::vector<const v1::RegisterWorkerRequest*> workers;
+      for (const auto& [wid, w] : workers_) workers.push_back(&w.stored.registration);
+      if (absl::Status fits = CheckFitsAWorker(job.memory_plan_bytes(), workers); !fits.ok()) return fits;
+    }
+  }
   std::string init_note;
   if (!job.spec().init().from_job().empty()) {
-    // A retried request answers with its job before anything is copied.
-    bool known = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      known = !job.idempotency_key().empty() && idempotency_.count(job.idempotency_key()) > 0;
-    }
     if (!known) {
       auto note = ResolveInitFromJob(job);
       if (!note.ok()) return note.status();
@@ -321,7 +330,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::SubmitJobRequest& request)
       *job.mutable_create_time() = Now();
       StoreMutation m;
       v1::Job& staged = m.jobs.emplace_back(job);
-      SetState(m, staged, v1::QUEUED, "submitted" + init_note);
+      SetState(m, staged, v1::QUEUED, absl::StrCat("submitted", init_note, "; ", memory->note));
       answer = staged;
       ticket = Stage(m);
     }

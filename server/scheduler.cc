@@ -25,28 +25,44 @@ std::vector<int> ElasticFallbackSizes(int world_size, int min_world_size, int64_
   return sizes;
 }
 
+bool WorkerSlots::Fits(int slot, int64_t bytes) const {
+  if (bytes <= 0) return true;
+  auto it = slot_memory.find(slot);
+  return it == slot_memory.end() || it->second <= 0 || it->second >= bytes;
+}
+
 std::vector<Placement> PlaceJobs(const std::vector<QueuedJob>& queue, std::vector<WorkerSlots> workers) {
   std::map<std::string, size_t> given;  // the caller's order, for ties
   for (size_t i = 0; i < workers.size(); ++i) given.emplace(workers[i].worker_id, i);
-  int total = 0;
-  for (const WorkerSlots& w : workers) total += w.total_slots;
   std::vector<Placement> placements;
   for (const QueuedJob& job : queue) {
-    int free = 0;
-    for (const WorkerSlots& w : workers) free += static_cast<int>(w.free_slots.size());
+    // The slots this job fits: every slot but those advertising less memory than its plan.
+    int total = 0, free = 0;
+    std::map<std::string, std::vector<int>> eligible;  // free slots it fits, by worker
+    for (const WorkerSlots& w : workers) {
+      total += w.total_slots;
+      for (const auto& [slot, bytes] : w.slot_memory) total -= w.Fits(slot, job.memory_bytes) ? 0 : 1;
+      std::vector<int>& mine = eligible[w.worker_id];
+      for (int slot : w.free_slots) {
+        if (w.Fits(slot, job.memory_bytes)) mine.push_back(slot);
+      }
+      std::sort(mine.begin(), mine.end());
+      free += static_cast<int>(mine.size());
+    }
     if (SmallestSize(job) > total) continue;  // cannot run on this cluster yet
     const int size = FittingSize(job, free);
     if (size == 0) break;  // the head waits; nothing behind it jumps ahead
     std::sort(workers.begin(), workers.end(), [&](const WorkerSlots& a, const WorkerSlots& b) {
-      if (a.free_slots.size() != b.free_slots.size()) return a.free_slots.size() > b.free_slots.size();
+      const size_t fa = eligible[a.worker_id].size(), fb = eligible[b.worker_id].size();
+      if (fa != fb) return fa > fb;
       return given[a.worker_id] < given[b.worker_id];
     });
     Placement p{job.job_id, size, {}};
     for (WorkerSlots& w : workers) {
-      std::sort(w.free_slots.begin(), w.free_slots.end());
-      while (!w.free_slots.empty() && static_cast<int>(p.ranks.size()) < size) {
-        p.ranks.emplace_back(w.worker_id, w.free_slots.front());
-        w.free_slots.erase(w.free_slots.begin());
+      for (int slot : eligible[w.worker_id]) {
+        if (static_cast<int>(p.ranks.size()) >= size) break;
+        p.ranks.emplace_back(w.worker_id, slot);
+        w.free_slots.erase(std::find(w.free_slots.begin(), w.free_slots.end(), slot));
       }
     }
     placements.push_back(std::move(p));

@@ -4,12 +4,16 @@
 // does not fit yet holds back the ones behind it, so a large job is never
 // starved by a stream of small ones. A job larger than every slot the cluster
 // has is passed over (it waits for more workers without blocking the queue).
+// A job with a memory plan goes only on slots that advertise at least its
+// predicted peak (or advertise nothing); slots it does not fit count for it
+// neither as free nor as the cluster's.
 // An elastic job (fallback_sizes set: a retry that has waited its
 // resources.elastic_wait_seconds) that does not fit at world_size starts on
 // the largest of its fallback sizes that fits instead.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,12 +24,18 @@ struct WorkerSlots {
   std::string worker_id;
   std::vector<int> free_slots;  // slot indices
   int total_slots = 0;
+  // Memory each slot advertises (RegisterWorkerRequest's Slot.memory_bytes),
+  // by slot index; a slot absent or at 0 advertises none and fits any job.
+  std::map<int, int64_t> slot_memory;
+
+  bool Fits(int slot, int64_t bytes) const;
 };
 
 struct QueuedJob {
   std::string job_id;
   int world_size = 1;
   std::vector<int> fallback_sizes;  // smaller world sizes it may start on now, largest first
+  int64_t memory_bytes = 0;  // the memory plan's peak per rank; 0 = no plan
 };
 
 struct Placement {

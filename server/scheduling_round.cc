@@ -112,6 +112,7 @@ std::vector<WorkerSlots> FreeSlots(const std::vector<WorkerView>& workers,
     WorkerSlots s{w->id, {}, w->registration->slots_size()};
     for (const v1::Slot& slot : w->registration->slots()) {
       if (!taken.count(slot.index())) s.free_slots.push_back(slot.index());
+      if (slot.memory_bytes() > 0) s.slot_memory[slot.index()] = slot.memory_bytes();
     }
     slots.push_back(std::move(s));
   }
@@ -119,7 +120,7 @@ std::vector<WorkerSlots> FreeSlots(const std::vector<WorkerView>& workers,
 }
 
 bool PlacementQueue::Add(const v1::Job& job, absl::Time queued_at) {
-  QueuedJob q{job.id(), job.world_size(), {}};
+  QueuedJob q{job.id(), job.world_size(), {}, job.memory_plan_bytes()};
   // Elastic: a retry (it has run before, so it has a checkpoint to resume
   // from) that has waited resources.elastic_wait_seconds for all its slots
   // may start on fewer, down to resources.min_world_size.

@@ -3,6 +3,7 @@
 // retries from checkpoints, lost workers, cancellation and restarts; group
 // commit: concurrent callers all durable, a failed store write undone.
 #include "server/coordinator.h"
+#include "server/submit_memory.h"
 
 #include <sqlite3.h>
 
@@ -19,6 +20,7 @@
 #include "server/artifact_store_memory.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_store_sqlite.h"
+#include "tests/server/tiny_model_config.h"
 #include "tests/support/test_support.h"
 
 namespace d2lora::server {
@@ -647,7 +649,7 @@ TEST_F(CoordinatorTest, ListJobsFiltersAndPages) {
 }
 
 TEST_F(CoordinatorTest, UploadReferencesBecomeAssignmentInputs) {
-  Put(artifacts_, "uploads/up-model/config.json", "{}");
+  Put(artifacts_, "uploads/up-model/config.json", server::testing::kTinyModelConfigJson);
   Put(artifacts_, "uploads/up-model/model.safetensors", "w");
   Put(artifacts_, "uploads/up-data/train.jsonl", "{}\n");
   const std::string w = AddWorker(1);
@@ -667,6 +669,52 @@ TEST_F(CoordinatorTest, UploadReferencesBecomeAssignmentInputs) {
   EXPECT_EQ(a.inputs(0).path(), "inputs/up-model/config.json");
   EXPECT_EQ(a.inputs(2).path(), "inputs/up-data/train.jsonl");
   EXPECT_FALSE(a.inputs(2).sha256().empty());
+}
+
+// The memory plan at submission: a job that fits no registered worker's slot
+// is refused naming both sizes; one that fits is placed only on a slot that
+// advertises enough memory, never on the worker with less.
+TEST_F(CoordinatorTest, TheMemoryPlanRefusesWhatFitsNoWorkerAndPlacesWhereItFits) {
+  Put(artifacts_, "uploads/up-model/config.json", server::testing::kTinyModelConfigJson);
+  Put(artifacts_, "uploads/up-data/train.jsonl", "{}\n");
+  auto r = Request();
+  r.mutable_spec()->set_model("upload:up-model");
+  r.mutable_spec()->mutable_data()->set_train("upload:up-data/train.jsonl");
+  auto planned = PlanJobMemory(r.spec(), artifacts_);
+  ASSERT_TRUE(planned.ok()) << planned.status();
+  const int64_t bytes = planned->bytes;
+  ASSERT_GT(bytes, 0);
+  auto add_worker = [&](const std::string& name, int64_t memory) {
+    v1::RegisterWorkerRequest w;
+    w.set_name(name);
+    w.set_host("127.0.0.1");
+    v1::Slot* slot = w.add_slots();
+    slot->set_index(0);
+    slot->set_memory_bytes(memory);
+    w.set_rendezvous_port_first(29500);
+    w.set_rendezvous_port_last(29510);
+    auto answer = coordinator_->Register(w);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    return answer->worker_id();
+  };
+  const std::string small = add_worker("small", bytes / 2);
+  auto refused = coordinator_->Submit(r);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find(absl::StrCat("predicts ", bytes, " bytes")), std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find(absl::StrCat("has ", bytes / 2, " bytes")), std::string::npos);
+
+  const std::string big = add_worker("big", bytes * 2);
+  auto job = coordinator_->Submit(r);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->memory_plan_bytes(), bytes);
+  auto events = coordinator_->WaitEvents(job->id(), 0, absl::ZeroDuration());
+  ASSERT_TRUE(events.ok() && !events->events.empty());
+  EXPECT_NE(events->events[0].state().message().find("; memory plan: "), std::string::npos)
+      << events->events[0].state().message();
+  coordinator_->ScheduleNow();
+  EXPECT_TRUE(Lease(small).id().empty());
+  EXPECT_EQ(Lease(big).job_id(), job->id());
 }
 
 // LeaseAssignment's long poll: a lease waiting for work answers as soon as a
@@ -745,8 +793,10 @@ TEST_F(CoordinatorTest, InitFromJobCopiesTheSourcesAdapter) {
   EXPECT_EQ((*uploads)[1].sha256, artifacts_.Stat(ck + "adapter/adapter_model.safetensors")->sha256);
   auto events = coordinator_->WaitEvents(job->id(), 0, absl::ZeroDuration());
   ASSERT_TRUE(events.ok() && !events->events.empty());
-  EXPECT_EQ(events->events[0].state().message(),
-            "submitted; starts from job " + source + "'s checkpoint at step 2 (copied as " + copy + ")");
+  const std::string& first = events->events[0].state().message();
+  EXPECT_TRUE(absl::StartsWith(
+      first, "submitted; starts from job " + source + "'s checkpoint at step 2 (copied as " + copy + "); "))
+      << first;
   auto again = coordinator_->Submit(r);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->id(), job->id());

@@ -19,6 +19,7 @@
 #include "d2lora/v1/job_service.grpc.pb.h"
 #include "server/coordinator_server.h"
 #include "tests/server/grpc_test_util.h"
+#include "tests/server/tiny_model_config.h"
 #include "tests/support/test_support.h"
 
 namespace d2lora::server {
@@ -41,9 +42,9 @@ class MalformedRequestsTest : public ::testing::Test {
     root_ = dir_.file("root");
     std::filesystem::create_directories(root_ + "/model");
     std::filesystem::create_directories(dir_.file("outside/model"));
-    d2lora::testing::WriteFile(root_ + "/model/config.json", "{}");
+    d2lora::testing::WriteFile(root_ + "/model/config.json", server::testing::kTinyModelConfigJson);
     d2lora::testing::WriteFile(root_ + "/train.jsonl", "{\"text\": \"a\"}\n");
-    d2lora::testing::WriteFile(dir_.file("outside/model/config.json"), "{}");
+    d2lora::testing::WriteFile(dir_.file("outside/model/config.json"), server::testing::kTinyModelConfigJson);
     d2lora::testing::WriteFile(dir_.file("outside/secret.jsonl"), "{\"text\": \"s\"}\n");
     ASSERT_EQ(symlink(dir_.file("outside/model").c_str(), (root_ + "/linked-model").c_str()), 0);
     ASSERT_EQ(symlink(dir_.file("outside").c_str(), (root_ + "/linked-dir").c_str()), 0);

@@ -35,6 +35,33 @@ TEST(PlaceJobsTest, WorkersWithAsManyFreeSlotsGoInTheOrderGiven) {
   EXPECT_EQ(p[1].ranks, (std::vector<std::pair<std::string, int>>{{"c", 0}, {"a", 0}}));
 }
 
+TEST(PlaceJobsTest, RanksGoOnlyOnSlotsTheMemoryPlanFits) {
+  const int64_t gib = int64_t{1} << 30;
+  WorkerSlots small{"small", {0, 1}, 2, {{0, 4 * gib}, {1, 4 * gib}}};
+  WorkerSlots big{"big", {0}, 1, {{0, 16 * gib}}};
+  WorkerSlots unknown{"unknown", {0}, 1, {}};  // advertises nothing: fits any job
+  QueuedJob heavy{"heavy", 1, {}, 8 * gib};
+  auto p = PlaceJobs({heavy}, {small, big});
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].ranks, (std::vector<std::pair<std::string, int>>{{"big", 0}}));  // not the worker with more free slots
+
+  // Two ranks of 8 GiB: one slot fits, so the job waits at the head (the big
+  // slot is busy) and holds back the queue behind it.
+  QueuedJob pair{"pair", 2, {}, 8 * gib};
+  WorkerSlots big_busy{"big", {}, 1, {{0, 16 * gib}}};
+  WorkerSlots big2{"big2", {0}, 1, {{0, 16 * gib}}};
+  EXPECT_TRUE(PlaceJobs({pair, {"light", 1}}, {small, big_busy, big2}).empty());
+  // A job larger than every slot that fits it is passed over; light jobs run.
+  auto q = PlaceJobs({{"huge", 1, {}, 32 * gib}, {"light", 1}}, {small, big});
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].job_id, "light");
+  // A slot advertising nothing takes it; a job with no plan goes anywhere.
+  auto r = PlaceJobs({{"huge", 1, {}, 32 * gib}, {"any", 2}}, {small, unknown});
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].ranks, (std::vector<std::pair<std::string, int>>{{"unknown", 0}}));
+  EXPECT_EQ(r[1].ranks, (std::vector<std::pair<std::string, int>>{{"small", 0}, {"small", 1}}));
+}
+
 TEST(ElasticFallbackSizesTest, SizesThatSplitTheBatchFromMinUp) {
   EXPECT_EQ(ElasticFallbackSizes(4, 1, 16), (std::vector<int>{2, 1}));  // 3 does not split 16
   EXPECT_EQ(ElasticFallbackSizes(4, 2, 12), (std::vector<int>{3, 2}));

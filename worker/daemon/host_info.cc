@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <system_error>
 #include <vector>
 
@@ -29,7 +30,11 @@ int64_t TotalMemoryBytes() {
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGESIZE);
   if (pages <= 0 || page_size <= 0) return 0;
-  return static_cast<int64_t>(pages) * page_size;
+  int64_t total = static_cast<int64_t>(pages) * page_size;
+  std::ifstream limit("/sys/fs/cgroup/memory.max");  // "max" (no limit) does not parse
+  long long max = 0;
+  if (limit >> max && max > 0 && max < total) total = max;
+  return total;
 }
 
 std::string HostName() {

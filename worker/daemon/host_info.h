@@ -9,7 +9,10 @@
 
 namespace d2lora::worker {
 
-// Physical memory in bytes.
+// Memory this process may use, in bytes: the physical memory, capped by the
+// cgroup v2 limit (memory.max) of a container. A worker advertises it, split
+// over its slots, to the coordinator, which places a rank only where the
+// job's memory plan fits (server/submit_memory.h).
 int64_t TotalMemoryBytes();
 // gethostname(), "localhost" if that fails.
 std::string HostName();
