@@ -20,7 +20,7 @@
 #include "server/artifact_store_memory.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_store_sqlite.h"
-#include "tests/server/tiny_model_config.h"
+#include "tests/server/server_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace d2lora::server {
@@ -37,12 +37,7 @@ v1::SubmitJobRequest Request(int world_size = 1) {
   return r;
 }
 
-void Put(ArtifactStore& store, const std::string& key, const std::string& data) {
-  auto w = store.OpenWriter(key);
-  ASSERT_TRUE(w.ok()) << w.status();
-  D2_ASSERT_OK((*w)->Append(data));
-  ASSERT_TRUE((*w)->Commit().ok());
-}
+using testing::Put;
 
 class CoordinatorTest : public ::testing::Test {
  protected:

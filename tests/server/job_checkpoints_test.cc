@@ -7,17 +7,13 @@
 #include "absl/strings/match.h"
 #include "server/artifact_store_local.h"
 #include "server/artifact_store_memory.h"
+#include "tests/server/server_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace d2lora::server {
 namespace {
 
-void Put(ArtifactStore& store, const std::string& key, const std::string& data) {
-  auto w = store.OpenWriter(key);
-  ASSERT_TRUE(w.ok()) << w.status();
-  D2_ASSERT_OK((*w)->Append(data));
-  ASSERT_TRUE((*w)->Commit().ok());
-}
+using testing::Put;
 
 v1::Job Job(const std::string& id, v1::JobState state = v1::RUNNING) {
   v1::Job job;

@@ -19,7 +19,7 @@
 #include "d2lora/v1/job_service.grpc.pb.h"
 #include "server/coordinator_server.h"
 #include "tests/server/grpc_test_util.h"
-#include "tests/server/tiny_model_config.h"
+#include "tests/server/server_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace d2lora::server {

@@ -7,18 +7,13 @@
 
 #include "common/status_macros.h"
 #include "server/artifact_store_memory.h"
-#include "tests/server/tiny_model_config.h"
+#include "tests/server/server_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace d2lora::server {
 namespace {
 
-void Put(ArtifactStore& store, const std::string& key, const std::string& data) {
-  auto w = store.OpenWriter(key);
-  ASSERT_TRUE(w.ok()) << w.status();
-  D2_ASSERT_OK((*w)->Append(data));
-  ASSERT_TRUE((*w)->Commit().ok());
-}
+using testing::Put;
 
 v1::JobSpec Spec(const std::string& model) {
   v1::JobSpec s;
