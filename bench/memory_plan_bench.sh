@@ -5,7 +5,9 @@
 # sequences, every sequence max_seq_len tokens long, a validation pass and the
 # merge gate) and its summary.json records the plan's predicted peak beside
 # the process's measured peak (VmHWM, every phase of the run). Goal: measured
-# within +-15% of predicted on every row.
+# within +-15% of predicted on every row. D2LORA_MALLOC=system in the
+# environment runs the trainer on glibc's malloc instead of tcmalloc (each row
+# records its allocator and the run's train_seconds).
 #
 #   bench/memory_plan_bench.sh [--quick] [--build-dir DIR] [--json FILE] [--work-dir DIR]
 #
@@ -89,19 +91,22 @@ out, rows = sys.argv[1], sys.argv[2:]
 results = []
 mib = 1 << 20
 print(f"{'preset':<6} {'seq':>4} {'method':<7} {'predicted':>10} {'measured':>10} {'ratio':>6}  "
-      f"{'runtime':>8} {'weights':>8} {'activ.':>8} {'transient':>9}  phase")
+      f"{'runtime':>8} {'weights':>8} {'activ.':>8} {'transient':>9} {'train_s':>7}  phase, allocator")
 for row in rows:
     preset, seq, method, path = row.split(" ", 3)
-    m = json.load(open(path))["memory"]
+    summary = json.load(open(path))
+    m = summary["memory"]
     p = m["plan"]
     ratio = m["measured_peak_bytes"] / m["predicted_peak_bytes"]
     r = {"preset": preset, "seq": int(seq), "method": method, "predicted_bytes": m["predicted_peak_bytes"],
          "measured_bytes": m["measured_peak_bytes"], "measured_runtime_bytes": m.get("measured_runtime_bytes"),
-         "measured_over_predicted": ratio, "within_15pct": abs(ratio - 1) <= 0.15, "plan": p}
+         "measured_over_predicted": ratio, "within_15pct": abs(ratio - 1) <= 0.15, "plan": p,
+         "allocator": m.get("allocator"), "train_seconds": summary.get("train_seconds")}
     results.append(r)
     print(f"{preset:<6} {seq:>4} {method:<7} {p['peak_bytes'] / mib:>9.1f}M {m['measured_peak_bytes'] / mib:>9.1f}M "
           f"{ratio:>6.3f}  {p['runtime_bytes'] / mib:>7.1f}M {p['weights_bytes'] / mib:>7.1f}M "
-          f"{p['activations_bytes'] / mib:>7.1f}M {p['backward_transient_bytes'] / mib:>8.1f}M  {p['peak_phase']}")
+          f"{p['activations_bytes'] / mib:>7.1f}M {p['backward_transient_bytes'] / mib:>8.1f}M "
+          f"{r['train_seconds']:>7.2f}  {p['peak_phase']}, {r['allocator']}")
 worst = max(abs(r["measured_over_predicted"] - 1) for r in results)
 print(f"\nworst |measured / predicted - 1| = {worst:.3f} (goal <= 0.15); measured runtime (RSS before the model): "
       + ", ".join(sorted({f"{r['measured_runtime_bytes'] / mib:.0f}M" for r in results if r['measured_runtime_bytes']})))

@@ -11,6 +11,7 @@
 #   adapter_bench       one adapted layer (Google Benchmark), when built
 #   memory_plan         the memory plan's predicted peak against `d2lora train`'s
 #                       measured one (tiny, small, base at 128 and 512 tokens)
+#   allocator           the trainer on tcmalloc vs glibc's malloc: peak and time
 # Each prints its table; the headline figures are printed at the end and
 # everything is written to OUT/bench.json (one key per bench).
 #
@@ -40,7 +41,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-ALL=(train_step eval dp coordinator coordinator_load adapter memory_plan)
+ALL=(train_step eval dp coordinator coordinator_load adapter memory_plan allocator)
 wanted() { [[ -z "$ONLY" || ",$ONLY," == *",$1,"* ]]; }
 
 if ((BUILD)); then
@@ -82,6 +83,7 @@ run train_step "$B/train_step_bench"
 run eval "$B/eval_bench"
 run dp "$ROOT/bench/dp_bench.sh" --build-dir "$BUILD_DIR"
 run memory_plan "$ROOT/bench/memory_plan_bench.sh" --build-dir "$BUILD_DIR"
+run allocator "$ROOT/bench/allocator_bench.sh" --build-dir "$BUILD_DIR"
 [[ -x "$B/coordinator_bench" ]] && run coordinator "$B/coordinator_bench"
 [[ -x "$B/coordinator_bench" ]] && run coordinator_load "$B/coordinator_bench" --mode load --rps 1000
 if [[ -x "$B/adapter_bench" ]] && wanted adapter; then

@@ -101,7 +101,14 @@ def rows_memory_plan(j):
                abs(r["measured_over_predicted"] - 1), "<= 0.15")
 
 
-ROWS = {"memory_plan": rows_memory_plan, "train_step": rows_train_step, "eval": rows_eval, "dp": rows_dp, "coordinator": rows_coordinator,
+def rows_allocator(j):
+    r = j.get("system_over_tcmalloc") or {}
+    if r:
+        yield ("glibc malloc / tcmalloc, peak memory", "small seq 512 lora", r["peak_bytes"], "")
+        yield ("glibc malloc / tcmalloc, training seconds", "", r["train_seconds"], "")
+
+
+ROWS = {"memory_plan": rows_memory_plan, "allocator": rows_allocator, "train_step": rows_train_step, "eval": rows_eval, "dp": rows_dp, "coordinator": rows_coordinator,
         "coordinator_load": rows_coordinator_load, "adapter": rows_adapter}
 
 

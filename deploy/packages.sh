@@ -10,6 +10,7 @@
 D2LORA_IMAGE_BUILD_PACKAGES=(  # what the container images' build stage needs (docker/)
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-pthread  # LibTorch 1.13 (CPU), Gloo headers for c10d, a fast BLAS
+  libtcmalloc-minimal4  # the trainer's allocator, preloaded (worker/engine/runtime.h)
   libabsl-dev nlohmann-json3-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev libcli11-dev libssl-dev
   libonig-dev libutf8proc-dev  # tokenizer.json: Oniguruma patterns, Unicode normalizers
   # the service: gRPC, Protobuf, prometheus-cpp, SQLite

@@ -251,6 +251,19 @@ absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const spec::JobSpec&
   // layer's attention scores and MLP.
   plan.evaluation = N * (2 * kv * L * cb + V * (cb + 8) + heads * T * (4 + cb) + 3 * I * cb);
 
+  // --- The merge gate (tasks/train_job.cc MergeAndCheck): the training
+  // form's fp32 logits on M tokens are kept while the merged model runs the
+  // same forward (its attention and MLP one layer at a time, its logits and
+  // their masked fp32 copy); each layer is merged in fp64 (weight, update,
+  // result). The comparison itself runs a few positions at a time.
+  if (full || spec.output.merge) {
+    const int64_t M = std::max<int64_t>(inputs.merge_check_sequences, 1) * T;
+    int64_t largest_linear = V * H;
+    for (const LinearShape& l : layer_linears) largest_linear = std::max(largest_linear, l.in * l.out);
+    const int64_t forward = M * (heads * T * (4 + cb) + 3 * I * cb + 4 * H * cb) + M * V * cb;
+    plan.merge_gate = M * V * 4 + std::max(forward, 2 * M * V * 4) + 3 * 8 * largest_linear;
+  }
+
   // --- Load: the weights built while the checkpoint file's pages are mapped.
   const int64_t file = inputs.checkpoint_bytes > 0 ? inputs.checkpoint_bytes
                                                     : plan.parameters * (c.dtype.empty() ? 4 : DtypeBytes(c.dtype));
@@ -258,10 +271,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const spec::JobSpec&
 
   plan.runtime = cuda ? kCudaRuntimeBytes : kCpuRuntimeBytes;
 
-  const int64_t phases[] = {plan.step(), plan.gradients + plan.gradient_bucket, plan.evaluation};
-  const char* names[] = {"step", "after step", "evaluation"};
+  // After the first step the gradients stay allocated (each step frees them
+  // at its start): evaluations and the merge gate run beside them.
+  const int64_t phases[] = {plan.step(), plan.gradients + plan.gradient_bucket, plan.gradients + plan.evaluation,
+                            plan.gradients + plan.merge_gate};
+  const char* names[] = {"step", "after step", "evaluation", "merge gate"};
   int64_t best = 0;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     if (phases[i] > best) {
       best = phases[i];
       plan.peak_phase = names[i];
@@ -296,6 +312,7 @@ nlohmann::json MemoryPlan::ToJson() const {
                       {"gradients_bytes", gradients},
                       {"gradient_bucket_bytes", gradient_bucket},
                       {"evaluation_bytes", evaluation},
+                      {"merge_gate_bytes", merge_gate},
                       {"load_bytes", load},
                       {"peak_bytes", peak},
                       {"peak_phase", peak_phase}};
@@ -321,6 +338,7 @@ std::string MemoryPlan::Format() const {
   line("gradients", gradients, accumulates ? "accumulate across micro-batches" : "after backward");
   line("gradient bucket", gradient_bucket, "the fp32 copy each step reduces");
   line("evaluation", evaluation, "one forward pass without gradients");
+  if (merge_gate > 0) line("merge gate", merge_gate, "logits of the training form and the merged model");
   line("load", load, "weights while the checkpoint is mapped");
   absl::StrAppendFormat(&out, "  %-20s %12s  at %s\n", "peak", FormatBytes(peak), peak_phase);
   for (const std::string& n : notes) absl::StrAppend(&out, "  note: ", n, "\n");

@@ -15,13 +15,17 @@
 //             start of backward and one attention block's backward; the
 //             gradients too when micro-batches accumulate;
 //   after     the gradients and the flat fp32 copy the step reduces;
-//   eval      an evaluation forward pass (no gradients, a KV cache);
+//   eval      an evaluation forward pass (no gradients, a KV cache), with the
+//             last step's gradients still held;
+//   merge     the merge gate: the training form's and the merged model's
+//             logits on merge_check_sequences full sequences, one forward over
+//             them, each layer merged in fp64 (only when the job merges);
 //   load      the weights while the checkpoint file is mapped (CPU only: its
 //             pages are resident while they are copied);
 //   runtime   the process before the model (LibTorch, BLAS, allocator): a
 //             constant measured on this project's CPU build; on CUDA the
 //             context and cuBLAS workspace, an estimate not yet measured.
-// peak = runtime + max(load, state + max(step, after, eval)).
+// peak = runtime + max(load, state + max(step, after, eval, merge)).
 //
 // The sequence length counted is data.max_seq_len: batches are padded to their
 // longest example, so a data set of shorter examples peaks lower.
@@ -53,6 +57,9 @@ struct MemoryPlanInputs {
   // Bytes of the checkpoint's weight files (the load phase); 0: the
   // parameters at config.json's dtype (fp32 when it names none).
   int64_t checkpoint_bytes = 0;
+  // Sequences the merge gate compares the training form and the merged model
+  // on (the trainer's kMergeCheckSequences).
+  int64_t merge_check_sequences = 8;
 };
 
 struct MemoryPlan {
@@ -74,13 +81,14 @@ struct MemoryPlan {
   int64_t gradients = 0;
   int64_t gradient_bucket = 0;
   int64_t evaluation = 0;
+  int64_t merge_gate = 0;  // 0 when the job does not merge
   int64_t load = 0;
   bool data_is_bound = false;
 
   int64_t state() const { return weights + adapters + optimizer + guard + data; }
   int64_t step() const;       // activations + backward_transient (+ gradients when accumulating)
   int64_t peak = 0;
-  std::string peak_phase;     // "step" | "after step" | "evaluation" | "load"
+  std::string peak_phase;     // "step" | "after step" | "evaluation" | "merge gate" | "load"
   bool accumulates = false;   // more than one micro-batch per optimizer step
 
   std::vector<std::string> notes;

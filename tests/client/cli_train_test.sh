@@ -63,10 +63,9 @@ import json, sys
 m = json.load(open(sys.argv[1]))["memory"]
 ratio = m["measured_peak_bytes"] / m["predicted_peak_bytes"]
 print("measured/predicted", round(ratio, 3), file=sys.stderr)
-# The plan undercounts (bench/memory_plan_bench.sh measures by how much): a
-# gross error, or a peak not recorded, fails here.
+# bench/memory_plan_bench.sh measured 1.03-1.10 with tcmalloc (1.08 here).
 sys.exit(0 if m["plan"]["data_is_bound"] is False and m["measured_peak_bytes"] > m["measured_runtime_bytes"] > 0
-         and 0.7 <= ratio <= 2.5 else 1)
+         and m["allocator"] == "tcmalloc" and 0.9 <= ratio <= 1.25 else 1)
 PY
 expect 1 "adapter.target_modules: no linear layer of the model matches" -- \
   "$D2" plan --config spec.yaml --set 'adapter.target_modules=[nothing_here]'

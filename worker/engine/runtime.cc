@@ -12,12 +12,33 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/cpu_cores.h"
 
 namespace d2lora::engine {
+
+namespace {
+
+constexpr char kTcmalloc[] = "libtcmalloc_minimal.so.4";
+
+// Debian's tcmalloc beside the C library (its multiarch directory, or the
+// same under /usr); "" when it is not installed.
+std::string FindTcmalloc() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&std::free), &info) == 0 || info.dli_fname == nullptr) return "";
+  std::string dir = info.dli_fname;
+  dir = dir.substr(0, dir.rfind('/'));
+  for (const std::string& d : {dir, absl::StrCat("/usr", dir)}) {
+    const std::string path = absl::StrCat(d, "/", kTcmalloc);
+    if (access(path.c_str(), R_OK) == 0) return path;
+  }
+  return "";
+}
+
+}  // namespace
 
 void ReexecWithThreadingDefaults(char** argv) {
   const char* opt_out = std::getenv(kThreadingDefaultsOptOut);
@@ -30,10 +51,24 @@ void ReexecWithThreadingDefaults(char** argv) {
       changed = true;
     }
   }
+  const char* malloc_choice = std::getenv(kMallocOptOut);
+  if (std::getenv("LD_PRELOAD") == nullptr && (malloc_choice == nullptr || std::strcmp(malloc_choice, "system") != 0)) {
+    if (const std::string tcmalloc = FindTcmalloc(); !tcmalloc.empty()) {
+      setenv("LD_PRELOAD", tcmalloc.c_str(), 0);
+      changed = true;
+    }
+  }
   if (!changed) return;
   execv("/proc/self/exe", argv);
   std::fprintf(stderr, "warning: could not re-execute with the threading defaults (%s); threads may spin\n",
                std::strerror(errno));
+}
+
+std::string AllocatorName() {
+  void* handle = dlopen(kTcmalloc, RTLD_LAZY | RTLD_NOLOAD);
+  if (handle == nullptr) return "system";
+  dlclose(handle);
+  return "tcmalloc";
 }
 
 int AvailableCores() { return AvailableCpuCores(); }

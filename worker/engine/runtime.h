@@ -18,13 +18,27 @@ namespace d2lora::engine {
 // shortest spin). Variables the user set are kept.
 inline constexpr const char* kThreadingDefaultsOptOut = "D2LORA_THREADING_DEFAULTS";  // "0" = leave alone
 
-// Both libraries read these variables when they are loaded, before main(), so
+// The allocator: LibTorch's CPU tensors come straight from malloc, and glibc's
+// malloc raises its mmap threshold after the first large free, so freed
+// activations stay in its heap: on the small preset at 512 tokens a LoRA run
+// peaked at 1,154 MiB with glibc and 876 MiB with tcmalloc (whose own caches
+// are bounded), and trained 1.31x as fast with tcmalloc
+// (bench/allocator_bench.sh, bench/measured/allocator-*). The memory plan
+// (common/model/memory_plan.h) models tcmalloc. So unless D2LORA_MALLOC=system or LD_PRELOAD is set, when
+// Debian's libtcmalloc_minimal.so.4 sits beside the C library, it is preloaded.
+inline constexpr const char* kMallocOptOut = "D2LORA_MALLOC";  // "system" = glibc's malloc
+
+// The libraries read these variables when they are loaded, before main(), so
 // they only take effect in a new process image: when one of them is missing
 // this sets it and re-executes the program (same pid, same arguments) through
 // /proc/self/exe. Returns when nothing needs to change, when
 // D2LORA_THREADING_DEFAULTS=0, or when the exec fails (it then warns on stderr).
 // Call first thing in main(), before any thread starts.
 void ReexecWithThreadingDefaults(char** argv);
+
+// The allocator this process runs with: "tcmalloc" when libtcmalloc_minimal is
+// loaded, else "system".
+std::string AllocatorName();
 
 // The number of cores this process may use: its CPU affinity mask, capped by
 // its cgroup's CPU limit (common/cpu_cores.h).

@@ -69,7 +69,8 @@ TEST(MemoryPlanTest, CountsTheParametersTheEngineBuilds) {
     EXPECT_EQ(plan->optimizer, 8 * plan->trainable);
     EXPECT_EQ(plan->peak, plan->runtime + std::max(plan->load, plan->state() + std::max({plan->step(),
                                                                                           plan->gradients + plan->gradient_bucket,
-                                                                                          plan->evaluation})));
+                                                                                          plan->gradients + plan->evaluation,
+                                                                                          plan->gradients + plan->merge_gate})));
   }
 }
 
@@ -132,6 +133,13 @@ TEST(MemoryPlanTest, TermsFollowTheSpec) {
   auto pb = PlanMemory(*preset, d2, bytes);
   EXPECT_EQ(pb->data, 5000 * 9);
   EXPECT_TRUE(pb->data_is_bound);
+
+  // The merge gate only when the job merges, and larger on longer sequences.
+  EXPECT_GT(p->merge_gate, 0);
+  EXPECT_GT(pl->merge_gate, p->merge_gate * 3 / 2);
+  spec::JobSpec no_merge = d2;
+  no_merge.output.merge = false;
+  EXPECT_EQ(PlanMemory(*preset, no_merge)->merge_gate, 0);
 
   // Full fine-tuning: every parameter trains, with gradients and moments.
   auto full = PlanMemory(*preset, SpecFor(spec::TrainingMethod::kFull, {"all-linear"}));

@@ -28,6 +28,7 @@
 #include "worker/engine/tasks/merge_model.h"
 #include "worker/engine/tasks/merge_report.h"
 #include "worker/engine/tokenizer/tokenizer.h"
+#include "worker/engine/runtime.h"
 #include "worker/engine/torch_guard.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/engine/train/training_checkpoint.h"
@@ -235,7 +236,7 @@ absl::StatusOr<MergeReport> MergeAndCheck(const JobSpec& spec, CausalLMImpl& mod
 // summary.json's memory: the plan, and this process's measured peak beside it
 // (CPU: the resident high-water mark, which covers every phase of the run).
 nlohmann::json MemorySummary(const model::MemoryPlan& plan, int64_t runtime_bytes, bool cuda) {
-  nlohmann::json j = {{"plan", plan.ToJson()}, {"predicted_peak_bytes", plan.peak}};
+  nlohmann::json j = {{"plan", plan.ToJson()}, {"predicted_peak_bytes", plan.peak}, {"allocator", AllocatorName()}};
   if (cuda) {
     j["measured_peak_bytes"] = nullptr;  // the device's peak is not read yet (host memory is not the plan's)
     return j;
@@ -307,6 +308,7 @@ absl::StatusOr<std::optional<AdapterInitResult>> InitAdapters(const JobSpec& spe
 // tokens and examples held in memory, the weight files' bytes.
 model::MemoryPlanInputs PlanInputs(const JobSpec& spec, const PreparedData& data) {
   model::MemoryPlanInputs in;
+  in.merge_check_sequences = kMergeCheckSequences;
   in.data_tokens = 0;
   auto add = [&](const std::vector<int64_t>& ids) { in.data_tokens += static_cast<int64_t>(ids.size()); };
   for (const Example& e : *data.train) add(e.ids);

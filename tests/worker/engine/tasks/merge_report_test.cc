@@ -191,5 +191,24 @@ TEST(MergeGate, CompareLogitsSkipsPaddingAndMeasuresKl) {
   EXPECT_NEAR(g.mean_kl, kl_first / 2, 1e-6);  // log(3) in fp32
 }
 
+// Positions are compared a few hundred at a time: the figures over many
+// chunks (and padding inside them) are those of the whole tensor at once.
+TEST(MergeGate, CompareLogitsInChunksEqualsTheWholeTensor) {
+  torch::manual_seed(3);
+  torch::Tensor a = torch::randn({3, 200, 7});
+  torch::Tensor b = a + 0.1 * torch::randn({3, 200, 7});
+  torch::Tensor mask = torch::ones({3, 200}, torch::kLong);
+  mask.slice(1, 150, 200).zero_();
+  LogitAgreement g = CompareLogits(a, b, mask);
+  torch::Tensor keep = mask.reshape({-1}).to(torch::kBool);
+  torch::Tensor p = a.reshape({-1, 7}).index({keep}).to(torch::kFloat64);
+  torch::Tensor q = b.reshape({-1, 7}).index({keep}).to(torch::kFloat64);
+  torch::Tensor lp = torch::log_softmax(p, -1), lq = torch::log_softmax(q, -1);
+  EXPECT_EQ(g.positions, 450);
+  EXPECT_EQ(g.sequences, 3);
+  EXPECT_DOUBLE_EQ(g.max_abs_diff, (p - q).abs().max().item<double>());
+  EXPECT_NEAR(g.mean_kl, (lp.exp() * (lp - lq)).sum(-1).mean().item<double>(), 1e-12);
+}
+
 }  // namespace
 }  // namespace d2lora::engine
