@@ -100,6 +100,21 @@ absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const spec::JobSpec&
   const int64_t T = spec.data.max_seq_len;
   const int64_t N = spec.train.micro_batch_size * T;  // tokens per micro-batch
   plan.micro_batch_tokens = N;
+  {
+    // Every term below is bounded by a small multiple of this estimate: a
+    // config.json or spec so large that int64 bytes would overflow is refused
+    // instead of planned with wrapped numbers (the coordinator plans what
+    // clients send).
+    const double d_per_token = 64.0 * (static_cast<double>(H) + I + q + kv + a.r) + 6.0 * heads * T;
+    const double estimate = static_cast<double>(L) * d_per_token * static_cast<double>(N) +
+                            64.0 * static_cast<double>(N) * V +
+                            32.0 * (static_cast<double>(V) * H * 2 + static_cast<double>(L) * 8 * (H + q) * (H + I));
+    if (!(estimate < 1e18)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the memory plan cannot count a model of hidden_size ", H, ", intermediate_size ", I, ", vocab_size ", V,
+          ", ", L, " layers at ", N, " tokens per micro-batch: more than an exabyte"));
+    }
+  }
 
   // --- Parameters.
   const LinearShape layer_linears[] = {{"self_attn.q_proj", H, q},  {"self_attn.k_proj", H, kv},

@@ -166,6 +166,21 @@ TEST(MemoryPlanTest, ATargetNothingMatchesIsAnError) {
   EXPECT_NE(bad.status().message().find("invalid regex"), std::string::npos) << bad.status();
 }
 
+TEST(MemoryPlanTest, ASizeBeyondCountingIsAnErrorNotAWrappedNumber) {
+  auto preset = engine::ModelPreset("tiny");
+  ASSERT_TRUE(preset.ok());
+  ModelConfig huge = *preset;
+  huge.vocab_size = int64_t{1} << 40;
+  huge.hidden_size = int64_t{1} << 30;
+  auto p = PlanMemory(huge, SpecFor(spec::TrainingMethod::kLora, {"q_proj"}));
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("more than an exabyte"), std::string::npos) << p.status();
+  spec::JobSpec s = SpecFor(spec::TrainingMethod::kLora, {"q_proj"});
+  s.data.max_seq_len = 1 << 20;
+  s.train.micro_batch_size = 1 << 20;
+  EXPECT_FALSE(PlanMemory(*preset, s).ok());
+}
+
 TEST(MemoryPlanTest, FormatsBytes) {
   EXPECT_EQ(FormatBytes(512), "512 B");
   EXPECT_EQ(FormatBytes(3 << 20), "3.0 MiB");
