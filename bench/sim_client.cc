@@ -126,9 +126,13 @@ absl::StatusOr<v1::UploadFileResponse> JobClient::Upload(const std::string& uplo
 }
 
 absl::StatusOr<BenchInputs> UploadBenchInputs(JobClient& client) {
-  // Nothing reads these files beyond the checks: the workers fetch them (DownloadInput)
-  // and check their size and digest; the simulated ranks train nothing.
-  auto model = client.Upload("", "config.json", R"({"model_type": "llama", "hidden_size": 8})");
+  // The workers fetch these files (DownloadInput) and check their size and
+  // digest; the simulated ranks train nothing. The coordinator reads the
+  // config.json at every submission for the job's memory plan.
+  auto model = client.Upload("", "config.json",
+                             R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 64,)"
+                             R"( "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,)"
+                             R"( "num_attention_heads": 4, "num_key_value_heads": 2})");
   if (!model.ok()) return absl::Status(model.status().code(), absl::StrCat("uploading the model: ", model.status().message()));
   auto train = client.Upload("", "train.jsonl", "{\"text\": \"a tiny line of training text\"}\n");
   if (!train.ok()) return absl::Status(train.status().code(), absl::StrCat("uploading the data: ", train.status().message()));

@@ -24,9 +24,9 @@ namespace {
 
 constexpr char kTcmalloc[] = "libtcmalloc_minimal.so.4";
 
-// Debian's tcmalloc beside the C library (its multiarch directory, or the
-// same under /usr); "" when it is not installed.
-std::string FindTcmalloc() {
+}  // namespace
+
+std::string TcmallocPath() {
   Dl_info info;
   if (dladdr(reinterpret_cast<void*>(&std::free), &info) == 0 || info.dli_fname == nullptr) return "";
   std::string dir = info.dli_fname;
@@ -37,8 +37,6 @@ std::string FindTcmalloc() {
   }
   return "";
 }
-
-}  // namespace
 
 void ReexecWithThreadingDefaults(char** argv) {
   const char* opt_out = std::getenv(kThreadingDefaultsOptOut);
@@ -53,7 +51,7 @@ void ReexecWithThreadingDefaults(char** argv) {
   }
   const char* malloc_choice = std::getenv(kMallocOptOut);
   if (std::getenv("LD_PRELOAD") == nullptr && (malloc_choice == nullptr || std::strcmp(malloc_choice, "system") != 0)) {
-    if (const std::string tcmalloc = FindTcmalloc(); !tcmalloc.empty()) {
+    if (const std::string tcmalloc = TcmallocPath(); !tcmalloc.empty()) {
       setenv("LD_PRELOAD", tcmalloc.c_str(), 0);
       changed = true;
     }

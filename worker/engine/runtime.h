@@ -39,6 +39,8 @@ void ReexecWithThreadingDefaults(char** argv);
 // The allocator this process runs with: "tcmalloc" when libtcmalloc_minimal is
 // loaded, else "system".
 std::string AllocatorName();
+// Debian's libtcmalloc_minimal.so.4 beside the C library; "" when not installed.
+std::string TcmallocPath();
 
 // The number of cores this process may use: its CPU affinity mask, capped by
 // its cgroup's CPU limit (common/cpu_cores.h).

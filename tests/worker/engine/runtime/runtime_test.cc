@@ -25,12 +25,14 @@ std::string Env(const char* name) {
 TEST(ReexecProbe, WritesEnvironment) {
   const char* out = std::getenv(kProbeOut);
   if (out == nullptr) GTEST_SKIP() << "only run by the re-execution tests";
-  std::ofstream(out) << getpid() << " " << Env("OMP_WAIT_POLICY") << " " << Env("OPENBLAS_THREAD_TIMEOUT") << "\n";
+  std::ofstream(out) << getpid() << " " << Env("OMP_WAIT_POLICY") << " " << Env("OPENBLAS_THREAD_TIMEOUT") << "\n"
+                     << Env("LD_PRELOAD") << " " << AllocatorName() << "\n";
 }
 
 struct ProbeResult {
   pid_t child = 0;
   std::string text;  // "<pid> <OMP_WAIT_POLICY> <OPENBLAS_THREAD_TIMEOUT>", or "" if the probe never ran
+  std::string malloc;  // "<LD_PRELOAD> <AllocatorName()>" of the re-executed image
 };
 
 // Forks; the child sets `env` (value nullptr = unset), calls
@@ -52,7 +54,8 @@ ProbeResult RunReexec(const std::vector<std::pair<const char*, const char*>>& en
     ReexecWithThreadingDefaults(argv);
     // Not re-executed: record this process's view.
     std::ofstream(out) << getpid() << " " << Env("OMP_WAIT_POLICY") << " " << Env("OPENBLAS_THREAD_TIMEOUT")
-                       << " not-reexecuted\n";
+                       << " not-reexecuted\n"
+                       << Env("LD_PRELOAD") << " " << AllocatorName() << "\n";
     _exit(0);
   }
   int status = 0;
@@ -61,32 +64,59 @@ ProbeResult RunReexec(const std::vector<std::pair<const char*, const char*>>& en
   r.child = pid;
   std::ifstream in(out);
   std::getline(in, r.text);
+  std::getline(in, r.malloc);
   std::remove(out.c_str());
   return r;
 }
 
 TEST(ReexecWithThreadingDefaults, SetsMissingVariablesInTheSameProcess) {
   ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", nullptr}, {"OPENBLAS_THREAD_TIMEOUT", nullptr},
-                             {kThreadingDefaultsOptOut, nullptr}});
+                             {kThreadingDefaultsOptOut, nullptr},
+                             {kMallocOptOut, "system"}, {"LD_PRELOAD", nullptr}});
   EXPECT_EQ(r.text, std::to_string(r.child) + " PASSIVE 4");
 }
 
 TEST(ReexecWithThreadingDefaults, KeepsWhatTheUserSet) {
   ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", "ACTIVE"}, {"OPENBLAS_THREAD_TIMEOUT", nullptr},
-                             {kThreadingDefaultsOptOut, nullptr}});
+                             {kThreadingDefaultsOptOut, nullptr},
+                             {kMallocOptOut, "system"}, {"LD_PRELOAD", nullptr}});
   EXPECT_EQ(r.text, std::to_string(r.child) + " ACTIVE 4");
 }
 
 TEST(ReexecWithThreadingDefaults, DoesNothingWhenAllAreSet) {
   ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", "ACTIVE"}, {"OPENBLAS_THREAD_TIMEOUT", "10"},
-                             {kThreadingDefaultsOptOut, nullptr}});
+                             {kThreadingDefaultsOptOut, nullptr},
+                             {kMallocOptOut, "system"}, {"LD_PRELOAD", nullptr}});
   EXPECT_EQ(r.text, std::to_string(r.child) + " ACTIVE 10 not-reexecuted");
 }
 
 TEST(ReexecWithThreadingDefaults, OptOutLeavesTheEnvironmentAlone) {
   ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", nullptr}, {"OPENBLAS_THREAD_TIMEOUT", nullptr},
-                             {kThreadingDefaultsOptOut, "0"}});
+                             {kThreadingDefaultsOptOut, "0"}, {"LD_PRELOAD", nullptr}});
   EXPECT_EQ(r.text, std::to_string(r.child) + " (unset) (unset) not-reexecuted");
+}
+
+// The allocator: Debian's tcmalloc preloaded into the new image unless the user
+// preloads something or asks for glibc's malloc.
+TEST(ReexecWithThreadingDefaults, PreloadsTcmallocWhenInstalled) {
+  if (TcmallocPath().empty()) GTEST_SKIP() << "libtcmalloc-minimal4 is not installed";
+  ProbeResult r = RunReexec({{"OMP_WAIT_POLICY", "ACTIVE"}, {"OPENBLAS_THREAD_TIMEOUT", "10"},
+                             {kThreadingDefaultsOptOut, nullptr}, {kMallocOptOut, nullptr}, {"LD_PRELOAD", nullptr}});
+  EXPECT_EQ(r.text, std::to_string(r.child) + " ACTIVE 10");  // re-executed for the allocator alone
+  EXPECT_EQ(r.malloc, TcmallocPath() + " tcmalloc");
+}
+
+TEST(ReexecWithThreadingDefaults, KeepsTheUsersPreloadAndGlibcWhenAsked) {
+  ProbeResult system = RunReexec({{"OMP_WAIT_POLICY", "ACTIVE"}, {"OPENBLAS_THREAD_TIMEOUT", "10"},
+                                  {kThreadingDefaultsOptOut, nullptr}, {kMallocOptOut, "system"},
+                                  {"LD_PRELOAD", nullptr}});
+  EXPECT_EQ(system.text, std::to_string(system.child) + " ACTIVE 10 not-reexecuted");
+  EXPECT_EQ(system.malloc, "(unset) system");
+  ProbeResult user = RunReexec({{"OMP_WAIT_POLICY", "ACTIVE"}, {"OPENBLAS_THREAD_TIMEOUT", "10"},
+                                {kThreadingDefaultsOptOut, nullptr}, {kMallocOptOut, nullptr},
+                                {"LD_PRELOAD", "libm.so.6"}});
+  EXPECT_EQ(user.text, std::to_string(user.child) + " ACTIVE 10 not-reexecuted");
+  EXPECT_EQ(user.malloc, "libm.so.6 system");
 }
 
 TEST(ConfigureThreads, ZeroMeansTheCoresThisProcessMayUse) {
