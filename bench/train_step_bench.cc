@@ -247,7 +247,10 @@ int MemChild(const BenchArgs& args, const Options& o) {
 std::optional<double> PeakStepMiB(const BenchArgs& args, const Options& o, int threads, const std::string& preset,
                                   int64_t seq, StepMethod method, bool ckpt) {
   std::ostringstream cmd;
-  cmd << ShellQuote(SelfPath()) << " --mem-child --device " << args.device << " --dtype " << args.dtype
+  // On glibc's malloc with fixed thresholds (MemChild): tcmalloc, the trainer's
+  // default allocator, keeps the warm-up step's memory cached, so what the
+  // measured step adds would read as nothing.
+  cmd << "env -u LD_PRELOAD D2LORA_MALLOC=system " << ShellQuote(SelfPath()) << " --mem-child --device " << args.device << " --dtype " << args.dtype
       << " --threads " << threads << " --presets " << preset << " --seqs " << seq << " --tokens " << o.tokens
       << " --r " << o.r << " --method " << StepMethodName(method) << " --ckpt " << (ckpt ? 1 : 0)
       << " --adapter-dtype " << o.adapter_dtype << " --seed " << o.seed;
