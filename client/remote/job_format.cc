@@ -115,6 +115,9 @@ std::string FormatJobSummary(const v1::Job& job, absl::Time now, absl::TimeZone 
   }
   absl::StrAppend(&resources, ", priority ", job.priority());
   if (!job.spec().method().empty()) absl::StrAppend(&resources, ", method ", job.spec().method());
+  if (job.memory_plan_bytes() > 0) {
+    absl::StrAppend(&resources, ", memory plan ", FormatBytes(job.memory_plan_bytes()), " per rank");
+  }
   Field(out, "resources", resources);
   if (!job.labels().empty()) {
     std::vector<std::pair<std::string, std::string>> labels(job.labels().begin(), job.labels().end());

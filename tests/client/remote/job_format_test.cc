@@ -144,6 +144,9 @@ TEST(FormatJobSummaryTest, ElasticAttemptAndRollbacks) {
   text = FormatJobSummary(job, kNow, absl::UTCTimeZone());
   EXPECT_THAT(text, HasSubstr("resources:  world size 2 (this attempt: 1 of 2 ranks, elastic), priority 0"));
   EXPECT_THAT(text, HasSubstr(", rollbacks 1"));
+  job.set_memory_plan_bytes(int64_t{3} << 30);
+  text = FormatJobSummary(job, kNow, absl::UTCTimeZone());
+  EXPECT_THAT(text, HasSubstr("elastic), priority 0, memory plan 3.0 GiB per rank"));
 }
 
 TEST(FormatJobSummaryTest, FailedJobShowsErrorAndLogTail) {
