@@ -12,5 +12,7 @@ namespace d2lora {
 std::string FormatDuration(double seconds);
 // 1234567 -> "1,234,567"; -1234 -> "-1,234".
 std::string FormatCount(int64_t n);
+// 1536 -> "1.5 KiB", 5 << 30 -> "5.0 GiB"; below 1 KiB "N B".
+std::string FormatBytes(int64_t bytes);
 
 }  // namespace d2lora

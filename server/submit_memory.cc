@@ -11,6 +11,7 @@
 #include "common/model/memory_plan.h"
 #include "common/rpc/spec_convert.h"
 #include "common/status_macros.h"
+#include "common/text_format.h"
 #include "server/submit_check.h"
 
 namespace d2lora::server {
@@ -100,7 +101,7 @@ absl::StatusOr<JobMemory> PlanJobMemory(const v1::JobSpec& wire, ArtifactStore& 
   auto plan = model::PlanMemory(*config, spec, in);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
   out.bytes = plan->peak;
-  out.note = absl::StrCat("memory plan: ", model::FormatBytes(plan->peak), " per rank (peak at ", plan->peak_phase,
+  out.note = absl::StrCat("memory plan: ", FormatBytes(plan->peak), " per rank (peak at ", plan->peak_phase,
                           ")");
   return out;
 }
@@ -115,8 +116,8 @@ absl::Status CheckFitsAWorker(int64_t bytes, const std::vector<const v1::Registe
     }
   }
   return absl::FailedPreconditionError(absl::StrCat(
-      "the job's memory plan predicts ", bytes, " bytes (", model::FormatBytes(bytes), ") per rank; the largest ",
-      "worker slot has ", largest, " bytes (", model::FormatBytes(largest), "): it fits no worker (`d2lora plan ",
+      "the job's memory plan predicts ", bytes, " bytes (", FormatBytes(bytes), ") per rank; the largest ",
+      "worker slot has ", largest, " bytes (", FormatBytes(largest), "): it fits no worker (`d2lora plan ",
       "--config SPEC` shows the terms; a smaller micro_batch_size, max_seq_len or activation_checkpointing lowers it)"));
 }
 

@@ -18,6 +18,7 @@
 #include "common/model/memory_plan.h"
 #include "common/spec/job_spec.h"
 #include "common/status_macros.h"
+#include "common/text_format.h"
 
 namespace d2lora::cli {
 namespace {
@@ -62,7 +63,7 @@ int RunPlan(const PlanFlags& f) {
   }
   std::cout << plan->Format();
   if (available > 0 && plan->device == "cpu") {
-    std::cout << "  this machine has " << model::FormatBytes(available) << " available: "
+    std::cout << "  this machine has " << FormatBytes(available) << " available: "
               << (plan->peak <= available ? "it fits" : "it does NOT fit") << "\n";
   }
   return kExitOk;

@@ -19,12 +19,11 @@ namespace d2lora::cli {
 // padded); the first row is the header. Each line ends with '\n'.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
-using ::d2lora::FormatCount;  // common/text_format.h
+using ::d2lora::FormatBytes;  // common/text_format.h
+using ::d2lora::FormatCount;
 using ::d2lora::FormatDuration;
 // A coarse age: "45s", "12m", "3h", "5d" ("-" when `then` is unset).
 std::string FormatAge(absl::Time then, absl::Time now);
-// 1536 -> "1.5 KiB"; below 1 KiB "N B".
-std::string FormatBytes(int64_t bytes);
 // %.4g; non-finite values as nan/inf.
 std::string FormatNumber(double value);
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/spec/target_modules.h"
 #include "common/status_macros.h"
+#include "common/text_format.h"
 
 namespace d2lora::model {
 namespace {
@@ -358,14 +359,6 @@ std::string MemoryPlan::Format() const {
   absl::StrAppendFormat(&out, "  %-20s %12s  at %s\n", "peak", FormatBytes(peak), peak_phase);
   for (const std::string& n : notes) absl::StrAppend(&out, "  note: ", n, "\n");
   return out;
-}
-
-std::string FormatBytes(int64_t bytes) {
-  const double b = static_cast<double>(bytes);
-  if (bytes >= (1ll << 30)) return absl::StrFormat("%.2f GiB", b / (1ll << 30));
-  if (bytes >= (1ll << 20)) return absl::StrFormat("%.1f MiB", b / (1ll << 20));
-  if (bytes >= (1ll << 10)) return absl::StrFormat("%.1f KiB", b / (1ll << 10));
-  return absl::StrFormat("%lld B", static_cast<long long>(bytes));
 }
 
 namespace {

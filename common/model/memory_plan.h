@@ -102,9 +102,6 @@ struct MemoryPlan {
 absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, const spec::JobSpec& spec,
                                       const MemoryPlanInputs& inputs = {});
 
-// "512.0 MiB", "1.25 GiB".
-std::string FormatBytes(int64_t bytes);
-
 // The process's resident memory now and its high-water mark (Linux
 // /proc/self/status VmRSS, VmHWM); 0 where it cannot be read.
 int64_t ResidentBytes();

@@ -14,6 +14,7 @@
 #include "common/model/memory_plan.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/text_format.h"
 #include "worker/engine/adapters/adapter_init.h"
 #include "worker/engine/adapters/adapter_io.h"
 #include "worker/engine/adapters/inject.h"
@@ -513,7 +514,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const Trai
     const int64_t available = model::AvailableMemoryBytes();
     if (spec.resources.device == DeviceKind::kCpu && available > 0 && plan.peak > available) {
       std::fprintf(stderr, "warning: the predicted peak (%s) is more than this machine has available (%s)\n",
-                   model::FormatBytes(plan.peak).c_str(), model::FormatBytes(available).c_str());
+                   FormatBytes(plan.peak).c_str(), FormatBytes(available).c_str());
     }
   }
   if (rank0 && setup.init) {
