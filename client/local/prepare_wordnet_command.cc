@@ -1,4 +1,4 @@
-// d2lora prepare-wordnet --out DIR [--wordnet-dir DIR] [--tasks definition,hypernym,antonym,pos]
+// d2lora prepare-wordnet --out DIR [--wordnet-dir DIR] [--tasks definition,hypernym,antonym,pos,category]
 //                        [--seed N] [--val-fraction F] [--choices N] [--max-train N] [--max-val N]
 //                        [--overwrite]
 #include <CLI/CLI.hpp>
@@ -19,12 +19,13 @@ namespace wn = datasets::wordnet;
 
 void AddPrepareWordNetCommand(CLI::App& app, int* exit_code) {
   auto request = std::make_shared<wn::DatasetRequest>();
-  auto tasks =
-      std::make_shared<std::vector<std::string>>(std::vector<std::string>{"definition", "hypernym", "antonym", "pos"});
+  std::vector<std::string> all_tasks;
+  for (wn::Task t : wn::kAllTasks) all_tasks.emplace_back(wn::TaskName(t));
+  auto tasks = std::make_shared<std::vector<std::string>>(all_tasks);
   request->wordnet_dir = "/usr/share/wordnet";
   CLI::App* cmd = app.add_subcommand(
       "prepare-wordnet",
-      "Build a gloss corpus and multiple-choice tasks (definition, hypernym, antonym, pos) from WordNet 3.0, "
+      "Build a gloss corpus and multiple-choice tasks (definition, hypernym, antonym, pos, category) from WordNet 3.0, "
       "split into train and validation by word");
   cmd->add_option("--wordnet-dir", request->wordnet_dir,
                   "Directory with data.noun, data.verb, data.adj and data.adv (Debian: wordnet-base)")
@@ -34,7 +35,7 @@ void AddPrepareWordNetCommand(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--tasks", *tasks, "Comma-separated tasks")
       ->delimiter(',')
-      ->check(CLI::IsMember({"definition", "hypernym", "antonym", "pos"}))
+      ->check(CLI::IsMember(all_tasks))
       ->capture_default_str();
   cmd->add_option("--seed", request->options.seed, "Seed of the word split, the distractors and the labels")
       ->capture_default_str();

@@ -394,12 +394,111 @@ TaskResult BuildPartOfSpeech(const WordNet& wn, const Builder& b, const Options&
   return result;
 }
 
+// The noun lexicographer files of WordNet 3.0 (lexnames(5)), 4 to 28.
+constexpr absl::string_view kNounCategories[] = {
+    "act",       "animal",   "artifact",   "attribute", "body",     "cognition", "communication",
+    "event",     "feeling",  "food",       "group",     "location", "motive",    "object",
+    "person",    "phenomenon", "plant",    "possession", "process", "quantity",  "relation",
+    "shape",     "state",    "substance",  "time"};
+constexpr int kFirstNounCategory = 4;
+constexpr int kNumNounCategories = static_cast<int>(sizeof(kNounCategories) / sizeof(kNounCategories[0]));
+
+// category (nouns): "{word}" means "{definition}". What kind of thing is it?
+// One question per noun synset with a definition and a plain lemma (the first
+// is the word; its split is the question's). Answer: the synset's category.
+// Only categories with at least kMinPerCategory questions in each split take
+// part, and each split keeps as many questions of each (the smallest count,
+// and at most cap / categories), interleaved in a seeded order; distractors
+// are drawn uniformly from the other categories that take part. So every
+// category is as often the answer as any other and as often a distractor: a
+// category's frequency tells nothing, and always giving one answer scores
+// 1 / choices.
+constexpr size_t kMinPerCategory = 20;
+
+TaskResult BuildCategory(const WordNet& wn, const Builder& b, const Options& options) {
+  TaskResult result;
+  result.task = Task::kCategory;
+  std::array<std::array<std::vector<Question>, kNumNounCategories>, 2> by_cat;  // [split][category]
+  std::unordered_set<std::string> seen;
+  for (const Synset& s : wn.synsets) {
+    if (s.pos != Pos::kNoun || s.definition.empty() || NounCategory(s.lex_filenum).empty()) continue;
+    const Word* word = nullptr;
+    for (const Word& w : s.words) {
+      if (IsPlainLemma(w.lemma)) {
+        word = &w;
+        break;
+      }
+    }
+    if (word == nullptr) continue;
+    std::string text = absl::StrCat("\"", word->lemma, "\" means \"", s.definition, "\". What kind of thing is it?");
+    if (!seen.insert(text).second) continue;
+    ++result.candidates;
+    Question q;
+    q.question = std::move(text);
+    q.word = word->lemma;
+    q.pos = Pos::kNoun;
+    q.choices_are_labels = true;
+    by_cat[static_cast<size_t>(b.SplitOf(word->lemma))][static_cast<size_t>(s.lex_filenum - kFirstNounCategory)]
+        .push_back(std::move(q));
+  }
+  std::vector<int> taking_part;
+  for (int c = 0; c < kNumNounCategories; ++c) {
+    if (by_cat[0][static_cast<size_t>(c)].size() >= kMinPerCategory &&
+        by_cat[1][static_cast<size_t>(c)].size() >= kMinPerCategory) {
+      taking_part.push_back(c);
+    }
+  }
+  const size_t k = taking_part.size();
+  for (Split split : {Split::kTrain, Split::kValidation}) {
+    auto& groups = by_cat[static_cast<size_t>(split)];
+    std::vector<Question>& out = result.splits[static_cast<size_t>(split)];
+    int64_t& capped = result.capped[static_cast<size_t>(split)];
+    if (k < static_cast<size_t>(options.choices)) {  // too few categories for the distractors
+      for (const auto& g : groups) result.no_distractors += static_cast<int64_t>(g.size());
+      continue;
+    }
+    size_t per_cat = groups[static_cast<size_t>(taking_part[0])].size();
+    for (int c : taking_part) per_cat = std::min(per_cat, groups[static_cast<size_t>(c)].size());
+    const int64_t cap = split == Split::kTrain ? options.max_train : options.max_val;
+    if (cap > 0) per_cat = std::min(per_cat, static_cast<size_t>(cap) / k);
+    SplitMix64 rng(DeriveSeed(options.seed, absl::StrCat("category/", SplitName(split))));
+    std::vector<std::vector<size_t>> picked(k);
+    for (int c = 0; c < kNumNounCategories; ++c) {
+      const auto& g = groups[static_cast<size_t>(c)];
+      auto at = std::find(taking_part.begin(), taking_part.end(), c);
+      if (at == taking_part.end()) {
+        capped += static_cast<int64_t>(g.size());  // a category too small to take part
+        continue;
+      }
+      capped += static_cast<int64_t>(g.size() - per_cat);
+      picked[static_cast<size_t>(at - taking_part.begin())] = SeededSample(g.size(), per_cat, rng);
+    }
+    // Interleaved category by category, so that every prefix of k questions is balanced too.
+    for (size_t i = 0; i < per_cat; ++i) {
+      for (size_t j = 0; j < k; ++j) {
+        Question q = std::move(groups[static_cast<size_t>(taking_part[j])][picked[j][i]]);
+        std::vector<size_t> choice = {j};
+        while (choice.size() < static_cast<size_t>(options.choices)) {
+          const size_t d = static_cast<size_t>(rng.Uniform(k));
+          if (std::find(choice.begin(), choice.end(), d) == choice.end()) choice.push_back(d);
+        }
+        q.label = static_cast<int>(rng.Uniform(static_cast<uint64_t>(options.choices)));
+        std::swap(choice[0], choice[static_cast<size_t>(q.label)]);
+        for (size_t d : choice) q.choices.emplace_back(kNounCategories[taking_part[d]]);
+        out.push_back(std::move(q));
+      }
+    }
+  }
+  return result;
+}
+
 TaskResult Build(const WordNet& wn, const Builder& b, Task task, const Options& options) {
   switch (task) {
     case Task::kDefinition: return BuildDefinition(wn, b, options);
     case Task::kHypernym: return BuildHypernym(wn, b, options);
     case Task::kAntonym: return BuildAntonym(wn, b, options);
     case Task::kPartOfSpeech: return BuildPartOfSpeech(wn, b, options);
+    case Task::kCategory: return BuildCategory(wn, b, options);
   }
   return TaskResult{};
 }
@@ -412,6 +511,7 @@ absl::string_view TaskName(Task task) {
     case Task::kHypernym: return "hypernym";
     case Task::kAntonym: return "antonym";
     case Task::kPartOfSpeech: return "pos";
+    case Task::kCategory: return "category";
   }
   return "?";
 }
@@ -421,7 +521,12 @@ absl::StatusOr<Task> ParseTask(absl::string_view name) {
     if (TaskName(t) == name) return t;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown task '", name, "' (expected definition, hypernym, antonym or pos)"));
+      absl::StrCat("unknown task '", name, "' (expected definition, hypernym, antonym, pos or category)"));
+}
+
+absl::string_view NounCategory(int lex_filenum) {
+  const int i = lex_filenum - kFirstNounCategory;
+  return i >= 0 && i < kNumNounCategories ? kNounCategories[i] : absl::string_view();
 }
 
 absl::string_view SplitName(Split split) { return split == Split::kTrain ? "train" : "validation"; }

@@ -30,11 +30,16 @@
 
 namespace d2lora::datasets::wordnet {
 
-enum class Task : uint8_t { kDefinition = 0, kHypernym = 1, kAntonym = 2, kPartOfSpeech = 3 };
-inline constexpr std::array<Task, 4> kAllTasks = {Task::kDefinition, Task::kHypernym, Task::kAntonym,
-                                                  Task::kPartOfSpeech};
-absl::string_view TaskName(Task task);  // "definition", "hypernym", "antonym", "pos"
+enum class Task : uint8_t { kDefinition = 0, kHypernym = 1, kAntonym = 2, kPartOfSpeech = 3, kCategory = 4 };
+inline constexpr std::array<Task, 5> kAllTasks = {Task::kDefinition, Task::kHypernym, Task::kAntonym,
+                                                  Task::kPartOfSpeech, Task::kCategory};
+absl::string_view TaskName(Task task);  // "definition", "hypernym", "antonym", "pos", "category"
 absl::StatusOr<Task> ParseTask(absl::string_view name);
+
+// The semantic category of a noun synset's lexicographer file (lexnames(5) of
+// WordNet 3.0: 4 "act" ... 28 "time"); empty for noun.Tops (3) and for any
+// number that names no noun file.
+absl::string_view NounCategory(int lex_filenum);
 
 enum class Split : uint8_t { kTrain = 0, kValidation = 1 };
 absl::string_view SplitName(Split split);  // "train", "validation"
@@ -42,7 +47,7 @@ absl::string_view SplitName(Split split);  // "train", "validation"
 struct Options {
   uint64_t seed = 1;
   double val_fraction = 0.2;  // chance that a word is a validation word
-  int choices = 4;            // answer + choices - 1 distractors (pos: always the 4 parts of speech)
+  int choices = 4;            // answer + choices - 1 distractors (pos: always the 4 parts of speech; category: at most 25)
   int64_t max_train = 0;      // questions per task and split; 0 keeps all
   int64_t max_val = 0;
 

@@ -475,6 +475,86 @@ TEST(WordNetTasksTest, PartOfSpeechIsBalancedAndUnambiguous) {
   }
 }
 
+TEST(WordNetTasksTest, CategoryIsBalancedSoThatFrequencyTellsNothing) {
+  // Nouns in five categories: 5 animal four times as common as 6 artifact,
+  // 18 person and 20 plant; 4 act too rare to take part (fewer than 20 per
+  // split); noun.Tops (3) is never asked about.
+  testdata::Files f;
+  auto off = [](int i) { return static_cast<uint32_t>(1000000 + 100 * i); };
+  const int fields[] = {5, 5, 5, 5, 6, 18, 20, 3};
+  for (int i = 0; i < 1200; ++i) {
+    const int field = fields[i % 8];
+    f.noun += Line(off(i), 'n', {Name("n", i), Name("other n", i)}, {},
+                   absl::StrCat("a thing of field ", field, " numbered ", i), "", field);
+  }
+  for (int i = 0; i < 10; ++i) f.noun += Line(off(2000 + i), 'n', {Name("act", i)}, {}, "a rare act", "", 4);
+  f.noun += Line(off(3000), 'n', {"Capital"}, {}, "only a proper noun", "", 5);  // no plain lemma
+  WordNet wn = Load(f);
+  EXPECT_EQ(NounCategory(3), "");
+  EXPECT_EQ(NounCategory(4), "act");
+  EXPECT_EQ(NounCategory(5), "animal");
+  EXPECT_EQ(NounCategory(18), "person");
+  EXPECT_EQ(NounCategory(28), "time");
+  EXPECT_EQ(NounCategory(29), "");
+  Options o;
+  o.val_fraction = 0.3;
+  o.choices = 3;
+  absl::StatusOr<TaskResult> r = BuildTask(wn, Task::kCategory, o);
+  D2_ASSERT_OK(r.status());
+  ExpectWellFormed(wn, *r, o);
+  EXPECT_EQ(r->candidates, 1050 + 10);
+  const std::map<std::string, std::string> by_field = {{"5", "animal"}, {"6", "artifact"}, {"18", "person"},
+                                                       {"20", "plant"}};
+  for (const auto& split : r->splits) {
+    ASSERT_FALSE(split.empty());
+    std::map<std::string, int> answers, distractors;
+    for (size_t i = 0; i < split.size(); ++i) {
+      const Question& q = split[i];
+      SCOPED_TRACE(q.question);
+      EXPECT_THAT(q.question, HasSubstr("\"" + q.word + "\" means \"a thing of field "));
+      EXPECT_THAT(q.question, HasSubstr("\". What kind of thing is it?"));
+      const size_t at = q.question.find("field ") + 6;
+      EXPECT_EQ(q.answer(), by_field.at(q.question.substr(at, q.question.find(' ', at) - at)));
+      EXPECT_TRUE(q.choices_are_labels);
+      ++answers[q.answer()];
+      for (size_t c = 0; c < q.choices.size(); ++c) {
+        if (static_cast<int>(c) != q.label) ++distractors[q.choices[c]];
+      }
+      if (i % 4 == 3) {  // interleaved: every 4 questions, one of each category
+        std::set<std::string> block;
+        for (size_t j = i - 3; j <= i; ++j) block.insert(split[j].answer());
+        EXPECT_EQ(block.size(), 4u);
+      }
+    }
+    // Four categories take part ("act" is too rare), each equally often the answer.
+    EXPECT_EQ(answers.size(), 4u);
+    EXPECT_EQ(answers.count("act"), 0u);
+    for (const auto& [name, n] : answers) EXPECT_EQ(n, answers.begin()->second) << name;
+    // Distractors are uniform: "animal", the common one, is no more often a distractor.
+    for (const auto& [name, n] : distractors) {
+      EXPECT_NEAR(n, static_cast<double>(split.size()) * 2 / 4, split.size() * 0.15) << name;
+    }
+  }
+  // Deterministic; capped by a seeded sample, still balanced.
+  absl::StatusOr<TaskResult> again = BuildTask(wn, Task::kCategory, o);
+  D2_ASSERT_OK(again.status());
+  EXPECT_EQ(Serialise(*again), Serialise(*r));
+  o.max_train = 50;
+  o.max_val = 21;
+  absl::StatusOr<TaskResult> capped = BuildTask(wn, Task::kCategory, o);
+  D2_ASSERT_OK(capped.status());
+  EXPECT_EQ(capped->train().size(), 48u);
+  EXPECT_EQ(capped->validation().size(), 20u);
+  EXPECT_EQ(capped->capped[0] + 48, r->capped[0] + static_cast<int64_t>(r->train().size()));
+  ExpectWellFormed(wn, *capped, o);
+  // More choices than categories taking part: no question can be asked.
+  o.choices = 5;
+  absl::StatusOr<TaskResult> too_few = BuildTask(wn, Task::kCategory, o);
+  D2_ASSERT_OK(too_few.status());
+  EXPECT_TRUE(too_few->train().empty());
+  EXPECT_EQ(too_few->no_distractors, 1060);
+}
+
 TEST(WordNetTasksTest, CapsTakeASeededSampleInOrder) {
   WordNet wn = Load(testdata::Generated(400, 150, 60));
   Options o;
@@ -528,11 +608,12 @@ TEST(WordNetTasksTest, WritesTheDatasetDirectory) {
   req.wordnet_dir = "/some/where";
   absl::StatusOr<std::vector<WrittenFile>> written = WriteDataset(wn, req);
   D2_ASSERT_OK(written.status());
-  ASSERT_EQ(written->size(), 10u);
+  ASSERT_EQ(written->size(), 12u);
   EXPECT_EQ((*written)[0].path, req.out_dir + "/corpus.jsonl");
   EXPECT_EQ((*written)[0].records, static_cast<int64_t>(wn.synsets.size()));
   EXPECT_EQ((*written)[1].path, req.out_dir + "/definition/train.jsonl");
-  EXPECT_EQ((*written)[9].path, req.out_dir + "/stats.json");
+  EXPECT_EQ((*written)[9].path, req.out_dir + "/category/train.jsonl");
+  EXPECT_EQ((*written)[11].path, req.out_dir + "/stats.json");
 
   std::vector<nlohmann::json> corpus = ReadJsonl(req.out_dir + "/corpus.jsonl");
   ASSERT_EQ(corpus.size(), wn.synsets.size());

@@ -27,10 +27,11 @@ struct Ptr {
   int target = 0;
 };
 
-// One data line: `words` with spaces written as '_', lex_id 0 each.
+// One data line: `words` with spaces written as '_', lex_id 0 each; lexicographer file 3 unless given.
 inline std::string Line(uint32_t offset, char ss_type, const std::vector<std::string>& words,
-                        const std::vector<Ptr>& ptrs, const std::string& gloss, const std::string& frames = "") {
-  std::string line = absl::StrFormat("%08u 03 %c %02x", offset, ss_type, words.size());
+                        const std::vector<Ptr>& ptrs, const std::string& gloss, const std::string& frames = "",
+                        int lex_filenum = 3) {
+  std::string line = absl::StrFormat("%08u %02d %c %02x", offset, lex_filenum, ss_type, words.size());
   for (std::string w : words) {
     for (char& c : w) {
       if (c == ' ') c = '_';
@@ -69,7 +70,7 @@ struct Files {
 };
 
 // A larger database for the split and determinism tests: a noun hypernym tree
-// of `nouns` synsets (two lemmas each, one of them multiword), `pairs` pairs of
+// of `nouns` synsets (two lemmas each, one of them multiword, in four categories), `pairs` pairs of
 // antonymous adjectives each with a satellite, `verbs` verbs in a hypernym
 // chain with antonym pairs, and 80 adverbs.
 inline Files Generated(int nouns, int pairs, int verbs) {
@@ -80,7 +81,8 @@ inline Files Generated(int nouns, int pairs, int verbs) {
     if (i > 0) ptrs.push_back({"@", noun_off((i - 1) / 3), 'n'});
     for (int c = 3 * i + 1; c <= 3 * i + 3 && c < nouns; ++c) ptrs.push_back({"~", noun_off(c), 'n'});
     f.noun += Line(noun_off(i), 'n', {Name("n", i), Name("big n", i)}, ptrs,
-                   absl::StrCat("the thing with code ", 7 * i, "; \"an example of thing ", i, "\""));
+                   absl::StrCat("the thing with code ", 7 * i, "; \"an example of thing ", i, "\""), "",
+                   4 + i % 4);  // four categories (act ... attribute) for the category task
   }
   auto adj_off = [](int i) { return static_cast<uint32_t>(2000000 + 100 * i); };
   for (int p = 0; p < pairs; ++p) {
