@@ -15,6 +15,8 @@ inline constexpr char kSummaryFile[] = "summary.json";
 inline constexpr char kMetricsFile[] = "metrics.jsonl";
 inline constexpr char kSpecFile[] = "spec.yaml";
 inline constexpr char kMergeReportFile[] = "merge_report.json";
+// The final evaluation's answer to each multiple-choice question (train_job.cc).
+inline constexpr char kPredictionsFile[] = "predictions.json";
 inline constexpr char kAdapterDir[] = "adapter";
 // A D2-LoRA job's exact rank-2r PEFT DoRA export, beside adapter/.
 inline constexpr char kPeftAdapterDir[] = "adapter-peft";
@@ -33,7 +35,12 @@ std::optional<int64_t> CompleteCheckpointStep(absl::string_view name);
 // The folders and files of a finished job that are its artifacts
 // (checkpoints/ travel separately, as they are written).
 inline constexpr const char* kOutputFolders[] = {kAdapterDir, kPeftAdapterDir, kMergedDir};
-inline constexpr const char* kOutputFiles[] = {kMetricsFile, kSummaryFile, kSpecFile, kMergeReportFile};
+inline constexpr const char* kOutputFiles[] = {kMetricsFile, kSummaryFile, kSpecFile, kMergeReportFile,
+                                               kPredictionsFile};
+// Those of kOutputFiles a job may lack: no merge asked for, no multiple-choice validation.
+inline bool OptionalOutputFile(absl::string_view name) {
+  return name == kMergeReportFile || name == kPredictionsFile;
+}
 
 // The environment variable that names the file a trainer process writes its
 // error to before a non-zero exit (error_file.h), like torchelastic's

@@ -555,7 +555,7 @@ std::optional<AssignmentRunner::Failure> AssignmentRunner::UploadOutputs() {
   }
   for (const char* file : trainer::kOutputFiles) {
     const std::string path = absl::StrCat(out_dir(), "/", file);
-    if (file == trainer::kMergeReportFile && !fs::exists(path, ec)) continue;  // no merge asked for
+    if (trainer::OptionalOutputFile(file) && !fs::exists(path, ec)) continue;
     uploads.emplace_back(path, file);
   }
   for (const auto& [path, name] : uploads) {

@@ -186,7 +186,8 @@ torch::Tensor CheckLogits(CausalLMImpl& model, const Batch& batch, const torch::
 absl::StatusOr<MergeReport> MergeAndCheck(const JobSpec& spec, CausalLMImpl& model, const Tokenizer& tokenizer,
                                           Trainer& trainer, const TrainResult& result,
                                           c10::ScalarType merged_dtype, ProcessGroup& group,
-                                          const torch::Device& device, const std::vector<Example>& source) {
+                                          const torch::Device& device, const std::vector<Example>& source,
+                                          nlohmann::json* predictions) {
   const bool rank0 = group.rank() == 0;
   MergeReport report;
   report.enforced = spec.output.merge_check;
@@ -211,6 +212,7 @@ absl::StatusOr<MergeReport> MergeAndCheck(const JobSpec& spec, CausalLMImpl& mod
   if (result.final_eval && !validation.empty()) {
     D2_ASSIGN_OR_RETURN(ValidationResult merged, Validate(model, validation, trainer.validation_options(), group,
                                                           result.steps, /*final=*/false));
+    if (!merged.predictions.empty()) (*predictions)["merged"] = merged.predictions;
     const EvalMetrics& a = result.final_eval->metrics;
     const EvalMetrics& b = merged.metrics;
     if (a.accuracy && b.accuracy) {
@@ -399,6 +401,21 @@ nlohmann::json RunSummary(const JobSpec& spec, const TrainResult& result, int64_
   return summary;
 }
 
+// predictions.json: the final evaluation's answer to each multiple-choice
+// question, by scoring, with the labels: {"step", "labels", "training_form":
+// {"mean": [...], ...}} and, once the merge is validated, "merged" (the spec's
+// scoring). Empty when the validation set has no multiple-choice items.
+nlohmann::json PredictionsJson(const TrainResult& result) {
+  if (!result.final_eval || result.final_eval->predictions.empty()) return nlohmann::json::object();
+  return {{"step", result.steps},
+          {"labels", result.final_eval->labels},
+          {"training_form", result.final_eval->predictions}};
+}
+
+absl::Status WritePredictions(const JobSpec& spec, const nlohmann::json& predictions) {
+  return WriteFileAtomically(spec.output.dir + "/" + trainer::kPredictionsFile, predictions.dump() + "\n");
+}
+
 // adapter/ (rank 0), and for D2-LoRA its exact rank-2r PEFT DoRA form beside
 // it, for stacks that know DoRA but not D2-LoRA. That one is an extra: a layer
 // DoRA cannot express (a zero row of W0) is reported, not fatal.
@@ -437,13 +454,14 @@ struct MergeInputs {
 // and nothing is published. The other ranks end normally, so that through the
 // service the job's failure is rank 0's, with its summary and artifacts.
 absl::Status MergeOutputs(const JobSpec& spec, CausalLMImpl& model, const MergeInputs& in, ProcessGroup& group,
-                          nlohmann::json& summary, nlohmann::json& paths) {
+                          nlohmann::json& summary, nlohmann::json& paths, nlohmann::json* predictions) {
   const bool rank0 = group.rank() == 0;
   D2_ASSIGN_OR_RETURN(c10::ScalarType merged_dtype, MergedDtype(spec, *in.config));
   D2_ASSIGN_OR_RETURN(std::string dtype_name, ModelDtypeName(merged_dtype));
   if (!spec.full_finetune()) {
     D2_ASSIGN_OR_RETURN(MergeReport report, MergeAndCheck(spec, model, *in.tokenizer, *in.trainer, *in.result,
-                                                          merged_dtype, group, in.device, *in.check_source));
+                                                          merged_dtype, group, in.device, *in.check_source,
+                                                          predictions));
     report.merged_dtype = dtype_name;
     Judge(&report);
     if (rank0) D2_RETURN_IF_ERROR(WriteMergeReport(report, spec.output.dir));
@@ -539,14 +557,24 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const Trai
   nlohmann::json paths = {{"output_dir", spec.output.dir},
                           {"metrics", spec.output.dir + "/" + trainer::kMetricsFile},
                           {"checkpoint", result.last_checkpoint}};
+  nlohmann::json predictions = PredictionsJson(result);
   if (!result.stopped) {
     if (!spec.full_finetune()) D2_RETURN_IF_ERROR(SaveAdapters(spec, *model, rank0, summary, paths));
     if (spec.output.merge || spec.full_finetune()) {
       const ValidationSet& validation = trainer->validation();
       const MergeInputs in{&setup.loaded.config, setup.tokenizer.get(), trainer.get(), &result,
                            validation.examples.empty() ? setup.data.train.get() : &validation.examples, device};
-      D2_RETURN_IF_ERROR(MergeOutputs(spec, *model, in, group, summary, paths));
+      absl::Status merged = MergeOutputs(spec, *model, in, group, summary, paths, &predictions);
+      if (!merged.ok() && rank0 && !predictions.empty()) {
+        // A failed merge gate keeps the answers that show it, question by question.
+        D2_RETURN_IF_ERROR(WritePredictions(spec, predictions));
+      }
+      D2_RETURN_IF_ERROR(merged);
     }
+  }
+  if (!predictions.empty()) {
+    if (rank0) D2_RETURN_IF_ERROR(WritePredictions(spec, predictions));
+    paths["predictions"] = spec.output.dir + "/" + trainer::kPredictionsFile;
   }
   summary["paths"] = paths;
   summary["memory"] = MemorySummary(plan, runtime_bytes, spec.resources.device == DeviceKind::kCuda);

@@ -64,10 +64,23 @@ absl::StatusOr<ValidationResult> Validate(CausalLMImpl& model, const ValidationS
   std::vector<ChoiceScoring> scorings = {options.eval.scoring};
   if (final) scorings.assign(std::begin(kAllScorings), std::end(kAllScorings));
   std::vector<ChoiceExample> choices = Shard(data.choices, limit, rank, world);
+  // Each item's chosen index + 1 at its place in the whole set, per scoring;
+  // zeros elsewhere, so that the all-reduced sum is every rank's answers.
+  const int64_t all_items = limit > 0 ? std::min<int64_t>(limit, static_cast<int64_t>(data.choices.size()))
+                                      : static_cast<int64_t>(data.choices.size());
+  torch::Tensor chosen;
+  if (all_items > 0) chosen = torch::zeros({static_cast<int64_t>(scorings.size()), all_items}, torch::kFloat64);
   if (!choices.empty()) {
     D2_ASSIGN_OR_RETURN(std::vector<McEvalResult> mc,
                         EvaluateMultipleChoiceScorings(model, choices, scorings, options.batch_size));
-    for (size_t i = 0; i < scorings.size(); ++i) sums[CorrectSlot(scorings[i])] = static_cast<double>(mc[i].correct);
+    auto at = chosen.accessor<double, 2>();
+    for (size_t i = 0; i < scorings.size(); ++i) {
+      sums[CorrectSlot(scorings[i])] = static_cast<double>(mc[i].correct);
+      for (size_t k = 0; k < mc[i].predictions.size(); ++k) {
+        at[static_cast<int64_t>(i)][rank + static_cast<int64_t>(k) * world] =
+            static_cast<double>(mc[i].predictions[k] + 1);
+      }
+    }
     sums[kChoiceItems] = static_cast<double>(choices.size());
   }
 
@@ -93,6 +106,11 @@ absl::StatusOr<ValidationResult> Validate(CausalLMImpl& model, const ValidationS
     t = t.cpu();
     auto acc = t.accessor<double, 1>();
     for (int i = 0; i < kNumSlots; ++i) sums[i] = acc[i];
+    if (chosen.defined()) {
+      torch::Tensor c = chosen.to(group.device());
+      D2_RETURN_IF_ERROR(group.AllReduceSum(c));
+      chosen = c.cpu();
+    }
   }
 
   ValidationResult r;
@@ -114,6 +132,13 @@ absl::StatusOr<ValidationResult> Validate(CausalLMImpl& model, const ValidationS
     r.details["accuracy"] = acc;
     r.details["scoring"] = m.scoring;
     r.details["choice_items"] = static_cast<int64_t>(sums[kChoiceItems]);
+    auto at = chosen.accessor<double, 2>();
+    for (size_t i = 0; i < scorings.size(); ++i) {
+      std::vector<int64_t>& p = r.predictions[std::string(ChoiceScoringName(scorings[i]))];
+      p.reserve(static_cast<size_t>(all_items));
+      for (int64_t k = 0; k < all_items; ++k) p.push_back(static_cast<int64_t>(at[static_cast<int64_t>(i)][k]) - 1);
+    }
+    for (int64_t k = 0; k < all_items; ++k) r.labels.push_back(data.choices[static_cast<size_t>(k)].label);
   }
   if (sums[kRougeItems] > 0) {
     m.rouge_l = sums[kRougeSum] / sums[kRougeItems];

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +50,11 @@ struct ValidationResult {
   EvalMetrics metrics;  // what the callbacks receive
   // Every number, for summary.json: loss, perplexity, accuracy per scoring, rouge_l.
   nlohmann::json details;
+  // Multiple choice: each scored item's chosen index by scoring name, and its
+  // label, in the validation set's order (the first eval.max_examples items),
+  // gathered from every rank: what predictions.json holds.
+  std::map<std::string, std::vector<int64_t>> predictions;
+  std::vector<int64_t> labels;
 };
 
 // Collective when `group` has more than one rank. `final` adds all scorings and ROUGE-L.

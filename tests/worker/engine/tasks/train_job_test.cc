@@ -319,6 +319,26 @@ TEST(TrainJob, MultipleChoiceEndToEnd) {
   EXPECT_EQ(report["layers"].size(), 4u * 7) << "every adapted linear layer of the tiny model";
   EXPECT_EQ(report["thresholds"]["max_logit_diff"], 1e-3);  // fp32's default
   EXPECT_EQ(summary["paths"]["merge_report"], out + "/merge_report.json");
+  // predictions.json: each question's answer under every scoring, agreeing
+  // with the accuracies; the merged model's under the spec's scoring.
+  EXPECT_EQ(summary["paths"]["predictions"], out + "/predictions.json");
+  const json pred = ReadJson(out + "/predictions.json");
+  EXPECT_EQ(pred["step"], 6);
+  ASSERT_EQ(pred["labels"].size(), 8u) << pred.dump();
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(pred["labels"][i], (100 + i) % 2) << i;  // McJsonl's labels
+  for (const char* s : {"sum", "mean", "byte", "letter"}) {
+    const json& p = pred["training_form"][s];
+    ASSERT_EQ(p.size(), 8u) << s;
+    int correct = 0;
+    for (size_t i = 0; i < 8; ++i) {
+      EXPECT_GE(p[i].get<int>(), 0);
+      EXPECT_LT(p[i].get<int>(), 2);
+      correct += p[i] == pred["labels"][i];
+    }
+    EXPECT_NEAR(correct / 8.0, eval["accuracy"][s].get<double>(), 1e-12) << s;
+  }
+  EXPECT_EQ(pred["merged"]["mean"], pred["training_form"]["mean"]);
+  EXPECT_FALSE(pred["merged"].contains("sum"));
   // D2-LoRA jobs also write the exact PEFT DoRA export.
   EXPECT_EQ(summary["paths"]["adapter_peft"], out + "/adapter-peft");
   const json peft = ReadJson(out + "/adapter-peft/adapter_config.json");
@@ -772,6 +792,12 @@ TEST(TrainJob, TwoGlooRanksMatchOneRank) {
   EXPECT_EQ(two_summary["eval"]["choice_items"], 6);
   EXPECT_NEAR(two_summary["eval"]["loss"].get<double>(), (*one)["eval"]["loss"].get<double>(), 1e-4);
   EXPECT_LT(two_summary["merge_check"]["max_logit_diff"].get<double>(), 1e-4);
+  // Each rank scored every other question: predictions.json holds all six, in order.
+  const json two_pred = ReadJson(tmp.file("two/predictions.json"));
+  const json one_pred = ReadJson(tmp.file("one/predictions.json"));
+  ASSERT_EQ(two_pred["training_form"]["mean"].size(), 6u);
+  EXPECT_EQ(two_pred["labels"], one_pred["labels"]);
+  EXPECT_EQ(two_pred["training_form"], one_pred["training_form"]);
   ExpectSameTensors(ReadTensors(tmp.file("one/adapter/adapter_model.safetensors")),
                     ReadTensors(tmp.file("two/adapter/adapter_model.safetensors")), 1e-5);
   // Training did move the adapter away from its initialisation.
