@@ -1,7 +1,6 @@
 #include "server/submit_memory.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -17,7 +16,6 @@
 namespace d2lora::server {
 namespace {
 
-namespace fs = std::filesystem;
 
 constexpr int64_t kMaxConfigBytes = 1 << 20;
 
@@ -45,14 +43,7 @@ class SpecPath {
       }
       return total;
     }
-    std::error_code ec;
-    if (fs::is_regular_file(path_, ec)) return static_cast<int64_t>(fs::file_size(path_, ec));
-    for (const auto& entry : fs::directory_iterator(path_, ec)) {
-      if (entry.is_regular_file(ec) && absl::EndsWith(entry.path().string(), suffix)) {
-        total += static_cast<int64_t>(entry.file_size(ec));
-      }
-    }
-    return total;
+    return model::LocalBytes(path_, suffix);
   }
 
   // The text of `name` inside the folder; NOT_FOUND when this host cannot read it.

@@ -8,7 +8,6 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -23,7 +22,6 @@
 namespace d2lora::cli {
 namespace {
 
-namespace fs = std::filesystem;
 
 struct PlanFlags {
   std::string config;
@@ -31,23 +29,15 @@ struct PlanFlags {
   bool json = false;
 };
 
-int64_t FileBytes(const std::string& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  return ec ? 0 : static_cast<int64_t>(size);
-}
-
 absl::StatusOr<model::MemoryPlan> Plan(const PlanFlags& f) {
   D2_ASSIGN_OR_RETURN(spec::ValidJobSpec loaded, spec::LoadJobSpec(f.config, f.overrides));
   const spec::ValidJobSpec valid = spec::ResolveSpecPaths(loaded, spec::SpecDirectory(f.config));
   const spec::JobSpec& s = valid;
   D2_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(s.model));
   model::MemoryPlanInputs in;
-  in.data_file_bytes = FileBytes(s.data.train) + (s.data.validation.empty() ? 0 : FileBytes(s.data.validation));
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(s.model, ec)) {
-    if (entry.path().extension() == ".safetensors") in.checkpoint_bytes += FileBytes(entry.path().string());
-  }
+  in.data_file_bytes =
+      model::LocalBytes(s.data.train) + (s.data.validation.empty() ? 0 : model::LocalBytes(s.data.validation));
+  in.checkpoint_bytes = model::LocalBytes(s.model, ".safetensors");
   return model::PlanMemory(config, s, in);
 }
 

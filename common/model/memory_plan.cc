@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/cgroup_limits.h"
 #include "common/spec/target_modules.h"
 #include "common/status_macros.h"
 #include "common/text_format.h"
@@ -378,6 +380,23 @@ int64_t StatusKiB(const char* key) {
 int64_t ResidentBytes() { return StatusKiB("VmRSS"); }
 int64_t PeakResidentBytes() { return StatusKiB("VmHWM"); }
 
+int64_t LocalBytes(const std::string& path, const std::string& suffix) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return static_cast<int64_t>(fs::file_size(path, ec));
+  int64_t total = 0;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file(ec) || name.size() < suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    const auto size = entry.file_size(ec);
+    if (!ec) total += static_cast<int64_t>(size);
+  }
+  return total;
+}
+
 int64_t AvailableMemoryBytes() {
   int64_t available = 0;
   std::ifstream meminfo("/proc/meminfo");
@@ -386,9 +405,9 @@ int64_t AvailableMemoryBytes() {
   while (std::getline(meminfo, line)) {
     if (std::sscanf(line.c_str(), "MemAvailable: %lld kB", &kib) == 1) available = kib * 1024;
   }
-  std::ifstream limit("/sys/fs/cgroup/memory.max");  // "max" (no limit) does not parse
-  long long max = 0;
-  if (limit >> max && max > 0 && (available == 0 || max < available)) available = max;
+  if (std::optional<int64_t> limit = MemoryLimitBytes(); limit && (available == 0 || *limit < available)) {
+    available = *limit;
+  }
   return available;
 }
 

@@ -107,7 +107,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, const spec::Job
 int64_t ResidentBytes();
 int64_t PeakResidentBytes();
 // Memory a new process could use now: MemAvailable (/proc/meminfo), capped by
-// this process's cgroup v2 limit; 0 where neither can be read.
+// this process's cgroup limit (common/cgroup_limits.h); 0 where neither can be read.
 int64_t AvailableMemoryBytes();
+
+// A local path's bytes, for the plan's inputs: a file's size, or the sum of
+// the sizes of a directory's files whose names end in `suffix` (a model's
+// ".safetensors"); 0 when it cannot be read.
+int64_t LocalBytes(const std::string& path, const std::string& suffix = "");
 
 }  // namespace d2lora::model

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/cgroup_limits.h"
 
 namespace d2lora::worker {
 namespace fs = std::filesystem;
@@ -31,9 +32,7 @@ int64_t TotalMemoryBytes() {
   const long page_size = sysconf(_SC_PAGESIZE);
   if (pages <= 0 || page_size <= 0) return 0;
   int64_t total = static_cast<int64_t>(pages) * page_size;
-  std::ifstream limit("/sys/fs/cgroup/memory.max");  // "max" (no limit) does not parse
-  long long max = 0;
-  if (limit >> max && max > 0 && max < total) total = max;
+  if (std::optional<int64_t> limit = MemoryLimitBytes(); limit && *limit < total) total = *limit;
   return total;
 }
 

@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/cpu_cores.h"
+#include "common/cgroup_limits.h"
 #include "common/rpc/status_convert.h"
 #include "worker/daemon/daemon_log.h"
 #include "common/version.h"

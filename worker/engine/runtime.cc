@@ -16,7 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/cpu_cores.h"
+#include "common/cgroup_limits.h"
 
 namespace d2lora::engine {
 

@@ -43,7 +43,7 @@ std::string AllocatorName();
 std::string TcmallocPath();
 
 // The number of cores this process may use: its CPU affinity mask, capped by
-// its cgroup's CPU limit (common/cpu_cores.h).
+// its cgroup's CPU limit (common/cgroup_limits.h).
 int AvailableCores();
 
 // Sets LibTorch's intra-op threads: `threads` > 0 as given, 0 = AvailableCores().

@@ -1,9 +1,11 @@
 #include "common/model/memory_plan.h"
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/test_support.h"
 #include "tests/worker/engine/model/tiny_model.h"
 #include "worker/engine/adapters/inject.h"
 #include "worker/engine/tasks/init_model.h"
@@ -179,6 +181,19 @@ TEST(MemoryPlanTest, ASizeBeyondCountingIsAnErrorNotAWrappedNumber) {
   s.data.max_seq_len = 1 << 20;
   s.train.micro_batch_size = 1 << 20;
   EXPECT_FALSE(PlanMemory(*preset, s).ok());
+}
+
+TEST(MemoryPlanTest, LocalBytesSumsAFileOrAFoldersMatchingFiles) {
+  ::d2lora::testing::TempDir dir;
+  ::d2lora::testing::WriteFile(dir.file("a.safetensors"), std::string(10, 'x'));
+  ::d2lora::testing::WriteFile(dir.file("b.safetensors"), std::string(20, 'x'));
+  ::d2lora::testing::WriteFile(dir.file("config.json"), std::string(5, 'x'));
+  std::filesystem::create_directories(dir.file("sub"));
+  ::d2lora::testing::WriteFile(dir.file("sub/c.safetensors"), std::string(40, 'x'));  // not in the folder itself
+  EXPECT_EQ(LocalBytes(dir.path(), ".safetensors"), 30);
+  EXPECT_EQ(LocalBytes(dir.path()), 35);
+  EXPECT_EQ(LocalBytes(dir.file("config.json")), 5);
+  EXPECT_EQ(LocalBytes(dir.file("missing")), 0);
 }
 
 TEST(MemoryPlanTest, ReadsTheProcessMemory) {

@@ -323,10 +323,7 @@ model::MemoryPlanInputs PlanInputs(const JobSpec& spec, const PreparedData& data
   }
   in.data_examples = static_cast<int64_t>(data.train->size() + data.validation.examples.size() +
                                           data.validation.choices.size());
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(spec.model, ec)) {
-    if (entry.path().extension() == ".safetensors") in.checkpoint_bytes += static_cast<int64_t>(entry.file_size(ec));
-  }
+  in.checkpoint_bytes = model::LocalBytes(spec.model, ".safetensors");
   return in;
 }
 

@@ -1,9 +1,10 @@
-#include "common/cpu_cores.h"
+#include "common/cgroup_limits.h"
 
 #include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -52,9 +53,10 @@ std::optional<double> ReadCfsQuota(const std::string& dir) {
 
 // The smallest limit from `base + path` up to `base`; only `base` itself when
 // `base + path` does not exist.
-std::optional<double> SmallestUpTheTree(const std::string& base, std::string path,
-                                        std::optional<double> (*read)(const std::string&)) {
-  std::optional<double> best;
+template <typename T>
+std::optional<T> SmallestUpTheTree(const std::string& base, std::string path,
+                                   std::optional<T> (*read)(const std::string&)) {
+  std::optional<T> best;
   auto consider = [&](const std::string& dir) {
     auto v = read(dir);
     if (v && (!best || *v < *best)) best = v;
@@ -67,9 +69,31 @@ std::optional<double> SmallestUpTheTree(const std::string& base, std::string pat
   return best;
 }
 
-}  // namespace
+// A positive byte count below `none_from` on the file's first line ("max" and
+// larger values: no limit).
+std::optional<int64_t> ReadBytes(const std::string& file, int64_t none_from) {
+  auto line = ReadFirstLine(file);
+  int64_t bytes = 0;
+  if (!line || !absl::SimpleAtoi(*line, &bytes) || bytes <= 0 || bytes >= none_from) return std::nullopt;
+  return bytes;
+}
 
-std::optional<double> CgroupCpuLimit(const std::string& cgroup_root, const std::string& proc_self_cgroup) {
+std::optional<int64_t> ReadMemoryMax(const std::string& dir) {
+  return ReadBytes(dir + "/memory.max", INT64_MAX);
+}
+
+// v1 writes "no limit" as a page-rounded 2^63 - 1.
+std::optional<int64_t> ReadMemoryLimitInBytes(const std::string& dir) {
+  return ReadBytes(dir + "/memory.limit_in_bytes", int64_t{1} << 62);
+}
+
+// The smallest limit of the cgroup that /proc/self/cgroup names: v2's file, or
+// v1's under the mount of `controller` (Debian mounts cpu as cpu,cpuacct).
+template <typename T>
+std::optional<T> CgroupLimit(const std::string& cgroup_root, const std::string& proc_self_cgroup,
+                             std::optional<T> (*read_v2)(const std::string&),
+                             absl::string_view controller, const std::vector<std::string>& v1_mounts,
+                             std::optional<T> (*read_v1)(const std::string&)) {
   std::istringstream lines(proc_self_cgroup);
   std::string line;
   while (std::getline(lines, line)) {
@@ -77,20 +101,40 @@ std::optional<double> CgroupCpuLimit(const std::string& cgroup_root, const std::
     std::vector<std::string> f = absl::StrSplit(line, absl::MaxSplits(':', 2));
     if (f.size() != 3) continue;
     if (f[0] == "0" && f[1].empty()) {
-      if (auto v = SmallestUpTheTree(cgroup_root, f[2], ReadCpuMax)) return v;
+      if (auto v = SmallestUpTheTree(cgroup_root, f[2], read_v2)) return v;
       continue;
     }
-    for (absl::string_view controller : absl::StrSplit(f[1], ',')) {
-      if (controller != "cpu") continue;
-      // Debian mounts v1's cpu controller as cpu,cpuacct (cpu is a link to it).
-      for (const std::string& mount : {std::string("/cpu,cpuacct"), std::string("/cpu")}) {
+    for (absl::string_view c : absl::StrSplit(f[1], ',')) {
+      if (c != controller) continue;
+      for (const std::string& mount : v1_mounts) {
         if (!IsDirectory(cgroup_root + mount)) continue;
-        if (auto v = SmallestUpTheTree(cgroup_root + mount, f[2], ReadCfsQuota)) return v;
+        if (auto v = SmallestUpTheTree(cgroup_root + mount, f[2], read_v1)) return v;
       }
     }
   }
   return std::nullopt;
 }
+
+std::string ProcSelfCgroup() {
+  std::ifstream in("/proc/self/cgroup");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+std::optional<double> CgroupCpuLimit(const std::string& cgroup_root, const std::string& proc_self_cgroup) {
+  return CgroupLimit<double>(cgroup_root, proc_self_cgroup, ReadCpuMax, "cpu", {"/cpu,cpuacct", "/cpu"},
+                             ReadCfsQuota);
+}
+
+std::optional<int64_t> CgroupMemoryLimit(const std::string& cgroup_root, const std::string& proc_self_cgroup) {
+  return CgroupLimit<int64_t>(cgroup_root, proc_self_cgroup, ReadMemoryMax, "memory", {"/memory"},
+                              ReadMemoryLimitInBytes);
+}
+
+std::optional<int64_t> MemoryLimitBytes() { return CgroupMemoryLimit("/sys/fs/cgroup", ProcSelfCgroup()); }
 
 int AvailableCpuCores() {
   int cores = 0;
@@ -98,10 +142,7 @@ int AvailableCpuCores() {
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
   if (cores <= 0) cores = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  std::ifstream in("/proc/self/cgroup");
-  std::stringstream text;
-  text << in.rdbuf();
-  if (auto limit = CgroupCpuLimit("/sys/fs/cgroup", text.str())) {
+  if (auto limit = CgroupCpuLimit("/sys/fs/cgroup", ProcSelfCgroup())) {
     cores = std::min(cores, static_cast<int>(std::ceil(*limit - 1e-9)));
   }
   return std::max(1, cores);

@@ -1,9 +1,10 @@
-// How many cores this process may use: its CPU affinity mask, capped by the
-// CPU bandwidth limit of its cgroup (a container's `--cpus`, a Kubernetes CPU
-// limit), which the affinity mask does not show. Shared by the engine (intra-op
-// threads) and the worker daemon (cores per slot).
+// What this process's cgroup allows it, which the affinity mask and the
+// machine's totals do not show (a container's `--cpus` and `--memory`, a
+// Kubernetes pod's limits). Shared by the engine (intra-op threads, the memory
+// plan) and the worker daemon (cores and memory per slot).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -20,5 +21,13 @@ int AvailableCpuCores();
 // not exist (a container sees its own cgroup at the root), the root's own
 // files are read. nullopt = no limit found.
 std::optional<double> CgroupCpuLimit(const std::string& cgroup_root, const std::string& proc_self_cgroup);
+
+// The memory limit, in bytes, read the same way: cgroup v2 memory.max ("max":
+// none), or v1 memory.limit_in_bytes (values of 2^62 and more: none), the
+// smallest along the path up to the root. nullopt = no limit found.
+std::optional<int64_t> CgroupMemoryLimit(const std::string& cgroup_root, const std::string& proc_self_cgroup);
+
+// CgroupMemoryLimit of this process (/proc/self/cgroup under /sys/fs/cgroup).
+std::optional<int64_t> MemoryLimitBytes();
 
 }  // namespace d2lora

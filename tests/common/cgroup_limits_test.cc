@@ -1,4 +1,4 @@
-#include "common/cpu_cores.h"
+#include "common/cgroup_limits.h"
 
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -72,6 +72,42 @@ TEST_F(CgroupCpuLimitTest, GarbageIsNoLimit) {
   EXPECT_FALSE(CgroupCpuLimit(root(), "0::/a\n").has_value());
   EXPECT_FALSE(CgroupCpuLimit(root(), "not a cgroup file").has_value());
   EXPECT_FALSE(CgroupCpuLimit(root() + "/missing", "0::/\n").has_value());
+}
+
+// The memory limit is read the same way as the CPU limit.
+using CgroupMemoryLimitTest = CgroupCpuLimitTest;
+
+TEST_F(CgroupMemoryLimitTest, V2SmallestUpTheTreeAndMaxMeansNone) {
+  Write("kubepods/pod1/memory.max", "8589934592");    // 8 GiB on the pod
+  Write("kubepods/pod1/ctr/memory.max", "max");       // none on the container
+  EXPECT_EQ(*CgroupMemoryLimit(root(), "0::/kubepods/pod1/ctr\n"), int64_t{8} << 30);
+  Write("kubepods/pod1/ctr/memory.max", "1073741824");  // 1 GiB on the container
+  EXPECT_EQ(*CgroupMemoryLimit(root(), "0::/kubepods/pod1/ctr\n"), int64_t{1} << 30);
+  Write("b/memory.max", "max");
+  EXPECT_FALSE(CgroupMemoryLimit(root(), "0::/b\n").has_value());
+}
+
+TEST_F(CgroupMemoryLimitTest, V2ContainerSeesItsCgroupAtTheRoot) {
+  Write("memory.max", "2147483648");
+  EXPECT_EQ(*CgroupMemoryLimit(root(), "0::/../host/path\n"), int64_t{2} << 30);
+}
+
+TEST_F(CgroupMemoryLimitTest, V1LimitInBytesAndItsNoLimitValue) {
+  Write("memory/docker/x/memory.limit_in_bytes", "536870912");
+  EXPECT_EQ(*CgroupMemoryLimit(root(), "12:pids:/docker/x\n9:memory:/docker/x\n"), int64_t{512} << 20);
+  Write("memory/docker/x/memory.limit_in_bytes", "9223372036854771712");  // v1's "unlimited"
+  EXPECT_FALSE(CgroupMemoryLimit(root(), "9:memory:/docker/x\n").has_value());
+}
+
+TEST_F(CgroupMemoryLimitTest, GarbageIsNoLimit) {
+  Write("a/memory.max", "-5");
+  EXPECT_FALSE(CgroupMemoryLimit(root(), "0::/a\n").has_value());
+  Write("a/memory.max", "lots");
+  EXPECT_FALSE(CgroupMemoryLimit(root(), "0::/a\n").has_value());
+  EXPECT_FALSE(CgroupMemoryLimit(root() + "/missing", "0::/\n").has_value());
+  // A CPU limit is no memory limit.
+  Write("c/cpu.max", "100000 100000");
+  EXPECT_FALSE(CgroupMemoryLimit(root(), "0::/c\n").has_value());
 }
 
 TEST(AvailableCpuCores, AtLeastOneAndNoMoreThanTheAffinityMask) {
