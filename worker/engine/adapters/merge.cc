@@ -136,7 +136,8 @@ MergedWeight MergeDora(const at::Tensor& w0, const LowRankUpdate& u, const at::T
   at::Tensor w = DenseUpdated(w0, u);
   at::Tensor m = magnitude.to(w.scalar_type());
   w = w * (m / RowNorms(w)).unsqueeze(1);
-  return {w, RowNormDeviation(w, m)};
+  // A learnt magnitude may cross zero: the row then points the other way, with norm |m|.
+  return {w, RowNormDeviation(w, m.abs())};
 }
 
 }  // namespace d2lora::engine

@@ -363,6 +363,33 @@ TEST(Dora, DropoutMatchesPeftsFormula) {
   EXPECT_FALSE(torch::allclose(got, host->forward(x), 1e-5, 1e-5));  // dropout did act
 }
 
+// DoRA's learnt magnitude may cross zero (it did at lr 1e-2 in the fidelity
+// study): the row then points the other way with norm |m|, and the merge is
+// as exact as ever. The gate's row-norm check must measure against |m| (it
+// reported a deviation of 1.8e10 and refused an exact merge).
+TEST(Dora, ANegativeMagnitudeMergesExactlyWithRowNormsOfItsAbsoluteValue) {
+  torch::manual_seed(51);
+  Linear host(16, 12, true);
+  auto adapter = Adapt(host, Options(AdapterMethod::kDora, NormGrad::kDetached));
+  RandomizeAdapter(*adapter);
+  {
+    torch::NoGradGuard ng;
+    torch::Tensor m = adapter->named_parameters()["magnitude"];
+    m.index_put_({0}, -0.7);
+    m.index_put_({5}, -1e-3);
+  }
+  host->eval();
+  torch::Tensor x = torch::randn({6, 16});
+  torch::Tensor unmerged = host->forward(x).detach();
+  const MergedWeight w = adapter->MergeWeight();
+  EXPECT_GE(w.row_norm_deviation, 0);
+  EXPECT_LT(w.row_norm_deviation, 1e-5);
+  EXPECT_NEAR(w.weight[0].norm().item<double>(), 0.7, 1e-5);
+  host->merge_adapter();
+  torch::Tensor merged = host->forward(x);
+  EXPECT_TRUE(torch::allclose(merged, unmerged, 1e-5, 1e-5)) << (merged - unmerged).abs().max();
+}
+
 // A bf16 base under fp32 adapters: the row norms keep fp32 precision (W0 A^T
 // is not computed with A rounded to bf16), and the training form agrees with
 // the fp32 merge to about one bf16 rounding of the output.
