@@ -325,10 +325,19 @@ coordinator_kill_upload)
   TMPD="$T/data/artifacts/.d2lora-tmp"
   # Freeze the coordinator when an upload's temporary file appears; SIGKILL it
   # if the file is still there (an upload in flight), else let it go on.
+  # SIGSTOP is delivered asynchronously: look again only once every thread
+  # has stopped (state T), or a rename in progress can still finish.
+  all_stopped() {
+    local st
+    for st in /proc/"$COORD_PID"/task/*/stat; do
+      [ "$(awk '{print $3}' "$st" 2>/dev/null)" == T ] || return 1
+    done
+  }
   caught=0
   for _ in $(seq 3000); do
     if [ -n "$(ls -A "$TMPD" 2>/dev/null)" ]; then
       kill -STOP "$COORD_PID"
+      for _ in $(seq 200); do all_stopped && break; sleep 0.001; done
       if [ -n "$(ls -A "$TMPD" 2>/dev/null)" ]; then kill -9 "$COORD_PID"; caught=1; break; fi
       kill -CONT "$COORD_PID"
     fi
