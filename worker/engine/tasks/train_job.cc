@@ -400,7 +400,7 @@ nlohmann::json RunSummary(const JobSpec& spec, const TrainResult& result, int64_
 
 // predictions.json: the final evaluation's answer to each multiple-choice
 // question, by scoring, with the labels: {"step", "labels", "training_form":
-// {"mean": [...], ...}} and, once the merge is validated, "merged" (the spec's
+// {"mean": [...], ...}} and, once the merged model is evaluated, "merged" (the spec's
 // scoring). Empty when the validation set has no multiple-choice items.
 nlohmann::json PredictionsJson(const TrainResult& result) {
   if (!result.final_eval || result.final_eval->predictions.empty()) return nlohmann::json::object();
