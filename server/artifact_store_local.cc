@@ -262,7 +262,7 @@ std::string Damage(const Sidecar& s, const struct stat& st) {
 }
 
 ArtifactInfo MakeInfo(const std::string& key, const struct stat& st, std::string sha256) {
-  return ArtifactInfo{key, static_cast<int64_t>(st.st_size), std::move(sha256), MtimeNs(st) / 1000000};
+  return ArtifactInfo{key, static_cast<int64_t>(st.st_size), std::move(sha256), MtimeNs(st) / 1000000, {}};
 }
 
 absl::Status ValidatePrefix(const std::string& prefix) {

@@ -119,7 +119,7 @@ absl::StatusOr<ArtifactInfo> MemoryArtifactStore::Put(const std::string& key, st
   D2_RETURN_IF_ERROR(CheckShape(key));
   File& file = files_[key];
   used_bytes_ -= static_cast<int64_t>(file.data.size());  // the replaced file's bytes
-  file.info = ArtifactInfo{key, static_cast<int64_t>(data.size()), std::move(sha256), NowMs()};
+  file.info = ArtifactInfo{key, static_cast<int64_t>(data.size()), std::move(sha256), NowMs(), {}};
   file.data = std::move(data);
   return file.info;
 }

@@ -109,7 +109,7 @@ std::vector<WorkerSlots> FreeSlots(const std::vector<WorkerView>& workers,
   for (const WorkerView* w : order) {
     auto it = busy.find(w->id);
     const std::set<int>& taken = it == busy.end() ? kNone : it->second;
-    WorkerSlots s{w->id, {}, w->registration->slots_size()};
+    WorkerSlots s{w->id, {}, w->registration->slots_size(), {}};
     for (const v1::Slot& slot : w->registration->slots()) {
       if (!taken.count(slot.index())) s.free_slots.push_back(slot.index());
       if (slot.memory_bytes() > 0) s.slot_memory[slot.index()] = slot.memory_bytes();

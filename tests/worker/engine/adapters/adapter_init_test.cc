@@ -136,7 +136,9 @@ TEST(AdapterInitTest, FixedTauIsTheRunsAndTheDifferenceIsNoted) {
   for (auto& [path, linear] : LinearLayers(*run)) {
     if (!linear->adapter()) continue;
     for (const auto& [name, t] : linear->adapter()->ExportTensors()) {
-      if (name == "d2lora_tau") EXPECT_DOUBLE_EQ(t.item<double>(), 0.5) << path;
+      if (name == "d2lora_tau") {
+        EXPECT_DOUBLE_EQ(t.item<double>(), 0.5) << path;
+      }
     }
   }
 }
