@@ -36,6 +36,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 BUILD_DIR=$(cd "$BUILD_DIR" 2>/dev/null && pwd) || { echo "dp_bench.sh: no build directory $BUILD_DIR" >&2; exit 2; }
+[[ -z "$JSON" || "$JSON" == /* ]] || JSON="$PWD/$JSON"  # the bench runs in its work directory
 D2="$BUILD_DIR/client/d2lora"
 [[ -x "$D2" ]] || { echo "dp_bench.sh: $D2 not found: build the d2lora target first (--build-dir)" >&2; exit 2; }
 [[ -r /usr/share/wordnet/data.noun ]] || { echo "dp_bench.sh: WordNet not found: apt-get install wordnet-base" >&2; exit 2; }

@@ -36,6 +36,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 BUILD_DIR=$(cd "$BUILD_DIR" 2>/dev/null && pwd) || { echo "memory_plan_bench.sh: no build directory $BUILD_DIR" >&2; exit 2; }
+[[ -z "$JSON" || "$JSON" == /* ]] || JSON="$PWD/$JSON"  # the bench runs in its work directory
 D2="$BUILD_DIR/client/d2lora"
 [[ -x "$D2" ]] || { echo "memory_plan_bench.sh: $D2 not found: build the d2lora target first" >&2; exit 2; }
 if [[ -z "$WORK" ]]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi

@@ -57,6 +57,7 @@ def rows_eval(j):
 
 def rows_dp(j):
     yield ("2 Gloo ranks / 1 rank on 1 core", "small, batch 16", j["two_ranks_over_one_rank_1core"], "2.0 ideal")
+    yield ("2-rank scaling efficiency (the above / 2)", "", j["scaling_efficiency"], ">= 0.85")
     yield ("2 Gloo ranks / 1 rank on all cores", "", j["two_ranks_over_one_rank_all"], "")
     yield ("all-reduce share of a 2-rank step", "", j["variants"]["two_ranks"]["allreduce_share"], "")
     yield ("all cores: passive / spinning thread waits", "", j["passive_over_spin"], "")
