@@ -230,9 +230,9 @@ def claims(cfg, labels, runs, rates):
     def eqv(key, text, pick_a, pick_b, margin, paper=None):
         c = compare(cfg, labels, pick_a, pick_b)
         if c:
+            two_sided = stats.superiority(c)
             c = stats.equivalence(c, margin)
-            c["p_superiority"] = stats.superiority(c)["p"]
-            c["ci95"] = stats.superiority(c)["ci95"]
+            c["p_superiority"], c["ci95"] = two_sided["p"], two_sided["ci95"]
             fam.append(dict(c, key=key, claim=text, kind="equivalence", paper=paper))
 
     m = cfg["methods"]
@@ -383,8 +383,9 @@ def archive(out, labels, base, runs):
         doc["runs"][run_name(m, t, seed, lr)] = {
             "training_form": r["training_form"], "merged": r["merged"],
             **{f"merged_{dt}": v["predictions"] for dt, v in r["low_precision"].items()}}
-    with gzip.open(out / "predictions.json.gz", "wt") as f:
-        json.dump(doc, f, separators=(",", ":"))
+    # mtime 0: the same answers give the same bytes (a rewritten report changes no file it need not).
+    with open(out / "predictions.json.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(json.dumps(doc, separators=(",", ":")).encode())
 
 
 # --- writing ------------------------------------------------------------------------
@@ -432,11 +433,12 @@ def vs_base(cfg, labels, base, runs, lr):
     return out
 
 
-def pct(vals):
+def pct(vals, spread=True):
+    """Mean of `vals` in %, with their standard deviation when there are several and `spread`."""
     if not vals:
         return "–"
     m = statistics.mean(vals)
-    return f"{100 * m:.1f}" + (f" ± {100 * statistics.stdev(vals):.1f}" if len(vals) > 1 else "")
+    return f"{100 * m:.1f}" + (f" ± {100 * statistics.stdev(vals):.1f}" if spread and len(vals) > 1 else "")
 
 
 def task_mean(row, tasks, scoring):
@@ -526,7 +528,7 @@ def markdown(r, made):
     L += ["## Accuracy by scoring function (%, common rate, mean over tasks and seeds)", "",
           "| method | " + " | ".join(SCORINGS) + " |", "|---|" + "---|" * len(SCORINGS)]
     for m, row in rows.items():
-        L.append(f"| {m} | " + " | ".join(pct(task_mean(row, tasks, s)).split(" ±")[0] for s in SCORINGS) + " |")
+        L.append(f"| {m} | " + " | ".join(pct(task_mean(row, tasks, s), spread=False) for s in SCORINGS) + " |")
     L.append("")
 
     mg = r["merge"]
@@ -548,7 +550,7 @@ def markdown(r, made):
               f"{cfg['sweep_train']} questions of each task mixed, scored on {cfg['dev']} dev questions of each)", "",
               "| method | " + " | ".join(f"{x:g}" for x in cfg["lrs"]) + " | best |", "|---|" + "---|" * (len(cfg["lrs"]) + 1)]
         for m, by in r["sweep_dev_accuracy"].items():
-            L.append(f"| {m} | " + " | ".join(pct(by.get(f'{x:g}')).split(' ±')[0] for x in cfg["lrs"]) +
+            L.append(f"| {m} | " + " | ".join(pct(by.get(f"{x:g}"), spread=False) for x in cfg["lrs"]) +
                      f" | {lr['best'][m]:g} |")
         means = [statistics.mean(v for by in r["sweep_dev_accuracy"].values() for v in by.get(f"{x:g}", []))
                  for x in cfg["lrs"]]
