@@ -686,11 +686,15 @@ TEST_F(WorkerDaemonTest, ProgressAnsweredWithStopStopsTheRank) {
     EXPECT_EQ(fake_.failed_[0].error().code(), "ABORTED");
     EXPECT_TRUE(fake_.failed_[0].retryable());
   }
-  // The runner's bookkeeping ends just after its report.
+  // The runner's bookkeeping (the counter, then the slot) ends just after its
+  // report: wait for both, or a loaded machine sees the counter before the slot.
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline && !absl::StrContains(Metrics(), "d2lora_worker_assignments_total{result=\"stopped\"} 1")) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  auto settled = [&] {
+    const std::string m = Metrics();
+    return absl::StrContains(m, "d2lora_worker_assignments_total{result=\"stopped\"} 1") &&
+           absl::StrContains(m, "d2lora_worker_slots_busy 0");
+  };
+  while (absl::Now() < deadline && !settled()) absl::SleepFor(absl::Milliseconds(20));
   EXPECT_TRUE(absl::StrContains(Metrics(), "d2lora_worker_assignments_total{result=\"stopped\"} 1")) << Metrics();
   EXPECT_TRUE(absl::StrContains(Metrics(), "d2lora_worker_slots_busy 0")) << Metrics();
 }
