@@ -220,15 +220,20 @@ def claims(cfg, labels, runs, rates):
     common = rates["common"]
     best = rates["best"]
     fam = []
+    missing = []  # claims a failed run left without every (task, seed): PLAN.md section 6
 
     def sup(key, text, a, la, b, lb, paper):
         c = compare(cfg, labels, run_pick(runs, a, la), run_pick(runs, b, lb))
         if c:
             fam.append(dict(stats.superiority(c), key=key, claim=text, kind="superiority", paper=paper,
                             a=a, b=b, lr_a=la, lr_b=lb))
+        else:
+            missing.append(text)
 
     def eqv(key, text, pick_a, pick_b, margin, paper=None):
         c = compare(cfg, labels, pick_a, pick_b)
+        if not c:
+            missing.append(text)
         if c:
             two_sided = stats.superiority(c)
             c = stats.equivalence(c, margin)
@@ -271,8 +276,10 @@ def claims(cfg, labels, runs, rates):
                 c = compare(cfg, labels, run_pick(runs, "d2lora_r", common), run_pick(runs, a, common))
                 if c:
                     abl.append(dict(stats.superiority(c), key=a, claim=f"D2-LoRA r − {a}", kind="ablation"))
+                else:
+                    missing.append(f"D2-LoRA r − {a}")
     adjust(abl)
-    return fam, abl
+    return fam, abl, missing
 
 
 def volatility_claim(cfg, runs, lr):
@@ -393,7 +400,7 @@ def archive(out, labels, base, runs):
 def write(out, work, cfg, mode, rates, seconds, jobs):
     out = Path(out)
     labels, base, runs = collect(work, cfg, rates)
-    family, ablations = claims(cfg, labels, runs, rates)
+    family, ablations, missing = claims(cfg, labels, runs, rates)
     common = row_table(cfg, labels, base, runs, lambda m: rates["common"])
     # Only the headline methods run at their own best rate (PLAN.md §4).
     best_rows = row_table(cfg, labels, base, runs, lambda m: rates["best"][m],
@@ -408,7 +415,7 @@ def write(out, work, cfg, mode, rates, seconds, jobs):
         "pretrain": pretrain_info(work),
         "questions": {t: len(v) for t, v in labels.items()},
         "rows_common_rate": common, "rows_best_rate": best_rows,
-        "claims": family, "ablations": ablations,
+        "claims": family, "ablations": ablations, "claims_not_measured": missing,
         "vs_base": vs_base(cfg, labels, base, runs, rates["common"]),
         "merge": merge_table(cfg, labels, runs, rates),
         "runs": {run_name(*k): {kk: v for kk, v in r.items() if kk not in ("training_form", "merged", "low_precision")}
@@ -582,6 +589,9 @@ def markdown(r, made):
         t = f"{statistics.mean(secs[m]):.0f}" if secs.get(m) else "–"
         L.append(f"| {m} | {v} | {t} | " + (f"{params:,}" if params else "–") + " |")
     L.append("")
+    if r.get("claims_not_measured"):
+        L += ["## Claims not measured (a run they need failed twice; PLAN.md §6)", ""] + \
+             [f"- {c}" for c in r["claims_not_measured"]] + [""]
     if r.get("failed_runs"):
         L += ["## Runs left out (failed twice; PLAN.md §6)", ""] + [f"- `{k}`: {v.splitlines()[-1] if v else ''}"
                                                                   for k, v in r["failed_runs"].items()] + [""]

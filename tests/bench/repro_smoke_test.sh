@@ -103,4 +103,12 @@ start=$SECONDS
 [ -f "$OUT/report.md" ] || fail "rerun wrote no report"
 if grep -q "pretrain:" "$OUT/log2"; then fail "rerun trained the base again"; fi
 find "$OUT/work" -newer "$OUT/log" -name summary.json | grep -q . && fail "rerun trained a run again"
+# A run that failed twice (PLAN.md section 6) is named, and the claims that need it say so.
+for gone in "$OUT"/work/runs/d2lora_r-pos-s1-*; do  # at every rate it ran at
+  rm -rf "$gone/out" && echo "exited 1" >"$gone/FAILED"
+done
+"$ROOT/bench/repro/repro.py" --smoke --build-dir "$BUILD" --out "$OUT" --report-only >"$OUT/log3" 2>&1 ||
+  { cat "$OUT/log3"; fail "report with a failed run"; }
+grep -q "^- \`$(basename "$gone")\`" "$OUT/report.md" || fail "the failed run is not named"
+grep -q "^- D2-LoRA r − LoRA r (common rate)" "$OUT/report.md" || fail "the claims without every run are not listed"
 echo "repro smoke: ok (rerun $((SECONDS - start)) s)"
