@@ -193,7 +193,7 @@ def superiority_verdict(c, paper):
     """Held: Holm-adjusted p < alpha with the paper's sign. Failed: the opposite
     sign significantly, or a 95% interval that excludes the paper's effect.
     Otherwise not decided at this scale."""
-    lo, hi = c["ci95"]
+    hi = c["ci95"][1]
     if c["p_holm"] < ALPHA and (c["mean"] > 0) == (paper > 0):
         return "held" + (f", smaller than the paper's {fmt_pp(paper)}" if hi < paper else "")
     if c["p_holm"] < ALPHA:
@@ -234,7 +234,7 @@ def claims(cfg, labels, runs, rates):
         c = compare(cfg, labels, pick_a, pick_b)
         if not c:
             missing.append(text)
-        if c:
+        else:
             two_sided = stats.superiority(c)
             c = stats.equivalence(c, margin)
             c["p_superiority"], c["ci95"] = two_sided["p"], two_sided["ci95"]

@@ -70,8 +70,8 @@ METHODS = {
     # The paper's rank ablation: two branches of r/2 hold as many parameters as LoRA r.
     "d2lora_half_r": {"method": "d2lora", "adapter": {"r": RANK // 2}},
 }
-HEADLINE = ["lora_r", "lora_2r", "dora_r", "d2lora_r"]
-LOW_PRECISION_METHODS = ["lora_r", "d2lora_r"]  # merged in bf16 and fp16 too
+# report.HEADLINE: the methods also run at their own best rate; report.LOW_PRECISION_METHODS:
+# those merged in bf16 and fp16 too (one list each, for the runs and the report).
 
 # Scale of each mode (PLAN.md fixes --full's). tiny: the 316k-parameter preset
 # the quickstart uses; questions are ~30-60 tokens; one step is a micro-batch
@@ -79,7 +79,7 @@ LOW_PRECISION_METHODS = ["lora_r", "d2lora_r"]  # merged in bf16 and fp16 too
 MODES = {
     "smoke": dict(preset="tiny", tasks=["pos", "category"], max_train=96, max_val=40, dev=16, sweep_train=32,
                   seq=96, pre_steps=10, pre_batch=8, pre_lr=5e-3, pre_eval_every=5, epochs=1, max_steps=4,
-                  batch=8, lrs=[5e-3, 1e-2], sweep_seeds=[1], seeds=[1, 2], methods=HEADLINE,
+                  batch=8, lrs=[5e-3, 1e-2], sweep_seeds=[1], seeds=[1, 2], methods=report.HEADLINE,
                   low_precision=["bf16"]),
     # quick: a smaller study of the same shape (1 sweep seed, 2 rates, 2 seeds, fewer questions): about 25 min.
     "quick": dict(preset="tiny", tasks=["pos", "antonym", "category"], max_train=1000, max_val=300, dev=100,
@@ -366,14 +366,14 @@ def main():
         run_pool([(f"{t}-{s}", lambda c, t=t, s=s: base_one(d2, base, data, t, s, work / "base", c))
                   for t in cfg["tasks"] for s in report.SCORINGS], jobs, "base model")
 
-    def train_item(kind, name, spec, keep_adapter=False):
+    def train_item(kind, name, method, lr, seed, train, validation, merge=True, keep_adapter=False):
+        """(name, fn(cores)) of one fine-tuning run in work/KIND/NAME."""
         run_dir = work / kind / name
-        spec["output"]["dir"] = str(run_dir / "out")
+        spec = finetune_spec(f"{kind}-{name}", base, train, validation, method, lr, seed, cfg, run_dir / "out", merge)
         return (name, lambda c: train_one(d2, run_dir, spec, c, keep_adapter))
 
-    sweep = [train_item("sweep", report.sweep_name(m, lr, seed),
-                        finetune_spec(f"sweep-{m}", base, data / "sweep" / "train.jsonl", data / "sweep" / "dev.jsonl",
-                                      m, lr, seed, cfg, None, merge=False))
+    sweep = [train_item("sweep", report.sweep_name(m, lr, seed), m, lr, seed, data / "sweep" / "train.jsonl",
+                        data / "sweep" / "dev.jsonl", merge=False)
              for seed in cfg["sweep_seeds"] for m in cfg["methods"] for lr in cfg["lrs"]]
     if todo and len(cfg["lrs"]) > 1:
         run_pool(sweep, jobs, "sweep")
@@ -381,10 +381,9 @@ def main():
     log(f"learning rates: common {rates['common']:g}; best {json.dumps(rates['best'])}")
 
     def task_run(m, task, seed, lr):
-        keep = m in LOW_PRECISION_METHODS and lr == rates["common"]
-        return train_item("runs", report.run_name(m, task, seed, lr),
-                          finetune_spec(f"run-{m}-{task}-s{seed}", base, data / task / "train.jsonl",
-                                        data / task / "validation.jsonl", m, lr, seed, cfg, None), keep)
+        return train_item("runs", report.run_name(m, task, seed, lr), m, lr, seed, data / task / "train.jsonl",
+                          data / task / "validation.jsonl",
+                          keep_adapter=m in report.LOW_PRECISION_METHODS and lr == rates["common"])
 
     runs = [task_run(m, task, seed, lr) for seed in cfg["seeds"] for task in cfg["tasks"] for m in cfg["methods"]
             for lr in report.rates_of(m, rates)]
@@ -393,7 +392,7 @@ def main():
         merges = [(f"{report.run_name(m, t, s, rates['common'])}-{dt}",
                    lambda c, m=m, t=t, s=s, dt=dt: merge_one(d2, base, work / "runs" / report.run_name(
                        m, t, s, rates["common"]), data / t / "validation.jsonl", dt, c))
-                  for m in LOW_PRECISION_METHODS if m in cfg["methods"] for t in cfg["tasks"] for s in cfg["seeds"]
+                  for m in report.LOW_PRECISION_METHODS if m in cfg["methods"] for t in cfg["tasks"] for s in cfg["seeds"]
                   for dt in cfg["low_precision"]]
         run_pool(merges, jobs, "low-precision merges")
     # The study's time: every invocation that ran something (a resumed study adds up).
