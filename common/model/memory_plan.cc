@@ -197,13 +197,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const spec::JobSpec&
   //   adapter input of another dtype is a copy it keeps; dropout keeps the
   //   dropped input and its mask;
   //   a trainable row scale (D2-LoRA with norm_grad full, DoRA) keeps the
-  //   layer's scaled output: a copy of its own for D2-LoRA with the residual
-  //   (the residual GEMM makes the layer's output a new tensor), else shared
-  //   with the next operation where that keeps it (v, gate, up).
+  //   layer's output, shared with the next operation where that keeps it (v,
+  //   gate, up); D2-LoRA's residual adds nothing (its epilogue is one autograd
+  //   node, worker/engine/adapters/d2lora_epilogue.h); an adapter of a wider
+  //   dtype than the base keeps a wide copy of its own.
   const bool scale_keeps = !full && ((method == TrainingMethod::kD2Lora && a.projection_strength != 0.0 &&
                                       a.norm_grad == spec::NormGrad::kFull) ||
                                      method == TrainingMethod::kDora);
-  const bool residual_copy = method == TrainingMethod::kD2Lora && a.residual && a.projection_strength != 0.0;
   const int64_t xa = (method == TrainingMethod::kD2Lora ? 2 : 1) * a.r;
   int64_t per_token = 0;
   for (int64_t i = 0; i < L; ++i) {
@@ -229,7 +229,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const spec::JobSpec&
       if (a.dropout > 0) e += 2 * l.in * ab;
       if (scale_keeps) {
         const bool shared = k == 2 || k == 4 || k == 5;  // v, gate, up: the next op keeps the same tensor
-        if (residual_copy || !shared || ab != cb) e += l.out * wide;
+        if (!shared || ab != cb) e += l.out * wide;
       }
     }
     per_token += e;

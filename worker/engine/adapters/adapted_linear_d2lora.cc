@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "worker/engine/adapters/d2lora_epilogue.h"
 #include "worker/engine/adapters/row_scale.h"
 
 namespace d2lora::engine {
@@ -87,10 +88,10 @@ torch::Tensor D2LoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor scale = RowScale(u);
   torch::Tensor out;
   if (xa.scalar_type() == base_weight_.scalar_type()) {
-    // y = x W0^T + u in one addmm; out = g ⊙ y + b; + u, the residual GEMM,
-    // as a new tensor (ScaleRowsAddBias may have saved its output).
-    out = ScaleRowsAddBias(BasePlusLowRank(x, xa, u.B, u.scaling, torch::Tensor()), scale, base_bias_);
-    if (options_.residual) out = torch::addmm(out, xa, u.B.t(), /*beta=*/1, /*alpha=*/u.scaling);
+    // out = g ⊙ (x W0^T + u) + u + b: the base GEMM, then one autograd node
+    // (d2lora_epilogue.h).
+    torch::Tensor base = torch::nn::functional::linear(x.reshape({-1, x.size(-1)}), base_weight_);
+    out = ProjectedLowRankOutput(base, xa, u.B, u.scaling, scale, base_bias_, options_.residual);
   } else {
     // A bf16/fp16 base under fp32 adapters: the epilogue runs in the wider
     // dtype and is rounded once, as the fp32 merge is.

@@ -3,8 +3,9 @@
 // size when `scale` needs no gradient, as with norm_grad: detached). Backward
 // recovers y ⊙ scale = out - bias (and y where scale != 0). Against LoRA, the
 // training form keeps one extra output-sized tensor only in layers whose output
-// nothing downstream saves (q, k, o, down in LLaMA): ~11% more peak memory on
-// the small preset, measured by bench/train_step_bench.
+// nothing downstream saves (q, k, o, down in LLaMA). DoRA's layer uses it, and
+// D2-LoRA's under a bf16/fp16 base with wider adapters; D2-LoRA's own form
+// (base, low-rank path, scale and residual in one node) is d2lora_epilogue.h.
 #pragma once
 
 #include <ATen/Tensor.h>
