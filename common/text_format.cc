@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -17,6 +19,30 @@ std::string FormatBytes(int64_t bytes) {
     ++unit;
   }
   return absl::StrFormat("%.1f %s", v, kUnits[unit]);
+}
+
+absl::StatusOr<int64_t> ParseBytes(absl::string_view text) {
+  absl::string_view t = absl::StripAsciiWhitespace(text);
+  size_t end = 0;
+  while (end < t.size() && (absl::ascii_isdigit(t[end]) || t[end] == '.')) ++end;
+  const std::string unit = absl::AsciiStrToLower(absl::StripAsciiWhitespace(t.substr(end)));
+  static const std::pair<const char*, double> kUnits[] = {
+      {"", 1},          {"b", 1},          {"kib", 0x1p10}, {"mib", 0x1p20}, {"gib", 0x1p30}, {"tib", 0x1p40},
+      {"kb", 1e3},      {"mb", 1e6},       {"gb", 1e9},     {"tb", 1e12}};
+  double number = 0;
+  if (end == 0 || !absl::SimpleAtod(t.substr(0, end), &number)) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\": expected a size such as 81920, 80GiB or 500MB"));
+  }
+  for (const auto& [name, factor] : kUnits) {
+    if (unit != name) continue;
+    const double bytes = number * factor;
+    if (!(bytes >= 1) || bytes > 0x1p62 || std::floor(bytes) != bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", text, "\": must be a whole number of bytes, at least 1"));
+    }
+    return static_cast<int64_t>(bytes);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("\"", text, "\": unknown unit \"", unit, "\" (B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"));
 }
 
 std::string FormatDuration(double seconds) {

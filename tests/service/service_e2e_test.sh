@@ -167,7 +167,26 @@ else
   fail "promtool not installed (Debian package prometheus)"
 fi
 
-kill -TERM "$WORKER_a" "$WORKER_c" "$COORD_PID" 2>/dev/null
+# 7. What a slot advertises decides what is placed: with only a worker whose
+# slot advertises 64 MiB (--slot-memory), a job whose memory plan needs more is
+# refused at submission, naming both sizes. A size the worker cannot read stops it.
+"$WORKER" --coordinator "$ENDPOINT" --slots 1 --device cpu --work-dir "$T/work-x" --metrics-listen 127.0.0.1:0 \
+  --slot-memory 80XB >bad-memory.log 2>&1
+[ $? -eq 2 ] && grep -q -- '--slot-memory "80XB": unknown unit' bad-memory.log &&
+  pass "--slot-memory 80XB refused" || fail "--slot-memory 80XB: $(cat bad-memory.log)"
+kill -TERM "$WORKER_a" "$WORKER_c" 2>/dev/null
+wait "$WORKER_a" "$WORKER_c" 2>/dev/null
+"$WORKER" --coordinator "$ENDPOINT" --slots 1 --device cpu --work-dir "$T/work-small" --metrics-listen 127.0.0.1:0 \
+  --token-file token --name small --rendezvous-ports "$ports-$((ports + 20))" --trainer "$D2" \
+  --slot-memory 64MiB >worker-small.log 2>&1 &
+WORKER_small=$!
+wait_for worker-small.log "registered as" 20 || fail "worker small start: $(cat worker-small.log)"
+# The coordinator forgets the stopped workers after --heartbeat-timeout (3 s).
+only_small() { cli submit spec.yaml --upload-inputs --json >small.json 2>small.err; grep -q "fits no worker" small.err; }
+until_true 30 only_small && grep -q "64.0 MiB" small.err && grep -q FAILED_PRECONDITION small.err &&
+  pass "a job that fits no slot refused at submission" || fail "submit to a 64 MiB slot: $(cat small.json small.err)"
+
+kill -TERM "$WORKER_small" "$COORD_PID" 2>/dev/null
 wait 2>/dev/null
 echo "failures: $failures"
 [ "$failures" -eq 0 ]

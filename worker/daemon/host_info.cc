@@ -1,6 +1,8 @@
 #include "worker/daemon/host_info.h"
 
 #include <limits.h>
+#include <stdio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -9,7 +11,9 @@
 #include <system_error>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -34,6 +38,39 @@ int64_t TotalMemoryBytes() {
   int64_t total = static_cast<int64_t>(pages) * page_size;
   if (std::optional<int64_t> limit = MemoryLimitBytes(); limit && *limit < total) total = *limit;
   return total;
+}
+
+absl::StatusOr<std::vector<int64_t>> GpuMemoryBytes(const std::string& nvidia_smi) {
+  std::string quoted = "'";
+  for (char c : nvidia_smi) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  quoted += "'";
+  const std::string command = absl::StrCat(quoted, " --query-gpu=memory.total --format=csv,noheader,nounits 2>&1");
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return absl::UnavailableError(absl::StrCat(nvidia_smi, ": cannot run it"));
+  std::string output;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0 && output.size() < (1 << 20)) output.append(buffer, n);
+  const int status = pclose(pipe);
+  const std::string shown(absl::StripAsciiWhitespace(output.substr(0, 300)));
+  if (status != 0) {
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return absl::UnavailableError(absl::StrCat(nvidia_smi, code == 127 ? " was not found" : " failed",
+                                               " (exit ", code, ")", shown.empty() ? "" : ": ", shown));
+  }
+  std::vector<int64_t> gpus;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(output, '\n', absl::SkipWhitespace())) {
+    ++line_number;
+    int64_t mib = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &mib) || mib <= 0 || mib > (int64_t{1} << 40)) {
+      return absl::InvalidArgumentError(absl::StrCat(nvidia_smi, " line ", line_number, ": \"",
+                                                     absl::StripAsciiWhitespace(line), "\" is not a MiB count"));
+    }
+    gpus.push_back(mib << 20);
+  }
+  if (gpus.empty()) return absl::UnavailableError(absl::StrCat(nvidia_smi, " listed no GPU"));
+  return gpus;
 }
 
 std::string HostName() {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -14,6 +15,11 @@ namespace d2lora::worker {
 // over its slots, to the coordinator, which places a rank only where the
 // job's memory plan fits (server/submit_memory.h).
 int64_t TotalMemoryBytes();
+// Each NVIDIA GPU's total memory in bytes, in index order, from
+// `NVIDIA_SMI --query-gpu=memory.total --format=csv,noheader,nounits` (one
+// MiB count per GPU and line). A CUDA worker advertises GPU i's memory for
+// slot i. The error quotes the command's output or the line it could not read.
+absl::StatusOr<std::vector<int64_t>> GpuMemoryBytes(const std::string& nvidia_smi);
 // gethostname(), "localhost" if that fails.
 std::string HostName();
 

@@ -2,7 +2,7 @@
 //               --metrics-listen HOST:PORT [--token-file F] [--tls-ca F] [--tls-server-name N]
 //               [--advertise-host H] [--name NAME] [--rendezvous-ports FIRST-LAST]
 //               [--trainer PATH] [--stop-grace-seconds S] [--report-interval-ms MS]
-//               [--label KEY=VALUE ...] [--clean-work-dirs]
+//               [--label KEY=VALUE ...] [--clean-work-dirs] [--slot-memory SIZE]
 //
 // The worker daemon (worker_daemon.h). Prints "d2lora-worker: metrics on
 // HOST:PORT" and "d2lora-worker: registered as WORKER_ID" on stdout; its log
@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/metrics_exposer.h"
+#include "common/text_format.h"
 #include "common/version.h"
 #include "worker/daemon/daemon_log.h"
 #include "worker/daemon/host_info.h"
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
   int64_t report_interval_ms = 1000;
   double lease_wait_seconds = 10;
   std::vector<std::string> labels;
+  std::string slot_memory;
   app.add_option("--coordinator", options.coordinator.endpoint, "Coordinator HOST:PORT")->required();
   app.add_option("--slots", options.slots, "Ranks this worker runs at once")->required();
   app.add_option("--device", options.device, "cpu or cuda (slot i is cuda:i)")->required();
@@ -90,6 +92,9 @@ int main(int argc, char** argv) {
   app.add_option("--stop-grace-seconds", stop_grace_seconds, "SIGTERM to SIGKILL")->capture_default_str();
   app.add_option("--report-interval-ms", report_interval_ms, "Progress reports per rank")->capture_default_str();
   app.add_option("--label", labels, "KEY=VALUE label sent at registration (repeatable)");
+  app.add_option("--slot-memory", slot_memory,
+                 "Memory each slot advertises, e.g. 80GiB (default: this machine's memory over the slots on cpu, "
+                 "each GPU's from nvidia-smi on cuda)");
   app.add_flag("--clean-work-dirs", options.clean_work_dirs, "Remove an assignment's directory once reported");
   app.add_option("--lease-wait-seconds", lease_wait_seconds,
                  "LeaseAssignment's long poll: an assignment starts as soon as it is placed (0: lease at heartbeats)")
@@ -122,6 +127,14 @@ int main(int argc, char** argv) {
                  "--lease-wait-seconds in [0, 30]"
               << std::endl;
     return 2;
+  }
+  if (!slot_memory.empty()) {
+    absl::StatusOr<int64_t> bytes = d2lora::ParseBytes(slot_memory);
+    if (!bytes.ok()) {
+      std::cerr << "d2lora-worker: error: --slot-memory " << bytes.status().message() << std::endl;
+      return 2;
+    }
+    options.slot_memory_bytes = *bytes;
   }
   options.lease_wait = absl::Seconds(lease_wait_seconds);
   options.stop_grace = absl::Seconds(stop_grace_seconds);

@@ -39,6 +39,27 @@ bool RefusedOutright(const absl::Status& status) {
   }
 }
 
+// What each slot advertises (Options::slot_memory_bytes).
+absl::StatusOr<std::vector<int64_t>> SlotMemory(const WorkerDaemon::Options& options) {
+  if (options.slot_memory_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--slot-memory ", options.slot_memory_bytes, ": must be > 0"));
+  }
+  if (options.slot_memory_bytes > 0) return std::vector<int64_t>(options.slots, options.slot_memory_bytes);
+  if (options.device == "cpu") return std::vector<int64_t>(options.slots, TotalMemoryBytes() / options.slots);
+  absl::StatusOr<std::vector<int64_t>> gpus = GpuMemoryBytes(options.nvidia_smi);
+  if (!gpus.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("--device cuda: cannot read the GPUs' memory (",
+                                                      gpus.status().message(),
+                                                      "); pass --slot-memory with each slot's GPU memory"));
+  }
+  if (static_cast<int>(gpus->size()) < options.slots) {
+    return absl::InvalidArgumentError(absl::StrCat("--slots ", options.slots, " on --device cuda: ", options.nvidia_smi,
+                                                   " lists ", gpus->size(), " GPU(s)"));
+  }
+  gpus->resize(options.slots);
+  return gpus;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(Options options, prometheus::Registry& registry) {
@@ -73,15 +94,19 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(
   if (access(options.work_dir.c_str(), W_OK) != 0) {
     return absl::PermissionDeniedError(absl::StrCat("--work-dir ", options.work_dir, ": not writable"));
   }
-  return std::unique_ptr<WorkerDaemon>(new WorkerDaemon(std::move(options), registry, std::move(stub)));
+  absl::StatusOr<std::vector<int64_t>> slot_memory = SlotMemory(options);
+  if (!slot_memory.ok()) return slot_memory.status();
+  return std::unique_ptr<WorkerDaemon>(
+      new WorkerDaemon(std::move(options), registry, std::move(stub), std::move(*slot_memory)));
 }
 
 WorkerDaemon::WorkerDaemon(Options options, prometheus::Registry& registry,
-                           std::shared_ptr<v1::WorkerService::StubInterface> stub)
+                           std::shared_ptr<v1::WorkerService::StubInterface> stub, std::vector<int64_t> slot_memory)
     : options_(std::move(options)),
       client_{std::move(stub), options_.coordinator},
       metrics_(registry, options_.slots),
-      slot_cores_(std::max<int64_t>(1, d2lora::AvailableCpuCores() / options_.slots)) {
+      slot_cores_(std::max<int64_t>(1, d2lora::AvailableCpuCores() / options_.slots)),
+      slot_memory_(std::move(slot_memory)) {
   metrics_.SetUp(false);
   metrics_.SetSlotsBusy(0);
 }
@@ -140,13 +165,12 @@ v1::RegisterWorkerRequest WorkerDaemon::RegistrationRequest() const {
   std::string host = options_.advertise_host;
   if (host.empty()) host = IsLoopbackHost(EndpointHost(options_.coordinator.endpoint)) ? "127.0.0.1" : HostName();
   request.set_host(host);
-  const int64_t memory = TotalMemoryBytes() / options_.slots;
   for (int i = 0; i < options_.slots; ++i) {
     v1::Slot* slot = request.add_slots();
     slot->set_index(i);
     slot->set_device(options_.device == "cuda" ? absl::StrCat("cuda:", i) : "cpu");
     slot->set_cores(static_cast<int32_t>(slot_cores_));
-    slot->set_memory_bytes(memory);
+    slot->set_memory_bytes(slot_memory_[i]);
   }
   for (const auto& [key, value] : options_.labels) (*request.mutable_labels())[key] = value;
   request.set_rendezvous_port_first(options_.rendezvous_port_first);

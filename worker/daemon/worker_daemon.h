@@ -55,6 +55,11 @@ class WorkerDaemon {
     rpc::ClientOptions coordinator;
     int slots = 1;
     std::string device = "cpu";  // "cpu" | "cuda" (slot i is cuda:i)
+    // Memory each slot advertises (the coordinator places a rank only where its
+    // memory plan fits). 0: the machine's (cgroup-capped) memory split over the
+    // slots on cpu; GPU i's memory for slot i on cuda, read with `nvidia_smi`.
+    int64_t slot_memory_bytes = 0;
+    std::string nvidia_smi = "nvidia-smi";
     std::string work_dir;
     std::string advertise_host;  // "" = 127.0.0.1 for a loopback coordinator, else the host name
     std::string name;            // "" = HOSTNAME-PID
@@ -99,7 +104,8 @@ class WorkerDaemon {
   v1::RegisterWorkerRequest RegistrationRequest() const;
 
  private:
-  WorkerDaemon(Options options, prometheus::Registry& registry, std::shared_ptr<v1::WorkerService::StubInterface> stub);
+  WorkerDaemon(Options options, prometheus::Registry& registry, std::shared_ptr<v1::WorkerService::StubInterface> stub,
+               std::vector<int64_t> slot_memory);
 
   absl::Status Register();
   void Heartbeat(bool lease);
@@ -125,6 +131,7 @@ class WorkerDaemon {
   CoordinatorClient client_;
   WorkerMetrics metrics_;
   const int64_t slot_cores_;
+  const std::vector<int64_t> slot_memory_;  // bytes each slot advertises, by index
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/sha256.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
 #include "worker/daemon/rank_launcher_simulated.h"
@@ -464,17 +465,66 @@ TEST_F(WorkerDaemonTest, WithoutTheLongPollWorkWaitsForAHeartbeat) {
   EXPECT_EQ(fake_.long_polls_, 0);
 }
 
-TEST_F(WorkerDaemonTest, CudaSlotsNameTheirDevice) {
+// A stand-in for nvidia-smi on a machine with GPUs: a script that prints what
+// the real one prints for `--query-gpu=memory.total --format=csv,noheader,nounits`
+// (or fails), and records its arguments.
+std::string FakeNvidiaSmi(const TempDir& dir, const std::string& body) {
+  const std::string path = dir.file("nvidia-smi");
+  WriteFile(path, absl::StrCat("#!/bin/sh\necho \"$@\" > ", dir.file("nvidia-smi.args"), "\n", body));
+  chmod(path.c_str(), 0755);
+  return path;
+}
+
+TEST_F(WorkerDaemonTest, CudaSlotsAdvertiseTheirGpusMemory) {
   WorkerDaemon::Options options = Options();
   options.device = "cuda";
   options.slots = 3;
   options.advertise_host = "node7";
+  // Four GPUs, the last one smaller: slot i is cuda:i with GPU i's memory.
+  options.nvidia_smi = FakeNvidiaSmi(dir_, "printf '81559\\n81559\\n40960\\n16384\\n'\n");
   auto daemon = WorkerDaemon::Create(options, registry_);
   ASSERT_TRUE(daemon.ok()) << daemon.status();
+  EXPECT_EQ(ReadFile(dir_.file("nvidia-smi.args")), "--query-gpu=memory.total --format=csv,noheader,nounits\n");
   const v1::RegisterWorkerRequest r = (*daemon)->RegistrationRequest();
   ASSERT_EQ(r.slots_size(), 3);
   EXPECT_EQ(r.slots(2).device(), "cuda:2");
+  EXPECT_EQ(r.slots(0).memory_bytes(), int64_t{81559} << 20);
+  EXPECT_EQ(r.slots(2).memory_bytes(), int64_t{40960} << 20);
   EXPECT_EQ(r.host(), "node7");
+
+  // --slot-memory wins over what is detected, on either device.
+  options.slot_memory_bytes = int64_t{24} << 30;
+  auto given = WorkerDaemon::Create(options, registry_);
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ((*given)->RegistrationRequest().slots(2).memory_bytes(), int64_t{24} << 30);
+}
+
+// A CUDA worker that cannot learn its GPUs' memory does not start (it would
+// advertise memory it does not have); the error says what failed and the flag
+// that fixes it.
+TEST_F(WorkerDaemonTest, CudaWithoutGpuMemoryRefusesToStart) {
+  WorkerDaemon::Options options = Options();
+  options.device = "cuda";
+  options.slots = 2;
+  options.nvidia_smi = FakeNvidiaSmi(dir_, "echo 'NVIDIA-SMI has failed because it could not communicate'; exit 9\n");
+  auto failed = WorkerDaemon::Create(options, registry_);
+  ASSERT_EQ(failed.status().code(), absl::StatusCode::kFailedPrecondition) << failed.status();
+  EXPECT_THAT(std::string(failed.status().message()),
+              ::testing::AllOf(::testing::HasSubstr("exit 9"), ::testing::HasSubstr("could not communicate"),
+                             ::testing::HasSubstr("--slot-memory")));
+
+  options.nvidia_smi = dir_.file("no-such-nvidia-smi");
+  EXPECT_THAT(std::string(WorkerDaemon::Create(options, registry_).status().message()),
+              ::testing::HasSubstr("was not found"));
+
+  options.nvidia_smi = FakeNvidiaSmi(dir_, "echo 81559; echo '[N/A]'\n");
+  EXPECT_THAT(std::string(WorkerDaemon::Create(options, registry_).status().message()),
+              ::testing::HasSubstr("line 2: \"[N/A]\" is not a MiB count"));
+
+  options.nvidia_smi = FakeNvidiaSmi(dir_, "echo 81559\n");  // one GPU, two slots
+  auto too_many = WorkerDaemon::Create(options, registry_);
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(too_many.status().message()), ::testing::HasSubstr("lists 1 GPU(s)"));
 }
 
 TEST_F(WorkerDaemonTest, RunsAnAssignmentToCompletion) {
