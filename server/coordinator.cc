@@ -67,7 +67,10 @@ Coordinator::~Coordinator() {
   }
   wake_.notify_all();
   events_cv_.notify_all();
-  work_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, waiters] : lease_waiters_) waiters->cv.notify_all();
+  }
   if (thread_.joinable()) thread_.join();
   commits_.reset();  // what is queued is written (and Recover may still run)
 }
@@ -209,13 +212,14 @@ void Coordinator::ApplyStaged(const StoreMutation& m) {
     }
     wake = true;
   }
-  for (const std::string& id : m.deleted_workers) workers_.erase(id);
-  bool work = false;
+  for (const std::string& id : m.deleted_workers) {
+    workers_.erase(id);
+    WakeLeases(id);  // its waiting leases answer NOT_FOUND
+  }
   for (const StoredAssignment& a : m.assignments) {
     assignments_[a.assignment.id()] = a;
-    work |= a.state == AssignmentState::kPending;
+    if (a.state == AssignmentState::kPending) WakeLeases(a.worker_id);
   }
-  if (work) work_cv_.notify_all();  // long-polling leases
   for (const std::string& id : m.deleted_assignments) {
     if (assignments_.erase(id)) wake = true;  // a slot came free
   }

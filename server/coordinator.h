@@ -187,7 +187,15 @@ class Coordinator {
 
   std::mutex mu_;
   std::condition_variable events_cv_;  // a job got an event
-  std::condition_variable work_cv_;    // an assignment became pending (long-polling leases)
+  // Long-polling leases wait on their worker's own variable, so that placing
+  // a rank wakes only that worker's calls, not every waiting call (each of
+  // which would take mu_ and scan the assignments: measured, a herd under load).
+  struct LeaseWaiters {
+    std::condition_variable cv;
+    int waiting = 0;
+  };
+  std::map<std::string, std::shared_ptr<LeaseWaiters>> lease_waiters_;  // by worker id
+  void WakeLeases(const std::string& worker_id);                          // mu_ held
   std::condition_variable wake_;       // the scheduler has work
   bool stopping_ = false;
   bool wake_pending_ = false;

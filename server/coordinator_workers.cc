@@ -123,6 +123,15 @@ absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAs
     const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(wait);
     std::unique_lock<std::mutex> lock(mu_);
     if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
+    std::shared_ptr<LeaseWaiters> waiters;  // registered on the first wait
+    struct Leave {
+      Coordinator* c;
+      const std::string& worker;
+      std::shared_ptr<LeaseWaiters>& waiters;
+      ~Leave() {  // mu_ held: the lock below outlives this
+        if (waiters && --waiters->waiting == 0) c->lease_waiters_.erase(worker);
+      }
+    } leave{this, request.worker_id(), waiters};
     while (true) {
       // Checked again after every wait: the worker may have been declared lost
       // meanwhile. A waiting call does not keep it alive: that is the heartbeats'.
@@ -137,13 +146,32 @@ absl::StatusOr<v1::LeaseAssignmentResponse> Coordinator::Lease(const v1::LeaseAs
         break;
       }
       const auto now = std::chrono::steady_clock::now();
-      if (response.has_assignment() || stopping_ || now >= deadline || (cancelled && cancelled())) break;
-      // In slices of at most a second, so that a cancelled call ends soon.
-      work_cv_.wait_until(lock, std::min(deadline, now + std::chrono::seconds(1)));
+      if (response.has_assignment() || stopping_ || now >= deadline) break;
+      if (!waiters) {
+        std::shared_ptr<LeaseWaiters>& slot = lease_waiters_[request.worker_id()];
+        if (!slot) slot = std::make_shared<LeaseWaiters>();
+        waiters = slot;
+        ++waiters->waiting;
+      }
+      // In slices of at most a second, so that a cancelled call ends soon;
+      // whether it was cancelled is asked (of gRPC, which polls) only when a
+      // slice ends, and without mu_.
+      const auto slice_end = std::min(deadline, now + std::chrono::seconds(1));
+      if (waiters->cv.wait_until(lock, slice_end) == std::cv_status::timeout && slice_end < deadline && cancelled) {
+        lock.unlock();
+        const bool gone = cancelled();
+        lock.lock();
+        if (gone) break;
+      }
     }
   }
   if (absl::Status s = Durable(ticket); !s.ok()) return s;
   return response;
+}
+
+void Coordinator::WakeLeases(const std::string& worker_id) {
+  auto it = lease_waiters_.find(worker_id);
+  if (it != lease_waiters_.end()) it->second->cv.notify_all();
 }
 
 absl::StatusOr<Coordinator::Worker*> Coordinator::TouchWorker(const std::string& worker_id) {

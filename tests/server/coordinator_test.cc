@@ -753,6 +753,48 @@ TEST_F(CoordinatorTest, ALongPollLeaseAnswersWhenWorkIsPlaced) {
   EXPECT_EQ(waiting.status().code(), absl::StatusCode::kNotFound) << waiting.status();
 }
 
+// A waiting lease wakes only for its own worker's work: ranks placed on
+// another worker leave it asleep (it neither answers nor asks gRPC whether it
+// was cancelled, which it does once per one-second slice), and a cancelled
+// call ends at the end of its slice. Before, every placement woke every
+// waiting lease of the fleet, each taking the coordinator's lock.
+TEST_F(CoordinatorTest, ALongPollLeaseSleepsThroughOtherWorkersWork) {
+  // The sleeper's one slot is busy with the first job (it was the only worker).
+  const std::string sleeper = AddWorker(1);
+  Submit(Request());
+  coordinator_->ScheduleNow();
+  ASSERT_FALSE(Lease(sleeper).id().empty());
+  const std::string busy = AddWorker(6);
+
+  std::atomic<int> asked{0};
+  v1::LeaseAssignmentRequest r;
+  r.set_worker_id(sleeper);
+  absl::StatusOr<v1::LeaseAssignmentResponse> waiting;
+  std::thread poll([&] {
+    waiting = coordinator_->Lease(r, absl::Milliseconds(2500), [&] {
+      ++asked;
+      return false;
+    });
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (int i = 0; i < 5; ++i) {  // five jobs, all placed on the other worker
+    Submit(Request());
+    coordinator_->ScheduleNow();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  poll.join();
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  EXPECT_FALSE(waiting->has_assignment());
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(Lease(busy).id().empty()) << i;
+  EXPECT_LE(asked.load(), 2) << "the sleeper was woken by work placed elsewhere";
+
+  // A cancelled call ends when its slice does, not when its wait does.
+  const absl::Time start = absl::Now();
+  auto gone = coordinator_->Lease(r, absl::Seconds(20), [] { return true; });
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
 // init.from_job: the source's adapter is copied into an upload of the new
 // job's at submission (a retry with the same key copies nothing more), the
 // first event names the step, and the ranks download the copy.

@@ -50,7 +50,10 @@ absl::StatusOr<std::vector<int64_t>> GpuMemoryBytes(const std::string& nvidia_sm
   std::string output;
   char buffer[4096];
   size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0 && output.size() < (1 << 20)) output.append(buffer, n);
+  // Read to the end (a child blocked on a full pipe would never exit), keep 64 KiB.
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
+    if (output.size() < (1 << 16)) output.append(buffer, n);
+  }
   const int status = pclose(pipe);
   const std::string shown(absl::StripAsciiWhitespace(output.substr(0, 300)));
   if (status != 0) {
