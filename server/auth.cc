@@ -33,6 +33,7 @@ const std::map<std::string, Role, std::less<>>& Policies() {
       {"d2lora.v1.WorkerService/UploadArtifact", Role::kFull},
       {"d2lora.v1.WorkerService/CompleteAssignment", Role::kFull},
       {"d2lora.v1.WorkerService/FailAssignment", Role::kFull},
+      {"d2lora.v1.WorkerService/LeaveWorker", Role::kFull},
   };
   return *policies;
 }

@@ -105,6 +105,9 @@ class Coordinator {
   absl::Status ArtifactStored(const v1::Assignment& assignment, const std::string& name);
   absl::Status Complete(const v1::CompleteAssignmentRequest& request);
   absl::Status Fail(const v1::FailAssignmentRequest& request);
+  // The worker shuts down: it is forgotten now (NOT_FOUND if it was already),
+  // and its assignments end as a lost worker's do, the reason saying it left.
+  absl::Status Leave(const v1::LeaveWorkerRequest& request);
 
   // One scheduler round (reap lost workers, place queued jobs); the thread
   // runs it every schedule_period and after changes.
@@ -167,6 +170,8 @@ class Coordinator {
   // The scheduling round (its reading parts in scheduling_round.h).
   std::vector<WorkerView> WorkerViews() const;
   void ReapWorkers(StoreMutation& m);
+  // Forgets worker `wid` and ends its assignments' attempts (retryable, error `why`).
+  void DropWorker(StoreMutation& m, const std::string& wid, const std::string& why);
   void PlaceQueued(StoreMutation& m);
   absl::Status CheckSubmit(const v1::SubmitJobRequest& request, v1::Job& job);
   // A new job's spec.init.from_job: copies the source's adapter into a new

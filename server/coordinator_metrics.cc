@@ -46,6 +46,8 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry) : trainin
                           .Help("Job attempts that failed (retried or not)").Register(registry).Add({});
   workers_lost_ = &prometheus::BuildCounter().Name("d2lora_workers_lost_total")
                        .Help("Workers declared lost after missing heartbeats").Register(registry).Add({});
+  workers_left_ = &prometheus::BuildCounter().Name("d2lora_workers_left_total")
+                       .Help("Workers that left on shutdown (not lost)").Register(registry).Add({});
   store_transactions_ = &prometheus::BuildCounter().Name("d2lora_store_transactions_total")
                              .Help("Job store transactions (each one fsync; group commit)").Register(registry).Add({});
   store_changes_ = &prometheus::BuildCounter().Name("d2lora_store_changes_total")
@@ -73,6 +75,8 @@ void CoordinatorMetrics::JobFinished(v1::JobState final_state) {
 void CoordinatorMetrics::AttemptFailed() { attempts_failed_->Increment(); }
 
 void CoordinatorMetrics::WorkerLost() { workers_lost_->Increment(); }
+
+void CoordinatorMetrics::WorkerLeft() { workers_left_->Increment(); }
 
 void CoordinatorMetrics::StoreTotals(int64_t transactions, int64_t changes) {
   store_transactions_->Increment(static_cast<double>(transactions - transactions_reported_));

@@ -10,6 +10,7 @@
 //   d2lora_jobs_finished_total{state}      jobs that ended: succeeded | failed | cancelled
 //   d2lora_attempts_failed_total           failed attempts, retried or not
 //   d2lora_workers_lost_total              workers declared lost
+//   d2lora_workers_left_total              workers that left on shutdown (LeaveWorker)
 //   d2lora_store_transactions_total        job store transactions (one fsync each)
 //   d2lora_store_changes_total             acknowledged changes written
 //
@@ -45,6 +46,7 @@ class CoordinatorMetrics {
   void JobFinished(v1::JobState final_state);
   void AttemptFailed();
   void WorkerLost();
+  void WorkerLeft();
   // The job store's totals so far (group commit): the counters go up by the difference.
   void StoreTotals(int64_t transactions, int64_t changes);
   TrainingSeries& training() { return training_; }
@@ -59,6 +61,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>* jobs_finished_;
   prometheus::Counter* attempts_failed_;
   prometheus::Counter* workers_lost_;
+  prometheus::Counter* workers_left_;
   prometheus::Counter* store_transactions_;
   prometheus::Counter* store_changes_;
   int64_t transactions_reported_ = 0;

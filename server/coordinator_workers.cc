@@ -374,36 +374,58 @@ void Coordinator::ReapWorkers(StoreMutation& m) {
   for (const std::string& wid : LostWorkers(WorkerViews(), now, options_.heartbeat_timeout)) {
     const Worker& w = workers_.at(wid);
     metrics_->WorkerLost();
-    m.deleted_workers.push_back(wid);
-    for (const auto& [aid, a] : assignments_) {
-      if (a.worker_id != wid || Contains(m.deleted_assignments, aid)) continue;
-      m.deleted_assignments.push_back(aid);
-      auto job_it = jobs_.find(a.assignment.job_id());
-      if (job_it == jobs_.end() || IsTerminal(job_it->second.state()) || job_it->second.state() == v1::PAUSED ||
-          job_it->second.attempt() != a.assignment.attempt()) {
-        continue;
-      }
-      v1::Job* job = nullptr;
-      for (v1::Job& j : m.jobs) {
-        if (j.id() == job_it->first) job = &j;
-      }
-      if (job != nullptr && (IsTerminal(job->state()) || job->state() == v1::QUEUED || job->state() == v1::PAUSED)) {
-        continue;  // ended this round
-      }
-      if (job == nullptr) job = &m.jobs.emplace_back(job_it->second);
-      if (job->state() == v1::PAUSING) {  // its checkpoint is lost with the worker; the last stored one stays
-        PausingAssignmentEnded(m, *job, aid);
-        continue;
-      }
-      v1::JobError error;
-      error.set_code("UNAVAILABLE");
-      error.set_message(absl::StrCat("worker ", w.stored.registration.name(), " (", wid, ") was lost: no heartbeat for ",
-                                     absl::FormatDuration(now - w.last_seen)));
-      error.set_rank(a.assignment.rank());
-      error.set_attempt(a.assignment.attempt());
-      EndAttempt(m, *job, error, /*retryable=*/true);
-    }
+    DropWorker(m, wid,
+               absl::StrCat("worker ", w.stored.registration.name(), " (", wid, ") was lost: no heartbeat for ",
+                            absl::FormatDuration(now - w.last_seen)));
   }
+}
+
+void Coordinator::DropWorker(StoreMutation& m, const std::string& wid, const std::string& why) {
+  m.deleted_workers.push_back(wid);
+  for (const auto& [aid, a] : assignments_) {
+    if (a.worker_id != wid || Contains(m.deleted_assignments, aid)) continue;
+    m.deleted_assignments.push_back(aid);
+    auto job_it = jobs_.find(a.assignment.job_id());
+    if (job_it == jobs_.end() || IsTerminal(job_it->second.state()) || job_it->second.state() == v1::PAUSED ||
+        job_it->second.attempt() != a.assignment.attempt()) {
+      continue;
+    }
+    v1::Job* job = nullptr;
+    for (v1::Job& j : m.jobs) {
+      if (j.id() == job_it->first) job = &j;
+    }
+    if (job != nullptr && (IsTerminal(job->state()) || job->state() == v1::QUEUED || job->state() == v1::PAUSED)) {
+      continue;  // ended this round
+    }
+    if (job == nullptr) job = &m.jobs.emplace_back(job_it->second);
+    if (job->state() == v1::PAUSING) {  // its checkpoint is lost with the worker; the last stored one stays
+      PausingAssignmentEnded(m, *job, aid);
+      continue;
+    }
+    v1::JobError error;
+    error.set_code("UNAVAILABLE");
+    error.set_message(why);
+    error.set_rank(a.assignment.rank());
+    error.set_attempt(a.assignment.attempt());
+    EndAttempt(m, *job, error, /*retryable=*/true);
+  }
+}
+
+absl::Status Coordinator::Leave(const v1::LeaveWorkerRequest& request) {
+  if (request.reason().size() > 1024) return absl::InvalidArgumentError("reason: longer than 1 KiB");
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = workers_.find(request.worker_id());
+    if (it == workers_.end()) return UnknownWorker(request.worker_id());
+    metrics_->WorkerLeft();
+    StoreMutation m;
+    DropWorker(m, request.worker_id(),
+               absl::StrCat("worker ", it->second.stored.registration.name(), " (", request.worker_id(), ") left",
+                            request.reason().empty() ? "" : ": ", request.reason()));
+    ticket = Stage(m);
+  }
+  return Durable(ticket);
 }
 
 void Coordinator::PlaceQueued(StoreMutation& m) {

@@ -146,4 +146,12 @@ grpc::Status WorkerServiceImpl::FailAssignment(grpc::ServerContext* context, con
   return ToGrpcStatus(coordinator_->Fail(*request));
 }
 
+grpc::Status WorkerServiceImpl::LeaveWorker(grpc::ServerContext* context, const v1::LeaveWorkerRequest* request,
+                                            v1::LeaveWorkerResponse*) {
+  if (absl::Status s = auth_->Authorize(*context, "d2lora.v1.WorkerService/LeaveWorker"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  return ToGrpcStatus(coordinator_->Leave(*request));
+}
+
 }  // namespace d2lora::server

@@ -29,6 +29,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                                   v1::CompleteAssignmentResponse* response) override;
   grpc::Status FailAssignment(grpc::ServerContext* context, const v1::FailAssignmentRequest* request,
                               v1::FailAssignmentResponse* response) override;
+  grpc::Status LeaveWorker(grpc::ServerContext* context, const v1::LeaveWorkerRequest* request,
+                           v1::LeaveWorkerResponse* response) override;
 
  private:
   Coordinator* coordinator_;

@@ -42,7 +42,7 @@ std::string FullName(const google::protobuf::MethodDescriptor* m) {
 
 TEST(AuthTest, EveryMethodOfOurServicesHasAPolicy) {
   const auto methods = AllMethods();
-  ASSERT_EQ(methods.size(), 19u);
+  ASSERT_EQ(methods.size(), 20u);
   for (const auto* m : methods) EXPECT_TRUE(RpcRole(FullName(m)).has_value()) << FullName(m) << " has no policy";
   EXPECT_FALSE(RpcRole("d2lora.v1.JobService/NoSuchMethod").has_value());
   // What the read-only token may do, spelled out.

@@ -34,6 +34,8 @@ TEST(CoordinatorMetricsTest, RecordsWhatItIsTold) {
   metrics.JobFinished(v1::FAILED);
   metrics.AttemptFailed();
   metrics.WorkerLost();
+  metrics.WorkerLeft();
+  metrics.WorkerLeft();
   metrics.StoreTotals(5, 40);
   metrics.StoreTotals(7, 52);  // totals: the counters go up by the difference
   metrics.JobPlaced(absl::Milliseconds(30));
@@ -49,6 +51,7 @@ TEST(CoordinatorMetricsTest, RecordsWhatItIsTold) {
   ExpectLine(text, "d2lora_jobs_finished_total{state=\"succeeded\"} 0");
   ExpectLine(text, "d2lora_attempts_failed_total 1");
   ExpectLine(text, "d2lora_workers_lost_total 1");
+  ExpectLine(text, "d2lora_workers_left_total 2");
   ExpectLine(text, "d2lora_store_transactions_total 7");
   ExpectLine(text, "d2lora_store_changes_total 52");
   ExpectLine(text, "d2lora_scheduling_latency_seconds_count 1");

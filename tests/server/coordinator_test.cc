@@ -7,6 +7,8 @@
 
 #include <sqlite3.h>
 
+#include <prometheus/text_serializer.h>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -358,6 +360,37 @@ TEST_F(CoordinatorTest, LostWorkerFailsItsAttemptAndStopsThePeers) {
   gone.set_worker_id(w2);
   EXPECT_EQ(coordinator_->Heartbeat(gone).status().code(), absl::StatusCode::kNotFound);
   (void)a2;
+}
+
+// A worker that leaves (it shut down) is forgotten at once, not after the
+// heartbeat timeout: the job placed on it is requeued, naming the worker and
+// its reason, and the next round places it on the worker that stayed.
+TEST_F(CoordinatorTest, AWorkerThatLeavesIsForgottenAtOnceAndItsJobRequeued) {
+  const std::string w1 = AddWorker(1);
+  const std::string id = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  ASSERT_EQ(State(id), v1::SCHEDULED);  // placed on w1, not yet leased
+  const std::string w2 = AddWorker(1);
+  v1::LeaveWorkerRequest leave;
+  leave.set_worker_id(w1);
+  leave.set_reason("shutting down");
+  D2_ASSERT_OK(coordinator_->Leave(leave));
+  auto job = coordinator_->GetJob(id);
+  EXPECT_EQ(job->state(), v1::QUEUED);
+  EXPECT_EQ(job->error().code(), "UNAVAILABLE");
+  EXPECT_TRUE(absl::StrContains(job->error().message(), absl::StrCat("(", w1, ") left: shutting down")))
+      << job->error().message();
+  v1::HeartbeatRequest gone;
+  gone.set_worker_id(w1);
+  EXPECT_EQ(coordinator_->Heartbeat(gone).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(coordinator_->Leave(leave).code(), absl::StatusCode::kNotFound);  // once
+  coordinator_->ScheduleNow();
+  EXPECT_EQ(Lease(w2).job_id(), id);
+  const std::string text = prometheus::TextSerializer().Serialize(registry_->Collect());
+  EXPECT_TRUE(absl::StrContains(text, "\nd2lora_workers_left_total 1\n")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "\nd2lora_workers_lost_total 0\n")) << text;
+  leave.set_reason(std::string(1025, 'x'));
+  EXPECT_EQ(coordinator_->Leave(leave).code(), absl::StatusCode::kInvalidArgument);
 }
 
 // Elastic retries: with one of two workers gone for good, the retry waits

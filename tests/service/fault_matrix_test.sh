@@ -65,6 +65,15 @@ ckpt_at_least() { [ "$(field "$1" '.checkpoint_step // 0')" -ge "$2" ]; }
 attempt_at_least() { [ "$(field "$1" '.attempt // 0')" -ge "$2" ]; }
 # rank_log WORKER JOB ATTEMPT RANK: that rank's log in the worker's work directory.
 rank_log() { echo "$T/work-$1/jobs/$2/attempt-$3/rank-$4/rank.log"; }
+# SIGTERM worker $1; it leaves the coordinator as it stops, so the next job
+# cannot be placed on it (before LeaveWorker, one submitted within two heartbeat
+# intervals could be, and ran only after the heartbeat timeout, elsewhere).
+stop_worker() {
+  local pid_var="WORKER_$1"
+  kill -TERM "${!pid_var}"; wait "${!pid_var}" 2>/dev/null
+  grep -q "left the coordinator" "$T/worker-$1.log" && pass "worker $1 left the coordinator as it stopped" ||
+    fail "worker $1 did not leave: $(tail -3 "$T/worker-$1.log")"
+}
 # resumed_step LOG: the step rank 0's start event (metrics.jsonl beside LOG) says it resumed at.
 resumed_step() { grep -m1 '"event":"start"' "$(dirname "$1")/out/metrics.jsonl" 2>/dev/null | jq -r '.start_step // 0'; }
 
@@ -106,7 +115,7 @@ worker_sigstop)
   grep -q "attempt-1" <(artifact_list "$J" | grep logs/) && fail "a log of the stale attempt was accepted" ||
     pass "nothing of the stale attempt was accepted after the loss"
   verify_artifacts "$J" && pass "every artifact verifies" || fail "artifacts of $J do not verify"
-  kill -TERM "$WORKER_b"; wait "$WORKER_b" 2>/dev/null
+  stop_worker b
   J2=$(submit short.yaml)
   until_true 90 is_state "$J2" SUCCEEDED && [ -f "$(rank_log a "$J2" 1 0)" ] &&
     pass "worker a back in service: a new job SUCCEEDED on it" || fail "new job: $(cli get "$J2" 2>&1 | tail -5)"
@@ -177,7 +186,7 @@ network_partition)
   cli download "$J" summary.json --out summary-p.json >/dev/null 2>&1
   [ "$(jq .steps summary-p.json 2>/dev/null)" == "160" ] && pass "summary: 160 steps" || fail "summary: $(head -c 300 summary-p.json)"
   verify_artifacts "$J" && pass "every artifact verifies" || fail "artifacts of $J do not verify"
-  kill -TERM "$WORKER_b"; wait "$WORKER_b" 2>/dev/null
+  stop_worker b
   J2=$(submit short.yaml)
   until_true 90 is_state "$J2" SUCCEEDED && [ -f "$(rank_log a "$J2" 1 0)" ] &&
     pass "worker a back in service across the link: a new job SUCCEEDED on it" || fail "new job: $(cli get "$J2" 2>&1 | tail -5)"

@@ -249,9 +249,24 @@ absl::Status WorkerDaemon::Run(const std::function<void(const std::string&)>& on
     WaitFor(interval);
   }
   AbandonAll();
+  Leave();
   metrics_.SetUp(false);
   Log("stopped");
   return absl::OkStatus();
+}
+
+void WorkerDaemon::Leave() {
+  v1::LeaveWorkerRequest request;
+  request.set_worker_id(worker_id());
+  if (request.worker_id().empty()) return;
+  request.set_reason("the worker is shutting down");
+  grpc::ClientContext context;
+  client_.Prepare(context, absl::Seconds(5));
+  v1::LeaveWorkerResponse response;
+  const absl::Status status = rpc::FromGrpcStatus(client_.stub->LeaveWorker(&context, request, &response));
+  Log(status.ok() ? absl::StrCat("left the coordinator (", request.worker_id(), ")")
+                  : absl::StrCat("could not leave the coordinator: ", rpc::StatusCodeName(status.code()), ": ",
+                                 status.message(), " (it declares this worker lost after its heartbeat timeout)"));
 }
 
 void WorkerDaemon::Heartbeat(bool lease) {

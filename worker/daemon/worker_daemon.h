@@ -18,7 +18,8 @@
 //     registers again. UNAVAILABLE / DEADLINE_EXCEEDED: the ranks keep running
 //     and the calls are retried under the same worker id.
 //   - Shutdown(): every rank is stopped (SIGTERM, SIGKILL after the grace) and
-//     reported failed with ABORTED, retryable; then Run returns.
+//     reported failed with ABORTED, retryable; the worker leaves the
+//     coordinator (LeaveWorker: nothing more is placed on it); then Run returns.
 #pragma once
 
 #include <condition_variable>
@@ -119,6 +120,7 @@ class WorkerDaemon {
   void Forget(const std::string& why);  // NOT_FOUND: drop everything, register again
   void ReapFinished();
   void AbandonAll();
+  void Leave();  // LeaveWorker, at the end of a shutdown
   void StopAll(const std::string& reason, absl::Time give_up);
   void UpdateBusy();
   int ActiveRunners() const;

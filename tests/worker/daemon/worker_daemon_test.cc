@@ -260,6 +260,15 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     cv_.notify_all();
     return grpc::Status::OK;
   }
+  grpc::Status LeaveWorker(grpc::ServerContext*, const v1::LeaveWorkerRequest* request,
+                           v1::LeaveWorkerResponse*) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!workers_.erase(request->worker_id())) return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown worker");
+    left_.push_back(*request);
+    failed_before_leaving_ = failed_.size();
+    cv_.notify_all();
+    return grpc::Status::OK;
+  }
 
   // --- what the test inspects (under the lock, from WaitFor predicates or after)
   std::mutex mu_;
@@ -282,6 +291,8 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::vector<Upload> uploads_;
   std::vector<v1::CompleteAssignmentRequest> completed_;
   std::vector<v1::FailAssignmentRequest> failed_;
+  std::vector<v1::LeaveWorkerRequest> left_;
+  size_t failed_before_leaving_ = 0;  // failure reports received when LeaveWorker came
 };
 
 class WorkerDaemonTest : public ::testing::Test {
@@ -761,6 +772,11 @@ TEST_F(WorkerDaemonTest, ShutdownStopsRanksAndReportsThemAborted) {
     EXPECT_EQ(f.error().code(), "ABORTED");
     EXPECT_TRUE(f.retryable());
   }
+  // Then it leaves the coordinator, once, after its ranks reported.
+  ASSERT_EQ(fake_.left_.size(), 1u);
+  EXPECT_EQ(fake_.left_[0].worker_id(), "w-1");
+  EXPECT_EQ(fake_.left_[0].reason(), "the worker is shutting down");
+  EXPECT_EQ(fake_.failed_before_leaving_, 2u);
 }
 
 TEST_F(WorkerDaemonTest, ForgottenWorkerKillsItsRanksAndRegistersAgain) {
