@@ -11,6 +11,8 @@
 #ifdef D2LORA_BENCH_HAVE_CUDA_ALLOC
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
+#include <c10/core/Allocator.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
 #include <torch/cuda.h>
 
 #include "absl/strings/str_split.h"
@@ -37,6 +39,27 @@ long ReadStatusKb(const char* field) {
 }
 
 long g_rss_at_reset_kb = 0;
+
+// Live and peak CPU tensor bytes, as the allocator's profiler hook reports them.
+class TensorBytes final : public c10::MemoryReportingInfoBase {
+ public:
+  void reportMemoryUsage(void*, int64_t, int64_t total_allocated, int64_t, c10::Device device) override {
+    if (!device.is_cpu()) return;
+    live_ = total_allocated;
+    peak_ = std::max(peak_, total_allocated);
+  }
+  bool memoryProfilingEnabled() const override { return true; }
+  void ResetPeak() {
+    peak_ = live_;
+    at_reset_ = live_;
+  }
+  double PeakMiB() const { return static_cast<double>(peak_ - at_reset_) / (1024.0 * 1024.0); }
+
+ private:
+  int64_t live_ = 0, peak_ = 0, at_reset_ = 0;
+};
+
+std::shared_ptr<TensorBytes> g_tensor_bytes;
 
 #ifdef D2LORA_BENCH_HAVE_CUDA_ALLOC
 int64_t g_cuda_at_reset_bytes = 0;
@@ -163,6 +186,21 @@ double PeakMemoryMiBSinceReset(const torch::Device& device) {
   }
 #endif
   return static_cast<double>(ReadStatusKb("VmHWM:") - g_rss_at_reset_kb) / 1024.0;
+}
+
+void StartTensorAccounting() {
+  if (g_tensor_bytes) return;
+  g_tensor_bytes = std::make_shared<TensorBytes>();
+  c10::ThreadLocalDebugInfo::_push(c10::DebugInfoKind::PROFILER_STATE, g_tensor_bytes);
+}
+
+void ResetTensorPeak() {
+  if (g_tensor_bytes) g_tensor_bytes->ResetPeak();
+}
+
+std::optional<double> TensorPeakMiBSinceReset() {
+  if (!g_tensor_bytes) return std::nullopt;
+  return g_tensor_bytes->PeakMiB();
 }
 
 void WriteJson(const std::string& path, const nlohmann::json& j) {

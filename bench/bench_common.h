@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,18 @@ double SecondsSince(std::chrono::steady_clock::time_point t0, const torch::Devic
 // meaningful in a process of its own); CUDA: the caching allocator's peak.
 void ResetPeakMemory(const torch::Device& device);
 double PeakMemoryMiBSinceReset(const torch::Device& device);
+
+// CPU tensor bytes, exactly, whatever the allocator keeps: LibTorch's CPU
+// allocator reports every allocation and free made on this thread (its
+// profiler hook, c10::MemoryReportingInfoBase) once StartTensorAccounting()
+// has run on it. Call it before the first tensor is made, on the thread that
+// runs forward and backward (LibTorch's CPU backward runs on the caller's);
+// tensors made on other threads (intra-op workers) are not counted.
+void StartTensorAccounting();
+// Peak tensor bytes since the last ResetTensorPeak(), minus those live then,
+// in MiB; nullopt when StartTensorAccounting() has not run.
+void ResetTensorPeak();
+std::optional<double> TensorPeakMiBSinceReset();
 
 // Writes `j` to `path` (atomically: a temporary file, then rename); exits on failure.
 void WriteJson(const std::string& path, const nlohmann::json& j);

@@ -213,7 +213,8 @@ std::string SelfPath() {
 }
 
 // The child: builds the variant, runs a warm-up step, then prints the peak
-// memory the next step adds ("peak_mib X").
+// memory the next step adds ("peak_mib X"), and on CPU its peak in tensor
+// bytes, whatever the allocator keeps ("tensor_peak_mib Y").
 int MemChild(const BenchArgs& args, const Options& o) {
 #ifdef __GLIBC__
   // Fixed thresholds (no dynamic adjustment): blocks above 128 KiB are mmap'd
@@ -224,6 +225,7 @@ int MemChild(const BenchArgs& args, const Options& o) {
 #endif
   engine::ConfigureThreads(args.threads);
   const torch::Device device = BenchDevice(args);
+  if (device.is_cpu()) StartTensorAccounting();
   auto status = engine::GuardTorch("memory child", [&]() -> absl::Status {
     D2_ASSIGN_OR_RETURN(model::ModelConfig config, engine::ModelPreset(o.presets.at(0)));
     const int64_t seq = o.seqs.at(0);
@@ -231,8 +233,10 @@ int MemChild(const BenchArgs& args, const Options& o) {
     torch::Tensor ids = RandomIds(BatchFor(o, seq), seq, config.vocab_size, o.seed, device);
     TrainStep(*trainee, o.ckpt, ids, device);
     ResetPeakMemory(device);
+    ResetTensorPeak();
     TrainStep(*trainee, o.ckpt, ids, device);
     std::printf("peak_mib %.3f\n", PeakMemoryMiBSinceReset(device));
+    if (std::optional<double> t = TensorPeakMiBSinceReset()) std::printf("tensor_peak_mib %.3f\n", *t);
     std::fflush(stdout);
     return absl::OkStatus();
   });
@@ -243,8 +247,13 @@ int MemChild(const BenchArgs& args, const Options& o) {
   return 0;
 }
 
+struct StepPeak {
+  double rss_mib = 0;
+  std::optional<double> tensor_mib;  // CPU only
+};
+
 // Runs the child for one variant; nullopt (with a message) when it fails.
-std::optional<double> PeakStepMiB(const BenchArgs& args, const Options& o, int threads, const std::string& preset,
+std::optional<StepPeak> PeakStepMiB(const BenchArgs& args, const Options& o, int threads, const std::string& preset,
                                   int64_t seq, StepMethod method, bool ckpt) {
   std::ostringstream cmd;
   // On glibc's malloc with fixed thresholds (MemChild): tcmalloc, the trainer's
@@ -256,11 +265,12 @@ std::optional<double> PeakStepMiB(const BenchArgs& args, const Options& o, int t
       << " --adapter-dtype " << o.adapter_dtype << " --seed " << o.seed;
   FILE* pipe = popen(cmd.str().c_str(), "r");
   if (pipe == nullptr) return std::nullopt;
-  std::optional<double> mib;
+  std::optional<double> mib, tensor_mib;
   char line[256];
   while (std::fgets(line, sizeof(line), pipe) != nullptr) {
     double v = 0;
     if (std::sscanf(line, "peak_mib %lf", &v) == 1) mib = v;
+    if (std::sscanf(line, "tensor_peak_mib %lf", &v) == 1) tensor_mib = v;
   }
   const int rc = pclose(pipe);
   if (rc != 0 || !mib) {
@@ -268,7 +278,7 @@ std::optional<double> PeakStepMiB(const BenchArgs& args, const Options& o, int t
               << (ckpt ? "+ckpt" : "") << " failed (status " << rc << ")\n";
     return std::nullopt;
   }
-  return mib;
+  return StepPeak{*mib, tensor_mib};
 }
 
 // ---------------------------------------------------------------------------
@@ -310,6 +320,7 @@ struct Variant {
   Trainee* trainee;
   std::vector<double> seconds;
   std::optional<double> peak_mib;
+  std::optional<double> tensor_peak_mib;  // the same step's peak in CPU tensor bytes
 };
 
 double MedianRatio(const std::vector<double>& num, const std::vector<double>& den) {
@@ -546,13 +557,13 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
         D2_ASSIGN_OR_RETURN(trainees[StepMethod::kFull], MakeTrainee(config, StepMethod::kFull, o, device, dtype));
       }
       std::vector<Variant> variants = {
-          {"lora", StepMethod::kLora, false, trainees[StepMethod::kLora].get(), {}, {}},
-          {"d2lora", StepMethod::kD2Lora, false, trainees[StepMethod::kD2Lora].get(), {}, {}},
-          {"dora", StepMethod::kDora, false, trainees[StepMethod::kDora].get(), {}, {}},
+          {"lora", StepMethod::kLora, false, trainees[StepMethod::kLora].get(), {}, {}, {}},
+          {"d2lora", StepMethod::kD2Lora, false, trainees[StepMethod::kD2Lora].get(), {}, {}, {}},
+          {"dora", StepMethod::kDora, false, trainees[StepMethod::kDora].get(), {}, {}, {}},
       };
       if (ref) {
-        variants.push_back({"d2lora_ckpt", StepMethod::kD2Lora, true, trainees[StepMethod::kD2Lora].get(), {}, {}});
-        variants.push_back({"full", StepMethod::kFull, false, trainees[StepMethod::kFull].get(), {}, {}});
+        variants.push_back({"d2lora_ckpt", StepMethod::kD2Lora, true, trainees[StepMethod::kD2Lora].get(), {}, {}, {}});
+        variants.push_back({"full", StepMethod::kFull, false, trainees[StepMethod::kFull].get(), {}, {}, {}});
       }
       torch::Tensor ids = RandomIds(batch, seq, config.vocab_size, o.seed + static_cast<uint64_t>(seq), device);
       std::cerr << "[" << preset << " seq " << seq << " x" << batch << "] warm-up\n";
@@ -573,7 +584,10 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
       if (o.memory) {
         for (Variant& v : variants) {
           std::cerr << "[" << preset << " seq " << seq << "] peak memory of " << v.name << " (child process)\n";
-          v.peak_mib = PeakStepMiB(args, o, threads, preset, seq, v.method, v.ckpt);
+          if (std::optional<StepPeak> peak = PeakStepMiB(args, o, threads, preset, seq, v.method, v.ckpt)) {
+            v.peak_mib = peak->rss_mib;
+            v.tensor_peak_mib = peak->tensor_mib;
+          }
         }
       }
       std::map<std::string, const Variant*> by_name;
@@ -595,6 +609,7 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
                            {"step_s", v.seconds},
                            {"tokens_per_s", static_cast<double>(batch * seq) / med},
                            {"peak_mib", OptionalJson(v.peak_mib)},
+                           {"tensor_peak_mib", OptionalJson(v.tensor_peak_mib)},
                            {"model_flops", f.model()},
                            {"model_flops_detail",
                             {{"linears", f.linears.total()},
@@ -606,9 +621,10 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
                            {"mfu", mfu},
                            {"hfu", hfu}});
         char buf[256];
-        std::snprintf(buf, sizeof(buf), "%-6s %5lld %5lld  %-12s %8.3f %9.0f %10s %9.1f %9.2f %6.1f%% %6.1f%%",
+        std::snprintf(buf, sizeof(buf), "%-6s %5lld %5lld  %-12s %8.3f %9.0f %10s %10s %9.1f %9.2f %6.1f%% %6.1f%%",
                       preset.c_str(), static_cast<long long>(seq), static_cast<long long>(batch), v.name.c_str(), med,
-                      static_cast<double>(batch * seq) / med, FmtOpt("%.1f", v.peak_mib).c_str(), f.model() / 1e9,
+                      static_cast<double>(batch * seq) / med, FmtOpt("%.1f", v.peak_mib).c_str(),
+                      FmtOpt("%.1f", v.tensor_peak_mib).c_str(), f.model() / 1e9,
                       f.adapter() / 1e9, 100 * mfu, 100 * hfu);
         table.push_back(buf);
       }
@@ -619,12 +635,17 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
         if (!a.peak_mib || !b.peak_mib || *b.peak_mib <= 0) return std::nullopt;
         return *a.peak_mib / *b.peak_mib;
       };
+      auto tensor_ratio = [](const Variant& a, const Variant& b) -> std::optional<double> {
+        if (!a.tensor_peak_mib || !b.tensor_peak_mib || *b.tensor_peak_mib <= 0) return std::nullopt;
+        return *a.tensor_peak_mib / *b.tensor_peak_mib;
+      };
       json ratio = {{"preset", preset},
                     {"seq", seq},
                     {"d2lora_over_lora", MedianRatio(d2.seconds, lora.seconds)},
                     {"dora_over_lora", MedianRatio(dora.seconds, lora.seconds)},
                     {"d2lora_over_lora_peak_mib", OptionalJson(mem_ratio(d2, lora))},
-                    {"dora_over_lora_peak_mib", OptionalJson(mem_ratio(dora, lora))}};
+                    {"dora_over_lora_peak_mib", OptionalJson(mem_ratio(dora, lora))},
+                    {"d2lora_over_lora_tensor_peak_mib", OptionalJson(tensor_ratio(d2, lora))}};
       std::string full_col = "-";
       if (by_name.count("full")) {
         ratio["full_over_lora"] = MedianRatio(by_name["full"]->seconds, lora.seconds);
@@ -633,10 +654,11 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
       ratios.push_back(ratio);
       {
         char buf[256];
-        std::snprintf(buf, sizeof(buf), "%-6s %5lld  %11.3f %10.3f %11s %10s %10s", preset.c_str(),
+        std::snprintf(buf, sizeof(buf), "%-6s %5lld  %11.3f %10.3f %11s %11s %10s %10s", preset.c_str(),
                       static_cast<long long>(seq), ratio["d2lora_over_lora"].get<double>(),
                       ratio["dora_over_lora"].get<double>(), FmtOpt("%.3f", mem_ratio(d2, lora)).c_str(),
-                      FmtOpt("%.3f", mem_ratio(dora, lora)).c_str(), full_col.c_str());
+                      FmtOpt("%.3f", tensor_ratio(d2, lora)).c_str(), FmtOpt("%.3f", mem_ratio(dora, lora)).c_str(),
+                      full_col.c_str());
         ratio_table.push_back(buf);
       }
       if (by_name.count("d2lora_ckpt")) {
@@ -671,11 +693,12 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
   std::printf("\ntrain_step_bench: %lld tokens/step, r %lld, %d reps, %d threads, %s %s; GEMM peak %.1f GFLOP/s\n",
               static_cast<long long>(o.tokens), static_cast<long long>(o.r), o.reps, threads, args.device.c_str(),
               args.dtype.c_str(), peak_flops / 1e9);
-  std::printf("%-6s %5s %5s  %-12s %8s %9s %10s %9s %9s %7s %7s\n", "preset", "seq", "batch", "variant", "step_s",
-              "tok/s", "peak_MiB", "model_GF", "adapt_GF", "MFU", "HFU");
+  std::printf("%-6s %5s %5s  %-12s %8s %9s %10s %10s %9s %9s %7s %7s\n", "preset", "seq", "batch", "variant", "step_s",
+              "tok/s", "peak_MiB", "tensor_MiB", "model_GF", "adapt_GF", "MFU", "HFU");
   for (const std::string& row : table) std::printf("%s\n", row.c_str());
   std::printf("\nRatios (time: median of per-rep ratios, interleaved; memory: peak one step adds):\n");
-  std::printf("%-6s %5s  %11s %10s %11s %10s %10s\n", "preset", "seq", "d2lora/lora", "dora/lora", "mem d2/lora",
+  std::printf("%-6s %5s  %11s %10s %11s %11s %10s %10s\n", "preset", "seq", "d2lora/lora", "dora/lora", "mem d2/lora",
+              "tensor d2/l",
               "mem dora/l", "full/lora");
   for (const std::string& row : ratio_table) std::printf("%s\n", row.c_str());
   if (!ckpt_table.empty()) {
