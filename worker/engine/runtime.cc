@@ -5,6 +5,9 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <unistd.h>
 
 #include <cerrno>
@@ -67,6 +70,17 @@ std::string AllocatorName() {
   if (handle == nullptr) return "system";
   dlclose(handle);
   return "tcmalloc";
+}
+
+void ReleaseFreeMemory() {
+  using Release = void (*)();
+  if (auto release = reinterpret_cast<Release>(dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"))) {
+    release();
+    return;
+  }
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 int AvailableCores() { return AvailableCpuCores(); }

@@ -42,6 +42,13 @@ std::string AllocatorName();
 // Debian's libtcmalloc_minimal.so.4 beside the C library; "" when not installed.
 std::string TcmallocPath();
 
+// Gives the allocator's free memory back to the system: tcmalloc's
+// MallocExtension_ReleaseFreeMemory (looked up at run time), else glibc's
+// malloc_trim. Between the phases of a run, so that what one phase freed (the
+// last step's activations) does not stay cached beside what the next one
+// allocates in other sizes (the merge), where the resident peak counts both.
+void ReleaseFreeMemory();
+
 // The number of cores this process may use: its CPU affinity mask, capped by
 // its cgroup's CPU limit (common/cgroup_limits.h).
 int AvailableCores();

@@ -548,6 +548,7 @@ absl::StatusOr<nlohmann::json> RunTrainJob(const ValidJobSpec& valid, const Trai
     D2_RETURN_IF_ERROR(AgreeAcrossRanks(group, resumed, "resume from " + resume_dir));
   }
   D2_ASSIGN_OR_RETURN(TrainResult result, trainer->Run());
+  ReleaseFreeMemory();  // what the last step freed, before the merge allocates in other sizes
 
   nlohmann::json summary = RunSummary(spec, result, group.world_size(), resume_dir, counts, setup.data.report);
   if (setup.init) summary["init"] = ToJson(*setup.init);

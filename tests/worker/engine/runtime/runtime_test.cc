@@ -3,8 +3,13 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -27,6 +32,90 @@ TEST(ReexecProbe, WritesEnvironment) {
   if (out == nullptr) GTEST_SKIP() << "only run by the re-execution tests";
   std::ofstream(out) << getpid() << " " << Env("OMP_WAIT_POLICY") << " " << Env("OPENBLAS_THREAD_TIMEOUT") << "\n"
                      << Env("LD_PRELOAD") << " " << AllocatorName() << "\n";
+}
+
+// ReleaseFreeMemory: 128 MiB freed in 512 KiB blocks stays resident in the
+// allocator (tcmalloc's page heap with its gradual release off; glibc's heap
+// with mmap and automatic trimming raised out of the way) until the call
+// gives it back. Runs in a new process image per allocator (ReleaseProbe).
+constexpr const char* kReleaseProbeOut = "D2LORA_TEST_RELEASE_PROBE_OUT";
+
+int64_t ResidentKiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+TEST(ReleaseProbe, ResidentMemoryAroundARelease) {
+  const char* out = std::getenv(kReleaseProbeOut);
+  if (out == nullptr) GTEST_SKIP() << "only run by ReleaseFreeMemory's tests";
+#ifdef __GLIBC__
+  if (AllocatorName() == "system") {
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
+#endif
+  constexpr size_t kBlock = 512 << 10;
+  std::vector<char*> blocks;
+  volatile char sink = 0;
+  for (int i = 0; i < 256; ++i) {
+    char* p = static_cast<char*>(std::malloc(kBlock));
+    std::memset(p, i + 1, kBlock);
+    sink = sink + p[kBlock / 2];
+    blocks.push_back(p);
+  }
+  const int64_t held = ResidentKiB();
+  for (char* p : blocks) std::free(p);
+  const int64_t freed = ResidentKiB();
+  ReleaseFreeMemory();
+  std::ofstream(out) << AllocatorName() << " " << held << " " << freed << " " << ResidentKiB() << "\n";
+}
+
+// "<allocator> <RSS KiB holding> <after free> <after release>" from the probe
+// run with `preload` as LD_PRELOAD ("" = none).
+std::string RunReleaseProbe(const std::string& preload) {
+  const std::string out = ::testing::TempDir() + "/release_probe_" + std::to_string(getpid());
+  std::remove(out.c_str());
+  const std::string self = "/proc/" + std::to_string(getpid()) + "/exe";
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv(kReleaseProbeOut, out.c_str(), 1);
+    setenv("TCMALLOC_RELEASE_RATE", "0", 1);  // tcmalloc keeps freed spans until told
+    if (preload.empty()) unsetenv("LD_PRELOAD");
+    else setenv("LD_PRELOAD", preload.c_str(), 1);
+    std::string filter = "--gtest_filter=ReleaseProbe.*";
+    char* argv[] = {const_cast<char*>(self.c_str()), filter.data(), nullptr};
+    execv(self.c_str(), argv);
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::ifstream in(out);
+  std::string text;
+  std::getline(in, text);
+  std::remove(out.c_str());
+  return text;
+}
+
+void ExpectReleased(const std::string& preload, const std::string& allocator) {
+  const std::string text = RunReleaseProbe(preload);
+  char name[32] = {0};
+  long long held = 0, freed = 0, released = 0;
+  ASSERT_EQ(std::sscanf(text.c_str(), "%31s %lld %lld %lld", name, &held, &freed, &released), 4) << "'" << text << "'";
+  EXPECT_EQ(name, allocator);
+  // Freed, the blocks stay resident; released, they leave (128 MiB = 131072 KiB).
+  EXPECT_GT(freed, held - 32 * 1024) << text;
+  EXPECT_LT(released, freed - 96 * 1024) << text;
+}
+
+TEST(ReleaseFreeMemory, GivesGlibcsFreedHeapBack) { ExpectReleased("", "system"); }
+
+TEST(ReleaseFreeMemory, GivesTcmallocsFreedSpansBack) {
+  if (TcmallocPath().empty()) GTEST_SKIP() << "libtcmalloc_minimal is not installed";
+  ExpectReleased(TcmallocPath(), "tcmalloc");
 }
 
 struct ProbeResult {
