@@ -28,7 +28,7 @@ def rows_train_step(j):
         yield ("training step D2-LoRA / LoRA", tag, r["d2lora_over_lora"], "<= 1.10")
         yield ("training step DoRA / LoRA", tag, r["dora_over_lora"], "")
         if r.get("d2lora_over_lora_peak_mib") is not None:
-            yield ("peak memory D2-LoRA / LoRA", tag, r["d2lora_over_lora_peak_mib"], "<= 1.10")
+            yield ("memory one step adds D2-LoRA / LoRA", tag, r["d2lora_over_lora_peak_mib"], "<= 1.10")
     peak = j.get("gemm_peak", {}).get("peak_flops_per_s")
     if peak:
         yield ("GEMM peak, GFLOP/s", j["setup"]["dtype"], peak / 1e9, "measured")
@@ -97,9 +97,15 @@ def rows_adapter(j):
 
 
 def rows_memory_plan(j):
+    measured = {}
     for r in j.get("results", []):
         yield ("memory plan |measured / predicted - 1|", f"{r['preset']} seq {r['seq']} {r['method']}",
                abs(r["measured_over_predicted"] - 1), "<= 0.15")
+        measured[(r["preset"], r["seq"], r["method"])] = r["measured_bytes"]
+    for (preset, seq, method), d2 in measured.items():
+        lora = measured.get((preset, seq, "lora"))
+        if method == "d2lora" and lora:
+            yield ("whole-run peak memory D2-LoRA / LoRA", f"{preset} seq {seq}", d2 / lora, "<= 1.10")
 
 
 def rows_allocator(j):
