@@ -101,7 +101,8 @@ def rows_memory_plan(j):
     for r in j.get("results", []):
         yield ("memory plan |measured / predicted - 1|", f"{r['preset']} seq {r['seq']} {r['method']}",
                abs(r["measured_over_predicted"] - 1), "<= 0.15")
-        measured[(r["preset"], r["seq"], r["method"])] = r["measured_bytes"]
+        if r.get("measured_bytes"):
+            measured[(r["preset"], r["seq"], r["method"])] = r["measured_bytes"]
     for (preset, seq, method), d2 in measured.items():
         lora = measured.get((preset, seq, "lora"))
         if method == "d2lora" and lora:

@@ -61,6 +61,18 @@ class TableTest(unittest.TestCase):
         self.assertEqual([r[1] for r in rows], ["tiny seq 128 lora", "base seq 512 d2lora"])
         self.assertEqual([summarize.judge(r[2], r[3]) for r in rows], [True, False])
 
+    def test_memory_plan_rows_judge_d2lora_over_lora_where_both_ran(self):
+        rows = list(summarize.rows_memory_plan({"results": [
+            {"preset": "small", "seq": 128, "method": "d2lora", "measured_over_predicted": 1.0, "measured_bytes": 396},
+            {"preset": "small", "seq": 128, "method": "lora", "measured_over_predicted": 1.0, "measured_bytes": 360},
+            {"preset": "base", "seq": 512, "method": "d2lora", "measured_over_predicted": 1.0, "measured_bytes": 500},
+            {"preset": "base", "seq": 512, "method": "lora", "measured_over_predicted": 1.0, "measured_bytes": 400},
+            {"preset": "tiny", "seq": 128, "method": "d2lora", "measured_over_predicted": 1.0, "measured_bytes": 1}]}))
+        ratios = [r for r in rows if r[0].startswith("whole-run")]
+        self.assertEqual([r[1] for r in ratios], ["small seq 128", "base seq 512"])  # tiny has no LoRA run
+        self.assertAlmostEqual(ratios[0][2], 1.1)
+        self.assertEqual([summarize.judge(r[2], r[3]) for r in ratios], [True, False])
+
 
 if __name__ == "__main__":
     unittest.main()
