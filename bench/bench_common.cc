@@ -40,13 +40,24 @@ long ReadStatusKb(const char* field) {
 
 long g_rss_at_reset_kb = 0;
 
+// The hook's byte-count parameters: int64_t in LibTorch 1.13, size_t in 2.x.
+template <typename Method>
+struct HookArgs;
+template <typename C, typename R, typename Ptr, typename Size, typename Allocated, typename Reserved, typename Dev>
+struct HookArgs<R (C::*)(Ptr, Size, Allocated, Reserved, Dev)> {
+  using Total = Allocated;
+  using Pool = Reserved;
+};
+using HookTotal = HookArgs<decltype(&c10::MemoryReportingInfoBase::reportMemoryUsage)>::Total;
+using HookPool = HookArgs<decltype(&c10::MemoryReportingInfoBase::reportMemoryUsage)>::Pool;
+
 // Live and peak CPU tensor bytes, as the allocator's profiler hook reports them.
 class TensorBytes final : public c10::MemoryReportingInfoBase {
  public:
-  void reportMemoryUsage(void*, int64_t, int64_t total_allocated, int64_t, c10::Device device) override {
+  void reportMemoryUsage(void*, int64_t, HookTotal total_allocated, HookPool, c10::Device device) override {
     if (!device.is_cpu()) return;
-    live_ = total_allocated;
-    peak_ = std::max(peak_, total_allocated);
+    live_ = static_cast<int64_t>(total_allocated);
+    peak_ = std::max(peak_, live_);
   }
   bool memoryProfilingEnabled() const override { return true; }
   void ResetPeak() {
