@@ -140,6 +140,9 @@ TEST(TrainStepBenchTest, TinyRunWritesJson) {
     EXPECT_GT(r["median_step_s"].get<double>(), 0);
     EXPECT_GT(r["mfu"].get<double>(), 0);
     EXPECT_TRUE(r["peak_mib"].is_number()) << r.dump();  // the child process ran
+    // and counted the step's CPU tensor bytes through the allocator's hook
+    ASSERT_TRUE(r["tensor_peak_mib"].is_number()) << r.dump();
+    EXPECT_GT(r["tensor_peak_mib"].get<double>(), 0) << r.dump();
     StepMethod m = StepMethod::kLora;
     for (StepMethod c : {StepMethod::kLora, StepMethod::kD2Lora, StepMethod::kDora, StepMethod::kFull}) {
       if (StepMethodName(c) == r["method"]) m = c;
@@ -151,7 +154,8 @@ TEST(TrainStepBenchTest, TinyRunWritesJson) {
   EXPECT_EQ(variants, (std::set<std::string>{"lora", "d2lora", "dora", "d2lora_ckpt", "full"}));
 
   ASSERT_EQ(j["ratios"].size(), 1u);
-  for (const char* key : {"d2lora_over_lora", "dora_over_lora", "d2lora_over_lora_peak_mib", "full_over_lora"}) {
+  for (const char* key : {"d2lora_over_lora", "dora_over_lora", "d2lora_over_lora_peak_mib",
+                          "d2lora_over_lora_tensor_peak_mib", "full_over_lora"}) {
     EXPECT_TRUE(j["ratios"][0].contains(key)) << key;
   }
   EXPECT_GT(j["ratios"][0]["d2lora_over_lora"].get<double>(), 0);
