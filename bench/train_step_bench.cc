@@ -631,13 +631,15 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
       const Variant& lora = *by_name["lora"];
       const Variant& d2 = *by_name["d2lora"];
       const Variant& dora = *by_name["dora"];
-      auto mem_ratio = [](const Variant& a, const Variant& b) -> std::optional<double> {
-        if (!a.peak_mib || !b.peak_mib || *b.peak_mib <= 0) return std::nullopt;
-        return *a.peak_mib / *b.peak_mib;
+      // a's / b's peak by `field` (peak_mib or tensor_peak_mib), when both were measured.
+      auto peak_ratio = [](const Variant& a, const Variant& b,
+                           std::optional<double> Variant::*field = &Variant::peak_mib) -> std::optional<double> {
+        if (!(a.*field) || !(b.*field) || *(b.*field) <= 0) return std::nullopt;
+        return *(a.*field) / *(b.*field);
       };
-      auto tensor_ratio = [](const Variant& a, const Variant& b) -> std::optional<double> {
-        if (!a.tensor_peak_mib || !b.tensor_peak_mib || *b.tensor_peak_mib <= 0) return std::nullopt;
-        return *a.tensor_peak_mib / *b.tensor_peak_mib;
+      auto mem_ratio = [&](const Variant& a, const Variant& b) { return peak_ratio(a, b); };
+      auto tensor_ratio = [&](const Variant& a, const Variant& b) {
+        return peak_ratio(a, b, &Variant::tensor_peak_mib);
       };
       json ratio = {{"preset", preset},
                     {"seq", seq},

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/model/memory_plan.h"
+
 namespace d2lora::engine {
 namespace {
 
@@ -40,14 +42,7 @@ TEST(ReexecProbe, WritesEnvironment) {
 // gives it back. Runs in a new process image per allocator (ReleaseProbe).
 constexpr const char* kReleaseProbeOut = "D2LORA_TEST_RELEASE_PROBE_OUT";
 
-int64_t ResidentKiB() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  }
-  return -1;
-}
+int64_t ResidentKiB() { return model::ResidentBytes() / 1024; }
 
 TEST(ReleaseProbe, ResidentMemoryAroundARelease) {
   const char* out = std::getenv(kReleaseProbeOut);
