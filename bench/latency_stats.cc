@@ -43,7 +43,8 @@ void RpcStats::Record(const std::string& op, absl::Duration latency, const absl:
     ++o.ok;
     o.seconds.push_back(absl::ToDoubleSeconds(latency));
   } else {
-    ++o.errors[rpc::StatusCodeName(status.code())];
+    const std::string code = rpc::StatusCodeName(status.code());
+    if (o.errors[code]++ == 0) o.first_error[code] = std::string(status.message().substr(0, 500));
   }
 }
 
@@ -61,8 +62,13 @@ nlohmann::json RpcStats::ToJson(const std::map<std::string, Op>& ops) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [name, op] : ops) {
     nlohmann::json errors = nlohmann::json::object();
+    nlohmann::json first = nlohmann::json::object();
     for (const auto& [code, n] : op.errors) errors[code] = n;
-    j[name] = {{"ok", op.ok}, {"errors", errors}, {"latency_ms", bench::ToJson(Summarize(op.seconds))}};
+    for (const auto& [code, message] : op.first_error) first[code] = message;
+    j[name] = {{"ok", op.ok},
+               {"errors", errors},
+               {"first_error", first},
+               {"latency_ms", bench::ToJson(Summarize(op.seconds))}};
   }
   return j;
 }

@@ -40,6 +40,7 @@ class RpcStats {
     std::vector<double> seconds;  // of the successful calls
     int64_t ok = 0;
     std::map<std::string, int64_t> errors;  // by status code name ("UNAVAILABLE")
+    std::map<std::string, std::string> first_error;  // by code: the first message seen, to say why
   };
 
   void Record(const std::string& op, absl::Duration latency, const absl::Status& status);
@@ -47,7 +48,7 @@ class RpcStats {
   std::map<std::string, Op> Snapshot() const;
   void Reset();
 
-  // {"OP": {"ok", "errors": {CODE: n}, "latency_ms": ToJson(...)}, ...}
+  // {"OP": {"ok", "errors": {CODE: n}, "first_error": {CODE: message}, "latency_ms": ToJson(...)}, ...}
   static nlohmann::json ToJson(const std::map<std::string, Op>& ops);
 
  private:

@@ -2,6 +2,7 @@
 #include "server/coordinator_metrics.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 
 #include <google/protobuf/util/message_differencer.h>
@@ -51,7 +52,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(const Coordinat
   std::unique_ptr<Coordinator> c(new Coordinator(options, jobs, artifacts, metrics));
   CommitQueueOptions commit;
   commit.max_batch = options.max_commit_batch;
-  commit.on_failure = [p = c.get()](const absl::Status&) { p->Recover(); };
+  commit.on_failure = [p = c.get()](const absl::Status& error) { p->StoreWriteFailed(error); };
   auto commits = CommitQueue::Create(jobs, std::move(commit));
   if (!commits.ok()) return commits.status();
   c->commits_ = *std::move(commits);
@@ -104,22 +105,44 @@ void Coordinator::AdoptLocked(const StoredState& state) {
     if (job.state() == v1::QUEUED) queued_.emplace(-job.priority(), order, job.id());
     if (!IsTerminal(job.state())) metrics_->training().Set(job.id(), job.metrics());
   }
-  for (const StoredWorker& w : state.workers) workers_[w.id] = Worker{w, now};
+  for (const StoredWorker& w : state.workers) workers_[w.id] = Worker{w, now, false};
   for (const StoredAssignment& a : state.assignments) assignments_[a.assignment.id()] = a;
   UpdateGauges();
 }
 
-// On the commit queue's writer thread, after a failed write: every call whose
-// changes were lost has been failed; the memory goes back to what the store has.
+void Coordinator::Log(absl::string_view message) const {
+  if (options_.log) {
+    options_.log(message);
+    return;
+  }
+  const std::string line = absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()),
+                                        " d2lora-coordinator: ", message, "\n");
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+void Coordinator::StoreWriteFailed(const absl::Status& error) {
+  metrics_->StoreWriteFailed();
+  Log(absl::StrCat("a job store write failed (", error.ToString(), "); the calls waiting on it failed, ",
+                   "and the coordinator reloads its state from the store"));
+  Recover();
+}
+
+// After a failed write: every call whose changes were lost has been failed;
+// the memory goes back to what the store has.
 void Coordinator::Recover() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return;  // the queue is draining in the destructor; nothing answers any more
   auto state = store_->Load();
   if (!state.ok()) {
+    if (!recovery_pending_) {
+      Log(absl::StrCat("reloading the job store failed (", state.status().ToString(),
+                       "); calls that write fail until a reload succeeds (retried every scheduling round)"));
+    }
     recovery_pending_ = true;  // writes keep failing; the scheduler round tries again
     return;
   }
   AdoptLocked(*state);
+  Log(absl::StrCat("reloaded ", state->jobs.size(), " job(s) from the job store; writes resume"));
   recovery_pending_ = false;
   commits_->Resume();
   events_cv_.notify_all();
@@ -206,7 +229,7 @@ void Coordinator::ApplyStaged(const StoreMutation& m) {
   for (const StoredWorker& w : m.workers) {
     auto it = workers_.find(w.id);
     if (it == workers_.end()) {
-      workers_[w.id] = Worker{w, now};
+      workers_[w.id] = Worker{w, now, false};
     } else {
       it->second.stored = w;
     }

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "d2lora/v1/job_service.pb.h"
 #include "d2lora/v1/worker_service.pb.h"
@@ -55,6 +56,9 @@ struct CoordinatorOptions {
   int64_t max_upload_bytes = 16LL << 30;
   bool scheduler_thread = true;  // false: rounds run only on ScheduleNow() (tests)
   int max_commit_batch = 512;    // changes of many calls in one store transaction
+  // Where the coordinator says what an operator must know (a job store write
+  // that failed, and the reload after it); empty = a timestamped line on stderr.
+  std::function<void(absl::string_view)> log;
 };
 
 struct EventBatch {
@@ -121,6 +125,7 @@ class Coordinator {
   struct Worker {
     StoredWorker stored;
     absl::Time last_seen;
+    bool draining = false;  // as its last heartbeat said: nothing is placed on it
   };
   struct JobRuntime {
     int64_t last_seq = 0;
@@ -136,7 +141,10 @@ class Coordinator {
   void AdoptLocked(const StoredState& state);
   void Loop();
   // A store write failed: reload the state the store has (writer thread).
+  // On the commit queue's writer thread: counts and logs the failed write, then Recover().
+  void StoreWriteFailed(const absl::Status& error);
   void Recover();
+  void Log(absl::string_view message) const;
   // Until the changes with `ticket` are durable; mu_ NOT held.
   absl::Status Durable(uint64_t ticket) { return commits_->Wait(ticket); }
 

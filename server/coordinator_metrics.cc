@@ -52,6 +52,9 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry) : trainin
                              .Help("Job store transactions (each one fsync; group commit)").Register(registry).Add({});
   store_changes_ = &prometheus::BuildCounter().Name("d2lora_store_changes_total")
                         .Help("Acknowledged changes written to the job store").Register(registry).Add({});
+  store_write_failures_ = &prometheus::BuildCounter().Name("d2lora_store_write_failures_total")
+                               .Help("Job store transactions that failed; the calls in them failed")
+                               .Register(registry).Add({});
 }
 
 void CoordinatorMetrics::SetState(const std::map<v1::JobState, int>& jobs, int64_t queued, int64_t workers,
@@ -77,6 +80,7 @@ void CoordinatorMetrics::AttemptFailed() { attempts_failed_->Increment(); }
 void CoordinatorMetrics::WorkerLost() { workers_lost_->Increment(); }
 
 void CoordinatorMetrics::WorkerLeft() { workers_left_->Increment(); }
+void CoordinatorMetrics::StoreWriteFailed() { store_write_failures_->Increment(); }
 
 void CoordinatorMetrics::StoreTotals(int64_t transactions, int64_t changes) {
   store_transactions_->Increment(static_cast<double>(transactions - transactions_reported_));

@@ -13,6 +13,7 @@
 //   d2lora_workers_left_total              workers that left on shutdown (LeaveWorker)
 //   d2lora_store_transactions_total        job store transactions (one fsync each)
 //   d2lora_store_changes_total             acknowledged changes written
+//   d2lora_store_write_failures_total      store transactions that failed (the calls in them failed)
 //
 // plus TrainingSeries (d2lora_train_*{job_id}) for the jobs not yet ended.
 #pragma once
@@ -47,6 +48,7 @@ class CoordinatorMetrics {
   void AttemptFailed();
   void WorkerLost();
   void WorkerLeft();
+  void StoreWriteFailed();
   // The job store's totals so far (group commit): the counters go up by the difference.
   void StoreTotals(int64_t transactions, int64_t changes);
   TrainingSeries& training() { return training_; }
@@ -64,6 +66,7 @@ class CoordinatorMetrics {
   prometheus::Counter* workers_left_;
   prometheus::Counter* store_transactions_;
   prometheus::Counter* store_changes_;
+  prometheus::Counter* store_write_failures_;
   int64_t transactions_reported_ = 0;
   int64_t changes_reported_ = 0;
   TrainingSeries training_;

@@ -86,7 +86,13 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
   uint64_t ticket = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto w = TouchWorker(request.worker_id()); !w.ok()) return w.status();
+    auto w = TouchWorker(request.worker_id());
+    if (!w.ok()) return w.status();
+    if (request.draining() && !(*w)->draining) {
+      Log(absl::StrCat("worker ", (*w)->stored.registration.name(), " (", request.worker_id(),
+                       ") is draining (shutting down): nothing more is placed on it"));
+    }
+    (*w)->draining = request.draining();
     for (const auto& [id, a] : assignments_) {
       if (a.worker_id != request.worker_id()) continue;
       if (a.stop_requested) {
@@ -365,7 +371,7 @@ absl::Status Coordinator::Fail(const v1::FailAssignmentRequest& request) {
 std::vector<WorkerView> Coordinator::WorkerViews() const {
   std::vector<WorkerView> views;
   views.reserve(workers_.size());
-  for (const auto& [id, w] : workers_) views.push_back(WorkerView{id, &w.stored.registration, w.last_seen});
+  for (const auto& [id, w] : workers_) views.push_back(WorkerView{id, &w.stored.registration, w.last_seen, w.draining});
   return views;
 }
 

@@ -99,7 +99,9 @@ std::vector<WorkerSlots> FreeSlots(const std::vector<WorkerView>& workers,
                                    absl::Duration heartbeat_interval) {
   auto late = [&](const WorkerView& w) { return now - w.last_seen > 2 * heartbeat_interval; };
   std::vector<const WorkerView*> order;
-  for (const WorkerView& w : workers) order.push_back(&w);
+  for (const WorkerView& w : workers) {
+    if (!w.draining) order.push_back(&w);
+  }
   std::stable_sort(order.begin(), order.end(), [&](const WorkerView* a, const WorkerView* b) {
     if (late(*a) != late(*b)) return !late(*a);
     return a->last_seen < b->last_seen;

@@ -36,6 +36,7 @@ struct WorkerView {
   std::string id;
   const v1::RegisterWorkerRequest* registration = nullptr;  // never null
   absl::Time last_seen;
+  bool draining = false;  // shutting down: it gets nothing new
 };
 
 // The ids of the workers not heard from within `timeout` of `now`.
@@ -45,7 +46,7 @@ std::vector<std::string> LostWorkers(const std::vector<WorkerView>& workers, abs
 // heard from longest ago come first: a worker learns of its assignment at its
 // next heartbeat, and theirs come soonest. Workers that have missed two
 // heartbeats (perhaps gone) go last. PlaceJobs keeps this order among workers
-// with as many free slots.
+// with as many free slots. A draining worker has none.
 std::vector<WorkerSlots> FreeSlots(const std::vector<WorkerView>& workers,
                                    const std::map<std::string, std::set<int>>& busy, absl::Time now,
                                    absl::Duration heartbeat_interval);

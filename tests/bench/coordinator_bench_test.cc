@@ -103,6 +103,8 @@ TEST(RpcStatsTest, RecordsFromManyThreadsByOperationAndCode) {
   const nlohmann::json j = RpcStats::ToJson(ops);
   EXPECT_EQ(j["Heartbeat"]["ok"], 400);
   EXPECT_EQ(j["Heartbeat"]["errors"]["UNAVAILABLE"], 40);
+  EXPECT_EQ(j["Heartbeat"]["first_error"]["UNAVAILABLE"], "down");  // the bench says why calls failed
+  EXPECT_EQ(j["SubmitJob"]["first_error"]["INVALID_ARGUMENT"], "bad");
   EXPECT_DOUBLE_EQ(j["Heartbeat"]["latency_ms"]["max"].get<double>(), 99.0);
   EXPECT_EQ(j["SubmitJob"]["latency_ms"]["count"], 0);
 
@@ -214,7 +216,7 @@ TEST(CoordinatorBenchTest, TinyRunWritesTheJson) {
   EXPECT_EQ(j["config"]["workers"], 4);
   EXPECT_EQ(j["config"]["quick"], true);
   EXPECT_GT(j["submit"]["accepted"].get<int64_t>(), 0);
-  EXPECT_EQ(j["submit"]["errors"], 0);
+  EXPECT_EQ(j["submit"]["errors"], 0) << j["submit"]["rpcs"].dump() << "\n" << j["submit"]["worker_rpcs"].dump() << "\n" << output;
   EXPECT_GT(j["submit"]["per_second"].get<double>(), 0);
   for (const char* key : {"p50", "p99", "max"}) EXPECT_TRUE(j["submit"]["latency_ms"].contains(key)) << key;
   ASSERT_EQ(j["scheduling"].size(), 3u);

@@ -393,6 +393,44 @@ TEST_F(CoordinatorTest, AWorkerThatLeavesIsForgottenAtOnceAndItsJobRequeued) {
   EXPECT_EQ(coordinator_->Leave(leave).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A worker shutting down says so on its heartbeats (draining): from then on
+// nothing is placed on it, though its slots are free; the coordinator logs it
+// once. It would otherwise be preferred (heard from longest ago).
+TEST_F(CoordinatorTest, NothingIsPlacedOnADrainingWorker) {
+  auto logged = std::make_shared<std::vector<std::string>>();
+  auto log_mu = std::make_shared<std::mutex>();
+  options_.log = [logged, log_mu](absl::string_view line) {
+    std::lock_guard<std::mutex> lock(*log_mu);
+    logged->emplace_back(line);
+  };
+  Open();
+  const std::string draining = AddWorker(1);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(draining);
+  hb.set_draining(true);
+  D2_ASSERT_OK(coordinator_->Heartbeat(hb).status());
+  D2_ASSERT_OK(coordinator_->Heartbeat(hb).status());
+  const std::string id = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  EXPECT_EQ(State(id), v1::QUEUED);  // its only candidate is draining
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const std::string other = AddWorker(1);
+  coordinator_->ScheduleNow();
+  EXPECT_EQ(State(id), v1::SCHEDULED);
+  EXPECT_EQ(Lease(other).job_id(), id);
+  {
+    std::lock_guard<std::mutex> lock(*log_mu);
+    ASSERT_EQ(logged->size(), 1u);  // once, however many heartbeats say it
+    EXPECT_TRUE(absl::StrContains(logged->front(), absl::StrCat("(", draining, ") is draining"))) << logged->front();
+  }
+  // A heartbeat without the flag (the worker stayed after all) makes it a candidate again.
+  hb.set_draining(false);
+  D2_ASSERT_OK(coordinator_->Heartbeat(hb).status());
+  const std::string next = Submit(Request(1));
+  coordinator_->ScheduleNow();
+  EXPECT_EQ(Lease(draining).job_id(), next);
+}
+
 // Elastic retries: with one of two workers gone for good, the retry waits
 // resources.elastic_wait_seconds for 2 slots, then runs on 1 from the
 // checkpoint, with a micro-batch that divides the larger share, and says so.
@@ -976,6 +1014,12 @@ TEST_F(CoordinatorTest, ConcurrentSubmittersAreAllDurableListedOnceInOrder) {
 // the coordinator's state goes back to what the store has.
 TEST_F(CoordinatorTest, AFailedStoreWriteFailsItsCallsAndRestoresTheStoredState) {
   store_options_.busy_timeout_ms = 100;
+  auto logged = std::make_shared<std::vector<std::string>>();
+  auto log_mu = std::make_shared<std::mutex>();
+  options_.log = [logged, log_mu](absl::string_view line) {
+    std::lock_guard<std::mutex> lock(*log_mu);
+    logged->emplace_back(line);
+  };
   Open();
   const std::string w = AddWorker(1);
   const std::string kept = Submit(Request());
@@ -1020,6 +1064,18 @@ TEST_F(CoordinatorTest, AFailedStoreWriteFailsItsCallsAndRestoresTheStoredState)
   EXPECT_FALSE(job->cancel_requested());
   EXPECT_EQ(ListAll(*coordinator_), before);
   EXPECT_GE(coordinator_->commit_stats().failed_batches, 1);
+  // The operator is told: a line that names the store and the reload, and a counter.
+  {
+    std::lock_guard<std::mutex> lock(*log_mu);
+    ASSERT_GE(logged->size(), 2u);
+    EXPECT_TRUE(absl::StrContains(logged->front(), "a job store write failed (UNAVAILABLE")) << logged->front();
+    EXPECT_TRUE(absl::StrContains(logged->front(), dir_.file("jobs.db"))) << logged->front();
+    EXPECT_TRUE(absl::StrContains(logged->back(), "from the job store; writes resume")) << logged->back();
+  }
+  const std::string text = prometheus::TextSerializer().Serialize(registry_->Collect());
+  EXPECT_TRUE(absl::StrContains(text, absl::StrCat("\nd2lora_store_write_failures_total ",
+                                                   coordinator_->commit_stats().failed_batches, "\n")))
+      << text;
 
   // And it works on: a job is placed, leased and finished.
   const std::string next = Submit(Request());

@@ -25,19 +25,21 @@ v1::RegisterWorkerRequest Registration(int slots, int port_first = 29500, int po
 TEST(SchedulingRoundTest, LostWorkersAreThosePastTheTimeout) {
   const absl::Time now = absl::FromUnixSeconds(1000);
   const v1::RegisterWorkerRequest r = Registration(1);
-  const std::vector<WorkerView> workers = {{"fresh", &r, now - absl::Seconds(5)},
-                                           {"lost", &r, now - absl::Seconds(31)},
-                                           {"edge", &r, now - absl::Seconds(30)}};
+  const std::vector<WorkerView> workers = {{"fresh", &r, now - absl::Seconds(5), false},
+                                           {"lost", &r, now - absl::Seconds(31), false},
+                                           {"edge", &r, now - absl::Seconds(30), false}};
   EXPECT_EQ(LostWorkers(workers, now, absl::Seconds(30)), std::vector<std::string>{"lost"});
 }
 
-// Heard from longest ago first (their heartbeat comes soonest), late ones last; busy slots left out.
+// Heard from longest ago first (their heartbeat comes soonest), late ones last; busy slots left out;
+// a draining worker (shutting down) offers none.
 TEST(SchedulingRoundTest, FreeSlotsInThePlacementsOrder) {
   const absl::Time now = absl::FromUnixSeconds(1000);
   const v1::RegisterWorkerRequest two = Registration(2), one = Registration(1);
-  const std::vector<WorkerView> workers = {{"recent", &two, now - absl::Milliseconds(100)},
-                                           {"late", &one, now - absl::Seconds(5)},
-                                           {"older", &two, now - absl::Seconds(1)}};
+  const std::vector<WorkerView> workers = {{"recent", &two, now - absl::Milliseconds(100), false},
+                                           {"late", &one, now - absl::Seconds(5), false},
+                                           {"draining", &two, now - absl::Seconds(1.5), true},
+                                           {"older", &two, now - absl::Seconds(1), false}};
   const std::map<std::string, std::set<int>> busy = {{"older", {0}}};
   const std::vector<WorkerSlots> slots = FreeSlots(workers, busy, now, absl::Seconds(2));
   ASSERT_EQ(slots.size(), 3u);

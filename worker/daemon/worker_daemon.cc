@@ -234,7 +234,9 @@ absl::Status WorkerDaemon::Run(const std::function<void(const std::string&)>& on
   }
   if (lease_thread.joinable()) lease_thread.join();  // Shutdown cancelled its long poll
 
-  // Shutting down: stop every rank, keep heartbeating while they report.
+  // Shutting down: say so at once (the coordinator stops placing work here),
+  // stop every rank, keep heartbeating while they report, then leave.
+  if (!worker_id().empty()) Heartbeat(/*lease=*/false);
   const absl::Time give_up = absl::Now() + options_.stop_grace + kShutdownReportTime;
   StopAll("the worker is shutting down", give_up);
   while (ActiveRunners() > 0 && absl::Now() < give_up + absl::Seconds(5)) {
@@ -279,6 +281,7 @@ void WorkerDaemon::Heartbeat(bool lease) {
     interval = heartbeat_interval_;
   }
   request.set_worker_id(id);
+  request.set_draining(shutting_down());  // the coordinator places nothing more here
   for (const std::string& running : RunningIds()) request.add_running_assignments(running);
   grpc::ClientContext context;
   client_.Prepare(context, std::clamp(interval, absl::Seconds(1), absl::Seconds(10)));

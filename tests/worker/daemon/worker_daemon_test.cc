@@ -170,6 +170,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     if (!workers_.count(request->worker_id())) return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown worker");
     ++heartbeats_;
+    if (request->draining() && draining_heartbeats_++ == 0) failed_before_draining_ = failed_.size();
     for (const std::string& id : request->running_assignments()) ever_running_.insert(id);
     last_running_.assign(request->running_assignments().begin(), request->running_assignments().end());
     for (const auto& c : commands_) *response->add_commands() = c;
@@ -293,6 +294,8 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::vector<v1::FailAssignmentRequest> failed_;
   std::vector<v1::LeaveWorkerRequest> left_;
   size_t failed_before_leaving_ = 0;  // failure reports received when LeaveWorker came
+  int draining_heartbeats_ = 0;       // heartbeats that said the worker is shutting down
+  size_t failed_before_draining_ = 0;  // failure reports received when the first of them came
 };
 
 class WorkerDaemonTest : public ::testing::Test {
@@ -764,9 +767,16 @@ TEST_F(WorkerDaemonTest, ShutdownStopsRanksAndReportsThemAborted) {
   fake_.Queue(Assignment("d1", "hang"));
   fake_.Queue(Assignment("d2", "hang", 1, 2));
   StartDaemon();
-  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.started_.size() == 2; }));
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.started_.size() == 2 && fake_.heartbeats_ > 0; }));
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu_);
+    EXPECT_EQ(fake_.draining_heartbeats_, 0);  // at work, it is not draining
+  }
   StopDaemon();
   std::lock_guard<std::mutex> lock(fake_.mu_);
+  // It says it is draining at once, before its ranks have stopped and reported.
+  EXPECT_GE(fake_.draining_heartbeats_, 1);
+  EXPECT_EQ(fake_.failed_before_draining_, 0u);
   ASSERT_EQ(fake_.failed_.size(), 2u);
   for (const auto& f : fake_.failed_) {
     EXPECT_EQ(f.error().code(), "ABORTED");
