@@ -140,8 +140,8 @@ class Coordinator {
   absl::Status LoadState();
   void AdoptLocked(const StoredState& state);
   void Loop();
-  // A store write failed: reload the state the store has (writer thread).
-  // On the commit queue's writer thread: counts and logs the failed write, then Recover().
+  // A store write failed (the commit queue's writer thread): count it, log
+  // it, and Recover(): reload the state the store has.
   void StoreWriteFailed(const absl::Status& error);
   void Recover();
   void Log(absl::string_view message) const;

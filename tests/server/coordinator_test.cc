@@ -72,6 +72,23 @@ class CoordinatorTest : public ::testing::Test {
     EXPECT_TRUE(answer.ok()) << answer.status();
     return answer->worker_id();
   }
+  // What the coordinator logs, kept instead of written to stderr (before Open()).
+  struct LogLines {
+    std::mutex mu;
+    std::vector<std::string> lines;
+    std::vector<std::string> Get() {
+      std::lock_guard<std::mutex> lock(mu);
+      return lines;
+    }
+  };
+  std::shared_ptr<LogLines> CaptureLog() {
+    auto log = std::make_shared<LogLines>();
+    options_.log = [log](absl::string_view line) {
+      std::lock_guard<std::mutex> lock(log->mu);
+      log->lines.emplace_back(line);
+    };
+    return log;
+  }
   v1::Assignment Lease(const std::string& worker) {
     v1::LeaseAssignmentRequest r;
     r.set_worker_id(worker);
@@ -397,12 +414,7 @@ TEST_F(CoordinatorTest, AWorkerThatLeavesIsForgottenAtOnceAndItsJobRequeued) {
 // nothing is placed on it, though its slots are free; the coordinator logs it
 // once. It would otherwise be preferred (heard from longest ago).
 TEST_F(CoordinatorTest, NothingIsPlacedOnADrainingWorker) {
-  auto logged = std::make_shared<std::vector<std::string>>();
-  auto log_mu = std::make_shared<std::mutex>();
-  options_.log = [logged, log_mu](absl::string_view line) {
-    std::lock_guard<std::mutex> lock(*log_mu);
-    logged->emplace_back(line);
-  };
+  const std::shared_ptr<LogLines> log = CaptureLog();
   Open();
   const std::string draining = AddWorker(1);
   v1::HeartbeatRequest hb;
@@ -418,11 +430,9 @@ TEST_F(CoordinatorTest, NothingIsPlacedOnADrainingWorker) {
   coordinator_->ScheduleNow();
   EXPECT_EQ(State(id), v1::SCHEDULED);
   EXPECT_EQ(Lease(other).job_id(), id);
-  {
-    std::lock_guard<std::mutex> lock(*log_mu);
-    ASSERT_EQ(logged->size(), 1u);  // once, however many heartbeats say it
-    EXPECT_TRUE(absl::StrContains(logged->front(), absl::StrCat("(", draining, ") is draining"))) << logged->front();
-  }
+  const std::vector<std::string> logged = log->Get();
+  ASSERT_EQ(logged.size(), 1u);  // once, however many heartbeats say it
+  EXPECT_TRUE(absl::StrContains(logged.front(), absl::StrCat("(", draining, ") is draining"))) << logged.front();
   // A heartbeat without the flag (the worker stayed after all) makes it a candidate again.
   hb.set_draining(false);
   D2_ASSERT_OK(coordinator_->Heartbeat(hb).status());
@@ -1014,12 +1024,7 @@ TEST_F(CoordinatorTest, ConcurrentSubmittersAreAllDurableListedOnceInOrder) {
 // the coordinator's state goes back to what the store has.
 TEST_F(CoordinatorTest, AFailedStoreWriteFailsItsCallsAndRestoresTheStoredState) {
   store_options_.busy_timeout_ms = 100;
-  auto logged = std::make_shared<std::vector<std::string>>();
-  auto log_mu = std::make_shared<std::mutex>();
-  options_.log = [logged, log_mu](absl::string_view line) {
-    std::lock_guard<std::mutex> lock(*log_mu);
-    logged->emplace_back(line);
-  };
+  const std::shared_ptr<LogLines> log = CaptureLog();
   Open();
   const std::string w = AddWorker(1);
   const std::string kept = Submit(Request());
@@ -1065,13 +1070,11 @@ TEST_F(CoordinatorTest, AFailedStoreWriteFailsItsCallsAndRestoresTheStoredState)
   EXPECT_EQ(ListAll(*coordinator_), before);
   EXPECT_GE(coordinator_->commit_stats().failed_batches, 1);
   // The operator is told: a line that names the store and the reload, and a counter.
-  {
-    std::lock_guard<std::mutex> lock(*log_mu);
-    ASSERT_GE(logged->size(), 2u);
-    EXPECT_TRUE(absl::StrContains(logged->front(), "a job store write failed (UNAVAILABLE")) << logged->front();
-    EXPECT_TRUE(absl::StrContains(logged->front(), dir_.file("jobs.db"))) << logged->front();
-    EXPECT_TRUE(absl::StrContains(logged->back(), "from the job store; writes resume")) << logged->back();
-  }
+  const std::vector<std::string> logged = log->Get();
+  ASSERT_GE(logged.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(logged.front(), "a job store write failed (UNAVAILABLE")) << logged.front();
+  EXPECT_TRUE(absl::StrContains(logged.front(), dir_.file("jobs.db"))) << logged.front();
+  EXPECT_TRUE(absl::StrContains(logged.back(), "from the job store; writes resume")) << logged.back();
   const std::string text = prometheus::TextSerializer().Serialize(registry_->Collect());
   EXPECT_TRUE(absl::StrContains(text, absl::StrCat("\nd2lora_store_write_failures_total ",
                                                    coordinator_->commit_stats().failed_batches, "\n")))
