@@ -24,6 +24,8 @@ using rpc::IsTerminal;
 
 using google::protobuf::util::TimeUtil;
 
+constexpr absl::Duration kStoreFailureLogPeriod = absl::Seconds(10);
+
 // To the nanosecond: protobuf's TimeUtil::GetCurrentTime() has whole seconds only.
 google::protobuf::Timestamp Now() { return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now())); }
 
@@ -122,8 +124,24 @@ void Coordinator::Log(absl::string_view message) const {
 
 void Coordinator::StoreWriteFailed(const absl::Status& error) {
   metrics_->StoreWriteFailed();
-  Log(absl::StrCat("a job store write failed (", error.ToString(), "); the calls waiting on it failed, ",
-                   "and the coordinator reloads its state from the store"));
+  {
+    // While the cause lasts (a full disk) every write fails: one line per
+    // period, not one per write.
+    std::lock_guard<std::mutex> lock(mu_);
+    const absl::Time now = absl::Now();
+    if (now < next_store_failure_log_) {
+      ++store_failures_unlogged_;
+    } else {
+      const std::string more = store_failures_unlogged_ == 0
+                                   ? ""
+                                   : absl::StrCat(" (", store_failures_unlogged_, " more since the last report)");
+      Log(absl::StrCat("a job store write failed (", error.ToString(), ")", more, "; the calls waiting on it ",
+                       "failed, and the coordinator reloads its state from the store"));
+      store_failures_unlogged_ = 0;
+      next_store_failure_log_ = now + kStoreFailureLogPeriod;
+      log_next_reload_ = true;
+    }
+  }
   Recover();
 }
 
@@ -142,7 +160,8 @@ void Coordinator::Recover() {
     return;
   }
   AdoptLocked(*state);
-  Log(absl::StrCat("reloaded ", state->jobs.size(), " job(s) from the job store; writes resume"));
+  if (log_next_reload_) Log(absl::StrCat("reloaded ", state->jobs.size(), " job(s) from the job store; writes resume"));
+  log_next_reload_ = false;
   recovery_pending_ = false;
   commits_->Resume();
   events_cv_.notify_all();

@@ -213,6 +213,11 @@ class Coordinator {
   bool stopping_ = false;
   bool wake_pending_ = false;
   bool recovery_pending_ = false;  // a reload after a failed write failed too
+  // The log says a failed write at most every 10 s, with a
+  // count of those it did not report, and the reload that follows a report.
+  absl::Time next_store_failure_log_ = absl::InfinitePast();
+  int64_t store_failures_unlogged_ = 0;
+  bool log_next_reload_ = false;
   std::map<std::string, v1::Job> jobs_;
   std::map<std::string, JobRuntime> runtime_;
   std::vector<std::string> job_order_;  // submission order

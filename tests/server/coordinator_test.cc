@@ -1071,11 +1071,22 @@ TEST_F(CoordinatorTest, AFailedStoreWriteFailsItsCallsAndRestoresTheStoredState)
   EXPECT_GE(coordinator_->commit_stats().failed_batches, 1);
   // The operator is told: a line that names the store and the reload, and a counter.
   const std::vector<std::string> logged = log->Get();
-  ASSERT_GE(logged.size(), 2u);
+  ASSERT_EQ(logged.size(), 2u);
   EXPECT_TRUE(absl::StrContains(logged.front(), "a job store write failed (UNAVAILABLE")) << logged.front();
   EXPECT_TRUE(absl::StrContains(logged.front(), dir_.file("jobs.db"))) << logged.front();
   EXPECT_TRUE(absl::StrContains(logged.back(), "from the job store; writes resume")) << logged.back();
+  // A second failure soon after is counted, not logged again (a full disk fails every write).
+  ASSERT_EQ(sqlite3_open(dir_.file("jobs.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE;", nullptr, nullptr, nullptr), SQLITE_OK);
+  EXPECT_EQ(coordinator_->Submit(Request()).status().code(), absl::StatusCode::kUnavailable);
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK;", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end; absl::SleepFor(absl::Milliseconds(10))) {
+    if (coordinator_->GetJob(kept).ok()) break;  // reloaded
+  }
+  EXPECT_EQ(log->Get(), logged);
   const std::string text = prometheus::TextSerializer().Serialize(registry_->Collect());
+  EXPECT_GE(coordinator_->commit_stats().failed_batches, 2);
   EXPECT_TRUE(absl::StrContains(text, absl::StrCat("\nd2lora_store_write_failures_total ",
                                                    coordinator_->commit_stats().failed_batches, "\n")))
       << text;
