@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log_line.h"
 #include "common/rpc/job_state.h"
 #include "server/job_ids.h"
 #include "server/submit_check.h"
@@ -117,8 +118,7 @@ void Coordinator::Log(absl::string_view message) const {
     options_.log(message);
     return;
   }
-  const std::string line = absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()),
-                                        " d2lora-coordinator: ", message, "\n");
+  const std::string line = LogLine("d2lora-coordinator", message, absl::Now());
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/log_line.h"
 
 namespace d2lora::worker {
 namespace {
@@ -22,8 +23,7 @@ FILE* g_log_file = nullptr;  // guarded by LogMutex(); nullptr = stderr
 }  // namespace
 
 void Log(absl::string_view message) {
-  const std::string line = absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()),
-                                        " d2lora-worker: ", message, "\n");
+  const std::string line = LogLine("d2lora-worker", message, absl::Now());
   std::lock_guard<std::mutex> lock(LogMutex());
   FILE* out = g_log_file != nullptr ? g_log_file : stderr;
   std::fwrite(line.data(), 1, line.size(), out);

@@ -1,5 +1,5 @@
 // The worker daemon's own log: one line per event on stderr, with a UTC
-// timestamp ("2025-01-31T12:00:00Z d2lora-worker: ..."). stdout is kept for
+// timestamp ("2025-01-31T12:00:00Z d2lora-worker: ...", common/log_line.h). stdout is kept for
 // the few lines scripts parse (metrics address, worker id).
 #pragma once
 
