@@ -633,21 +633,20 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
       const Variant& dora = *by_name["dora"];
       // a's / b's peak by `field` (peak_mib or tensor_peak_mib), when both were measured.
       auto peak_ratio = [](const Variant& a, const Variant& b,
-                           std::optional<double> Variant::*field = &Variant::peak_mib) -> std::optional<double> {
+                           std::optional<double> Variant::*field) -> std::optional<double> {
         if (!(a.*field) || !(b.*field) || *(b.*field) <= 0) return std::nullopt;
         return *(a.*field) / *(b.*field);
       };
-      auto mem_ratio = [&](const Variant& a, const Variant& b) { return peak_ratio(a, b); };
-      auto tensor_ratio = [&](const Variant& a, const Variant& b) {
-        return peak_ratio(a, b, &Variant::tensor_peak_mib);
-      };
+      const std::optional<double> d2_mem = peak_ratio(d2, lora, &Variant::peak_mib),
+                                  dora_mem = peak_ratio(dora, lora, &Variant::peak_mib),
+                                  d2_tensor = peak_ratio(d2, lora, &Variant::tensor_peak_mib);
       json ratio = {{"preset", preset},
                     {"seq", seq},
                     {"d2lora_over_lora", MedianRatio(d2.seconds, lora.seconds)},
                     {"dora_over_lora", MedianRatio(dora.seconds, lora.seconds)},
-                    {"d2lora_over_lora_peak_mib", OptionalJson(mem_ratio(d2, lora))},
-                    {"dora_over_lora_peak_mib", OptionalJson(mem_ratio(dora, lora))},
-                    {"d2lora_over_lora_tensor_peak_mib", OptionalJson(tensor_ratio(d2, lora))}};
+                    {"d2lora_over_lora_peak_mib", OptionalJson(d2_mem)},
+                    {"dora_over_lora_peak_mib", OptionalJson(dora_mem)},
+                    {"d2lora_over_lora_tensor_peak_mib", OptionalJson(d2_tensor)}};
       std::string full_col = "-";
       if (by_name.count("full")) {
         ratio["full_over_lora"] = MedianRatio(by_name["full"]->seconds, lora.seconds);
@@ -658,15 +657,15 @@ absl::Status Run(const BenchArgs& args, const Options& o) {
         char buf[256];
         std::snprintf(buf, sizeof(buf), "%-6s %5lld  %11.3f %10.3f %11s %11s %10s %10s", preset.c_str(),
                       static_cast<long long>(seq), ratio["d2lora_over_lora"].get<double>(),
-                      ratio["dora_over_lora"].get<double>(), FmtOpt("%.3f", mem_ratio(d2, lora)).c_str(),
-                      FmtOpt("%.3f", tensor_ratio(d2, lora)).c_str(), FmtOpt("%.3f", mem_ratio(dora, lora)).c_str(),
+                      ratio["dora_over_lora"].get<double>(), FmtOpt("%.3f", d2_mem).c_str(),
+                      FmtOpt("%.3f", d2_tensor).c_str(), FmtOpt("%.3f", dora_mem).c_str(),
                       full_col.c_str());
         ratio_table.push_back(buf);
       }
       if (by_name.count("d2lora_ckpt")) {
         const Variant& ck = *by_name["d2lora_ckpt"];
         const double tr = MedianRatio(ck.seconds, d2.seconds);
-        const auto mr = mem_ratio(ck, d2);
+        const std::optional<double> mr = peak_ratio(ck, d2, &Variant::peak_mib);
         ckpt_rows.push_back({{"preset", preset}, {"seq", seq}, {"method", "d2lora"},
                              {"time_ckpt_over_plain", tr}, {"peak_mib_ckpt_over_plain", OptionalJson(mr)},
                              {"peak_mib_plain", OptionalJson(d2.peak_mib)},
